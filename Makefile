@@ -1,0 +1,68 @@
+# fashion-zoo: `make train-all export` is the main job, `make test` runs the tests.
+# Every target installs what it needs first (a virtual environment in .venv/).
+
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+DATA_DIR   ?= data
+KAGGLE_DIR ?= data/kaggle
+ARTIFACTS  ?= artifacts
+EPOCHS     ?= 15
+MODEL      ?= baseline
+FORCE      ?= 0
+JOBS       ?= 2
+HOST       ?= 127.0.0.1
+PORT       ?= 3000
+QUICK      ?= 0
+
+TRAIN_ARGS := --epochs $(EPOCHS) --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) \
+              --artifacts $(ARTIFACTS) --force $(FORCE)
+
+.PHONY: help install data data-kaggle train train-all report export test bench build serve clean models
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create .venv with the pinned dependencies and this project
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $@
+
+models: install  ## list the zoo
+	@$(PY) -m zoo
+
+data: install  ## put Fashion-MNIST under $(DATA_DIR) (Debian package, download, or apt-get)
+	@$(PY) -m training.data --data-dir $(DATA_DIR)
+
+data-kaggle: install  ## download the Kaggle set into $(KAGGLE_DIR) with kagglehub (needs a Kaggle account)
+	@$(PY) -m training.kaggle download --kaggle-dir $(KAGGLE_DIR)
+
+train: data  ## train one model: make train MODEL=numfilters [EPOCHS=15]
+	@$(PY) -m training.train --model $(MODEL) $(TRAIN_ARGS)
+
+train-all: data  ## train every model, retrain the best on train+val, write reports
+	@$(PY) -m training.train_all --jobs $(JOBS) $(TRAIN_ARGS)
+
+report: install  ## rebuild results.json/.md and the curves from the checkpoints
+	@$(PY) -m training.report --artifacts $(ARTIFACTS)
+
+export: install  ## ONNX export + parity check + manifest + BentoML model store
+	@$(PY) -m export --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR)
+
+test: install  ## run the test suite (CPU, no network, a few minutes)
+	$(PY) -m pytest -q
+
+bench: install  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 for a short run
+	@$(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK)
+
+build: install  ## bentoml build (after make export)
+	$(VENV)/bin/bentoml build
+
+serve: install  ## serve the zoo on http://$(HOST):$(PORT) (after make export)
+	$(VENV)/bin/bentoml serve service.service:FashionZoo --host $(HOST) --port $(PORT)
+
+clean:  ## remove artifacts (not data, not .venv)
+	rm -rf $(ARTIFACTS)

@@ -1,0 +1,116 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from training.config import TrainConfig
+from training.train import checkpoint_path, load_checkpoint, train
+from training.train_all import run
+from zoo.errors import ZooError
+
+
+def cfg(tmp_path, fmnist_dir, **kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 1, "data_dir": str(fmnist_dir), "artifacts": str(tmp_path),
+                          "batch_size": 32, **kw})
+
+
+def test_checkpoint_holds_everything_to_rebuild(tmp_path, fmnist_dir):
+    ckpt = train(cfg(tmp_path, fmnist_dir, model="dropout"), quiet=True)
+    saved = torch.load(checkpoint_path(cfg(tmp_path, fmnist_dir, model="dropout")), weights_only=True)
+    for key in ("name", "kwargs", "state_dict", "metrics", "history", "config", "classes", "preprocess"):
+        assert key in saved
+    assert saved["name"] == "dropout" and saved["kwargs"] == {"dropout": 0.5}
+    assert saved["complete"] and saved["epoch"] == 1 and len(saved["history"]) == 1
+    assert 0 <= ckpt["metrics"]["test_acc"] <= 1 and len(ckpt["metrics"]["test_per_class"]) == 10
+
+
+def test_same_seed_same_result(tmp_path, fmnist_dir):
+    a = train(cfg(tmp_path / "a", fmnist_dir, model="batchnorm"), quiet=True)
+    b = train(cfg(tmp_path / "b", fmnist_dir, model="batchnorm"), quiet=True)
+    assert a["metrics"] == b["metrics"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_resume_ends_with_the_same_weights(tmp_path, fmnist_dir):
+    """Stopping after epoch 1 and resuming gives the weights of an uninterrupted 3-epoch run."""
+    straight = train(cfg(tmp_path / "s", fmnist_dir, model="dropout", epochs=3), quiet=True)
+    train(cfg(tmp_path / "r", fmnist_dir, model="dropout", epochs=1), quiet=True)
+    resumed = train(cfg(tmp_path / "r", fmnist_dir, model="dropout", epochs=3), quiet=True)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert all(torch.equal(straight["state_dict"][k], resumed["state_dict"][k]) for k in straight["state_dict"])
+
+
+def test_interrupted_run_resumes(tmp_path, fmnist_dir):
+    """A checkpoint left mid-run (complete=False) is picked up at its epoch."""
+    c = cfg(tmp_path, fmnist_dir, model="baseline", epochs=2)
+    full = train(c, quiet=True)
+    path = checkpoint_path(c)
+    # Rewind the file to the state after epoch 1 by training a 1-epoch copy and marking it unfinished.
+    partial = train(cfg(tmp_path / "p", fmnist_dir, model="baseline", epochs=1), quiet=True)
+    partial["complete"] = False
+    torch.save(partial, path)
+    resumed = train(c, quiet=True)
+    assert resumed["complete"] and resumed["epoch"] == 2
+    assert all(torch.equal(full["state_dict"][k], resumed["state_dict"][k]) for k in full["state_dict"])
+
+
+def test_changed_config_starts_over(tmp_path, fmnist_dir, capsys):
+    train(cfg(tmp_path, fmnist_dir, model="baseline"), quiet=True)
+    train(cfg(tmp_path, fmnist_dir, model="baseline", lr=5e-4))
+    assert "starting over" in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, fmnist_dir):
+    c = cfg(tmp_path, fmnist_dir, model="baseline")
+    train(c, quiet=True)
+    path = checkpoint_path(c)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ZooError, match="unreadable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet"], "Unknown model 'resnet'"),
+    (["--epochs", "ten"], "expected an integer"),
+    (["--epochs", "-1"], "epochs must be a positive integer"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, fmnist_dir, args, message):
+    out = _cli("training.train", "--data-dir", str(fmnist_dir), "--artifacts", str(tmp_path / "a"), *args)
+    assert out.returncode == 2
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+
+
+def test_cli_missing_data(tmp_path):
+    out = _cli("training.train", "--data-dir", str(tmp_path / "nothing"), "--artifacts", str(tmp_path / "a"))
+    assert out.returncode == 2 and "make data" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "a").exists()
+
+
+def test_train_all_trains_reports_and_retrains_best(tmp_path, fmnist_dir):
+    c = cfg(tmp_path, fmnist_dir, kaggle_dir=str(tmp_path / "no-kaggle"))
+    run(c, jobs=2)
+    results = json.loads((tmp_path / "reports" / "results.json").read_text())
+    fm = [n for n, r in results.items() if r["dataset"] == "fashion-mnist" and "retrain_of" not in r]
+    assert len(fm) == 7
+    for name in fm:
+        r = results[name]
+        assert {"params", "train_acc", "val_acc", "test_acc", "epochs", "seconds"} <= set(r)
+        assert (tmp_path / "reports" / f"{name}_curves.png").stat().st_size > 0
+    retrained = [r for r in results.values() if "retrain_of" in r]
+    assert len(retrained) == 1
+    best = max(fm, key=lambda n: results[n]["val_acc"])
+    assert retrained[0]["retrain_of"] == best
+    assert (tmp_path / "reports" / "val_loss_all.png").exists()
+    assert "| `baseline` |" in (tmp_path / "reports" / "results.md").read_text()

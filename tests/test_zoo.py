@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import zoo
+from zoo.registry import get_model, list_models
+
+# The study's parameter counts (issue table); a change to the architecture must show here.
+STUDY_PARAMS = {
+    "baseline": 61_706, "dropout": 61_706, "batchnorm": 61_750, "leakyrelu": 61_706,
+    "kernelsize": 46_874, "lesskernelsize": 61_652, "numfilters": 117_078, "kaggle": 61_706,
+}
+
+
+def test_registry_has_the_study_models():
+    assert set(STUDY_PARAMS) - {"kaggle"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_param_count(name):
+    model = get_model(name)
+    assert sum(p.numel() for p in model.parameters()) == STUDY_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_and_backward(name):
+    torch.manual_seed(0)
+    model = get_model(name)
+    x = torch.randn(4, 1, 28, 28)
+    out = model(x)
+    assert out.shape == (4, 10)
+    out.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="Unknown model 'resnet'.*baseline"):
+        get_model("resnet")
+
+
+def test_cli_json_lists_every_model():
+    out = subprocess.run([sys.executable, "-m", "zoo", "--json"], capture_output=True, text=True, check=True)
+    rows = json.loads(out.stdout)
+    assert [r["name"] for r in rows] == list_models()
+    for r in rows:
+        assert r["params"] == STUDY_PARAMS[r["name"]]
+        assert r["input_shape"] == [1, 28, 28] and r["description"]
+
+
+def test_spec_and_registry_do_not_import_torch():
+    code = "import sys, zoo, zoo.spec, zoo.registry; zoo.list_models(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_classes():
+    assert len(zoo.CLASSES) == 10 and zoo.CLASSES[0] == "T-shirt/top" and zoo.CLASSES[9] == "Ankle boot"

@@ -1,0 +1,75 @@
+"""Training configuration: a dataclass of commented defaults, overridable from the command line."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    model: str = "baseline"        # a name from `python -m zoo`
+    epochs: int = 15               # the study's recipe
+    lr: float = 1e-3               # Adam learning rate
+    batch_size: int = 64
+    seed: int = 0                  # weight init, shuffling and dropout
+    split_seed: int = 0            # which images form the validation (or Kaggle test) split
+    val_fraction: float = 0.2      # 48,000 train / 12,000 validation of Fashion-MNIST's 60,000
+    trainval: bool = False         # train on train+validation (the study's final retrain)
+    threads: int = 1               # torch intra-op threads; 1 keeps results bit-identical everywhere
+    data_dir: str = "data"         # Fashion-MNIST lives in <data_dir>/FashionMNIST/raw
+    kaggle_dir: str = "data/kaggle"  # styles.csv + images/<id>.jpg
+    artifacts: str = "artifacts"   # checkpoints/, reports/, onnx/
+    force: bool = False            # retrain even if a finished checkpoint with this config exists
+
+    # Fields that change the weights a run produces; a checkpoint resumes only if these match.
+    # `epochs` is not among them: training longer continues from the last finished epoch.
+    IDENTITY = ("model", "lr", "batch_size", "seed", "split_seed", "val_fraction", "trainval", "threads")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def identity(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.IDENTITY}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (1/0, true/false), got {text!r}")
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One --flag per TrainConfig field, typed like the field, defaulting to the dataclass."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        kind = {"bool": _parse_bool, "int": _parse_int, "float": float}.get(str(f.type), str)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=f.default,
+                            metavar=str(f.type).upper(), help=f"(default: {f.default})")
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return TrainConfig(**{**values, **overrides})

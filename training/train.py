@@ -1,0 +1,235 @@
+"""Train one zoo model with the study's recipe; resumable, reproducible, fast on a CPU.
+
+    python -m training.train --model numfilters            # 15 epochs, Adam 1e-3, batch 64
+    python -m training.train --model baseline --epochs 1   # a quick run
+
+Writes <artifacts>/checkpoints/<model>.pt after every epoch (atomically). Running the same
+command again resumes from the last finished epoch, or does nothing if training is complete.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.registry import get_entry, get_model
+from zoo.spec import CLASSES
+
+from .config import TrainConfig, add_config_arguments, config_from_args
+from .data import Split
+
+CHECKPOINT_FORMAT = 1
+
+
+def checkpoint_path(cfg: TrainConfig) -> Path:
+    sub = "trainval" if cfg.trainval else ""
+    return Path(cfg.artifacts) / "checkpoints" / sub / f"{cfg.model}.pt"
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict, with a one-line error for a truncated or foreign file."""
+    path = Path(path)
+    if not path.exists():
+        raise ZooError(f"{path}: no such checkpoint; train it with `make train MODEL={path.stem}`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ZooError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it and retrain") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ZooError(f"{path}: not a fashion-zoo checkpoint (format {CHECKPOINT_FORMAT}); delete it and retrain")
+    return ckpt
+
+
+def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
+    """The dataset splits for cfg.model and the preprocessing they were made with."""
+    entry = get_entry(cfg.model)
+    if entry.dataset == "kaggle":
+        from .kaggle import load_kaggle
+
+        return load_kaggle(cfg.kaggle_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
+    from zoo.registry import default_preprocess
+
+    from .data import load_fashion_mnist
+
+    return load_fashion_mnist(cfg.data_dir, cfg.val_fraction, cfg.split_seed), default_preprocess(cfg.model)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 accuracy) of `model` on `split`."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(split), batch_size):
+        logits = model(split.x[i:i + batch_size])
+        y = split.y[i:i + batch_size]
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return loss_sum / len(split), correct / len(split)
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batch_size: int,
+                gen: torch.Generator, progress: Any) -> tuple[float, float]:
+    """One pass over `split` in a random order; returns (mean loss, accuracy) measured while training."""
+    model.train()
+    order = torch.randperm(len(split), generator=gen)
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.long)
+    seen = 0
+    for step, i in enumerate(range(0, len(split), batch_size)):
+        idx = order[i:i + batch_size]
+        x, y = split.x[idx], split.y[idx]
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if progress is not None:
+            progress.update(len(y))
+            if step % 50 == 0:
+                progress.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+    return loss_sum.item() / seen, correct.item() / seen
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"shuffle": gen.get_state(), "torch": torch.get_rng_state()}
+
+
+def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str, Any]:
+    """Train (or resume, or skip if already done) and return the final checkpoint dict."""
+    from tqdm import tqdm
+
+    entry = get_entry(cfg.model)
+    torch.set_num_threads(cfg.threads)
+    path = checkpoint_path(cfg)
+    ckpt = load_checkpoint(path) if path.exists() else None
+    if ckpt is not None and (cfg.force or ckpt["config_identity"] != cfg.identity()):
+        if not quiet:
+            why = "--force" if cfg.force else "its config differs"
+            print(f"[{cfg.model}] starting over ({why}): {path}", file=sys.stderr)
+        ckpt = None
+    if ckpt is not None and ckpt["complete"] and ckpt["epoch"] >= cfg.epochs:
+        if not quiet:
+            print(f"[{cfg.model}] up to date ({ckpt['epoch']} epochs): {path}; --force 1 retrains",
+                  file=sys.stderr)
+        return ckpt
+
+    splits, preprocess = load_data(cfg)
+    train_split = splits["train"]
+    if cfg.trainval:
+        train_split = Split(torch.cat([splits["train"].x, splits["val"].x]),
+                            torch.cat([splits["train"].y, splits["val"].y]))
+
+    torch.manual_seed(cfg.seed)
+    model = get_model(cfg.model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict[str, float]] = []
+    seconds = 0.0
+    if ckpt is not None:  # resume from the last finished epoch
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        gen.set_state(ckpt["rng"]["shuffle"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        history, seconds = list(ckpt["history"]), ckpt["seconds"]
+        if not quiet:
+            print(f"[{cfg.model}] resuming after epoch {ckpt['epoch']}: {path}", file=sys.stderr)
+
+    params = sum(p.numel() for p in model.parameters())
+    if not quiet and not history:
+        print(f"[{cfg.model}] {params:,} parameters, {len(train_split):,} training images, "
+              f"config {cfg.to_dict()}", file=sys.stderr)
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        desc = f"{cfg.model}{'+trainval' if cfg.trainval else ''} {epoch}/{cfg.epochs}"
+        with tqdm(total=len(train_split), desc=desc, unit="img", unit_scale=True, position=position,
+                  leave=False, disable=quiet, file=sys.stderr, mininterval=0.5) as bar:
+            train_loss, train_acc = train_epoch(model, opt, train_split, cfg.batch_size, gen, bar)
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
+        if not cfg.trainval:
+            row["val_loss"], row["val_acc"] = evaluate(model, splits["val"])
+        row["seconds"] = time.perf_counter() - t0
+        if not math.isfinite(train_loss):
+            raise ZooError(f"[{cfg.model}] training diverged (loss {train_loss}); try a smaller --lr")
+        history.append(row)
+        seconds += row["seconds"]
+        if not quiet:
+            val = f" val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+            tqdm.write(f"[{desc}] train loss {train_loss:.4f} acc {train_acc:.4f}{val} "
+                       f"({row['seconds']:.1f}s)", file=sys.stderr)
+        done = epoch == cfg.epochs
+        metrics = {"train_acc": train_acc, "train_loss": train_loss,
+                   "val_acc": row.get("val_acc"), "val_loss": row.get("val_loss")}
+        if done:
+            metrics["test_loss"], metrics["test_acc"] = evaluate(model, splits["test"])
+            metrics["test_per_class"] = per_class_accuracy(model, splits["test"])
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "name": cfg.model,
+            "kwargs": entry.kwargs,
+            "state_dict": model.state_dict(),
+            "params": params,
+            "metrics": metrics,
+            "history": history,
+            "config": cfg.to_dict(),
+            "config_identity": cfg.identity(),
+            "classes": list(CLASSES),
+            "preprocess": preprocess,
+            "dataset": entry.dataset,
+            "epoch": epoch,
+            "complete": done,
+            "seconds": seconds,
+            "optimizer": opt.state_dict(),
+            "rng": _rng_state(gen),
+        }
+        save_atomic(ckpt, path)
+    if not quiet:
+        m = ckpt["metrics"]
+        val = f" val {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
+        print(f"[{cfg.model}] done in {seconds:.0f}s: train {m['train_acc']:.4f}{val} "
+              f"test {m['test_acc']:.4f} -> {path}", file=sys.stderr)
+    return ckpt
+
+
+@torch.inference_mode()
+def per_class_accuracy(model: nn.Module, split: Split) -> dict[str, float | None]:
+    """Accuracy per class label (None for a class with no test images)."""
+    model.eval()
+    pred = torch.cat([model(split.x[i:i + 1000]).argmax(1) for i in range(0, len(split), 1000)])
+    out: dict[str, float | None] = {}
+    for c, label in enumerate(CLASSES):
+        mask = split.y == c
+        out[label] = (pred[mask] == c).float().mean().item() if mask.any() else None
+    return out
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m training.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    cfg = config_from_args(parser.parse_args())
+    get_entry(cfg.model)
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Train the whole zoo with the study's recipe, retrain the best on train+validation, report.
+
+    python -m training.train_all                 # what `make train-all` runs
+    python -m training.train_all --epochs 1      # a quick pass
+
+Models train in parallel worker processes (one thread each, so results are identical to
+`python -m training.train`). Finished models are skipped, interrupted ones resume.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from typing import Any
+
+from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.registry import get_entry, list_models
+
+from .config import TrainConfig, add_config_arguments, config_from_args
+
+_slot: Any = None
+
+
+def _init_worker(counter: Any) -> None:
+    global _slot
+    with counter.get_lock():
+        _slot = counter.value
+        counter.value += 1
+
+
+def _train_one(cfg: TrainConfig) -> tuple[str, float | None, str | None]:
+    from .train import train
+
+    try:
+        ckpt = train(cfg, position=_slot or 0)
+        return cfg.model, ckpt["metrics"]["val_acc"], None
+    except (ZooError, ValueError, FileNotFoundError) as e:
+        return cfg.model, None, str(e)
+
+
+def kaggle_available(cfg: TrainConfig) -> bool:
+    return os.path.exists(os.path.join(cfg.kaggle_dir, "styles.csv"))
+
+
+def run(cfg: TrainConfig, jobs: int) -> int:
+    from .data import load_pixels
+    from .report import results_markdown, write_reports
+
+    load_pixels(cfg.data_dir, train=False)  # fail fast, in one line, if the data is missing
+    names = list_models("fashion-mnist")
+    if "kaggle" in list_models():
+        if kaggle_available(cfg):
+            names.append("kaggle")
+        else:
+            print(f"skipping kaggle: no styles.csv in {cfg.kaggle_dir} (set KAGGLE_DIR=..., or "
+                  f"`make data-kaggle` with Kaggle credentials)", file=sys.stderr)
+    # Biggest first, so the last model to finish is a small one.
+    order = {"numfilters": 0, "kernelsize": 1, "batchnorm": 2}
+    names.sort(key=lambda n: order.get(n, 9))
+    t0 = time.perf_counter()
+    val: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(ctx.Value("i", 0),)) as pool:
+        futures = [pool.submit(_train_one, replace(cfg, model=n)) for n in names]
+        for fut in as_completed(futures):
+            name, acc, err = fut.result()
+            if err:
+                failed[name] = err
+                print(f"error: {err}", file=sys.stderr)
+            elif get_entry(name).dataset == "fashion-mnist":
+                val[name] = acc
+    if val and len(val) == len(list_models("fashion-mnist")):
+        best = max(val, key=val.get)
+        print(f"best by validation accuracy: {best} ({100 * val[best]:.2f}%); "
+              f"retraining it on train+validation", file=sys.stderr)
+        _, _, err = _train_one(replace(cfg, model=best, trainval=True))
+        if err:
+            failed[f"{best}+trainval"] = err
+            print(f"error: {err}", file=sys.stderr)
+    results = write_reports(cfg.artifacts)
+    print(results_markdown(results))
+    print(f"train-all finished in {time.perf_counter() - t0:.0f}s wall-clock; reports in "
+          f"{os.path.join(cfg.artifacts, 'reports')}", file=sys.stderr)
+    if failed:
+        raise ZooError(f"{len(failed)} model(s) failed: {', '.join(failed)}")
+    return 0
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m training.train_all", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, skip=("model", "trainval"))
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="models trained at once (default: 2, or 1 on a one-core machine)")
+    args = parser.parse_args()
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    run(config_from_args(args), args.jobs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""LeNet-5 with the knobs the study varied; every zoo model is one instance of this class."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for 1x28x28 inputs.
+
+    conv(c1@k1, pad p1) -> [BN] -> act -> avgpool 2 -> conv(c2@k2) -> [BN] -> act -> avgpool 2
+    -> flatten -> fc 120 -> act -> [dropout] -> fc 84 -> act -> [dropout] -> fc num_classes
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: tuple[int, int] = (6, 16),
+        kernel_sizes: tuple[int, int] = (5, 5),
+        padding: int = 2,
+        batchnorm: bool = False,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        in_size: int = 28,
+    ) -> None:
+        super().__init__()
+        c1, c2 = channels
+        k1, k2 = kernel_sizes
+        act = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU}
+        if activation not in act:
+            raise ValueError(f"Unknown activation {activation!r}; expected one of {sorted(act)}")
+        Act = act[activation]
+
+        def block(cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:
+            layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad)]
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(cout))
+            return layers + [Act(), nn.AvgPool2d(2)]
+
+        self.features = nn.Sequential(*block(1, c1, k1, padding), *block(c1, c2, k2, 0))
+        side = ((in_size + 2 * padding - k1 + 1) // 2 - k2 + 1) // 2
+        drop = [nn.Dropout(dropout)] if dropout > 0 else []
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c2 * side * side, 120), Act(), *drop,
+            nn.Linear(120, 84), Act(), *drop,
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

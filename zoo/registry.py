@@ -1,0 +1,65 @@
+"""The one list of model names. Torch-free: building a model imports torch lazily."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spec import FASHION_MNIST_PREPROCESS, INPUT_SIZE
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    kwargs: dict[str, Any] = field(default_factory=dict)  # LeNet5 keyword arguments
+    dataset: str = "fashion-mnist"                        # "fashion-mnist" | "kaggle"
+
+
+_ENTRIES = [
+    ModelEntry("baseline", "LeNet-5: conv 6@5x5, conv 16@5x5, avg-pool, fc 120-84-10, ReLU"),
+    ModelEntry("dropout", "baseline + dropout p=0.5 after each hidden fc", dict(dropout=0.5)),
+    ModelEntry("batchnorm", "baseline + BatchNorm2d after each conv", dict(batchnorm=True)),
+    ModelEntry("leakyrelu", "baseline with LeakyReLU instead of ReLU", dict(activation="leakyrelu")),
+    ModelEntry("kernelsize", "baseline with 7x7 convs (first padded 3)", dict(kernel_sizes=(7, 7), padding=3)),
+    ModelEntry("lesskernelsize", "baseline with a 4x4 first conv (padded 2)", dict(kernel_sizes=(4, 5))),
+    ModelEntry("numfilters", "baseline with 12 and 32 conv filters", dict(channels=(12, 32))),
+]
+MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
+
+
+def list_models(dataset: str | None = None) -> list[str]:
+    """Registered model names, optionally only those trained on `dataset`."""
+    return [n for n, e in MODELS.items() if dataset is None or e.dataset == dataset]
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def get_model(name: str, **overrides: Any):
+    """Build the named model (a torch module) with freshly initialised weights."""
+    from .model import LeNet5
+
+    return LeNet5(**{**get_entry(name).kwargs, **overrides})
+
+
+def default_preprocess(name: str) -> dict[str, Any]:
+    """The preprocessing a model is trained with unless its dataset decides otherwise."""
+    get_entry(name)
+    return dict(FASHION_MNIST_PREPROCESS)
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What a user choosing a model wants to know (needs torch to count parameters)."""
+    e = get_entry(name)
+    model = get_model(name)
+    return {
+        "name": name,
+        "description": e.description,
+        "params": sum(p.numel() for p in model.parameters()),
+        "dataset": e.dataset,
+        "input_shape": [1, INPUT_SIZE, INPUT_SIZE],
+        "kwargs": e.kwargs,
+    }

@@ -1,0 +1,92 @@
+"""Torch-free facts shared by training, export and the service.
+
+Class names, normalisation and the preprocessing that turns any uploaded image into the
+1x28x28 float tensor a model was trained on. The service imports this module (and never torch),
+so what it feeds a model is, by construction, what training fed it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CLASSES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+NUM_CLASSES = len(CLASSES)
+INPUT_SIZE = 28
+MEAN = 0.5
+STD = 0.5
+
+# Fashion-MNIST items are light on a dark background. A photo on a white background is inverted
+# ("auto": when its border is brighter than mid-grey) so it follows the same convention.
+FASHION_MNIST_PREPROCESS: dict[str, Any] = {
+    "size": INPUT_SIZE,         # output is size x size, one channel
+    "grayscale": "L",           # PIL's ITU-R 601-2 luma
+    "fit": "pad",               # keep the aspect ratio, pad the short side with the background
+    "resample": "lanczos",      # PIL filter used when the image is not already size x size
+    "invert": "auto",           # "auto" | "always" | "never"
+    "mean": MEAN,
+    "std": STD,
+}
+
+
+def normalize(pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """uint8 pixels (..., H, W) -> float32 normalised like training: (x/255 - mean) / std."""
+    x = pixels.astype(np.float32) / np.float32(255.0)
+    return (x - np.float32(spec["mean"])) / np.float32(spec["std"])
+
+
+def border_mean(gray: np.ndarray) -> float:
+    """Mean grey level of the one-pixel frame of a 2-D uint8 image."""
+    return float(_frame(gray).mean())
+
+
+def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
+    """A PIL image of any mode and size -> (size, size) uint8 grey pixels, as the model sees them."""
+    from PIL import Image, ImageOps
+
+    size = int(spec["size"])
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas become white, the background of a product photo.
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits rather than clip.
+        arr = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    gray = image.convert(spec["grayscale"]) if image.mode != "L" else image
+
+    arr = np.asarray(gray, dtype=np.uint8)
+    invert = spec["invert"] == "always" or (spec["invert"] == "auto" and border_mean(arr) > 127.5)
+    if invert:
+        gray = ImageOps.invert(gray)
+        arr = 255 - arr
+    if gray.size != (size, size):
+        resample = getattr(Image.Resampling, spec["resample"].upper())
+        w, h = gray.size
+        if spec["fit"] == "pad":
+            scale = size / max(w, h)
+            nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+            resized = gray.resize((nw, nh), resample)
+            canvas = Image.new("L", (size, size), int(np.median(_frame(arr))))
+            canvas.paste(resized, ((size - nw) // 2, (size - nh) // 2))
+            gray = canvas
+        elif spec["fit"] == "stretch":
+            gray = gray.resize((size, size), resample)
+        else:
+            raise ValueError(f"Unknown fit {spec['fit']!r}; expected 'pad' or 'stretch'")
+        arr = np.asarray(gray, dtype=np.uint8)
+    return arr
+
+
+def _frame(gray: np.ndarray) -> np.ndarray:
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
+def preprocess(image, spec: dict[str, Any]) -> np.ndarray:
+    """A PIL image -> float32 array (1, size, size), exactly the model's training input."""
+    return normalize(to_pixels(image, spec), spec)[None]
