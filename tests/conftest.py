@@ -1,7 +1,10 @@
 """Shared fixtures: small synthetic datasets written in the real on-disk formats."""
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ def write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) ->
         struct.pack(">II", 2049, len(labels)) + labels.tobytes())
 
 
-def make_fashion_mnist(root: Path, n_train: int = 500, n_test: int = 200) -> Path:
+def make_fashion_mnist(root: Path, n_train: int = 3000, n_test: int = 600) -> Path:
     """A small Fashion-MNIST in torchvision's layout: <root>/FashionMNIST/raw/*-ubyte."""
     raw = root / "FashionMNIST" / "raw"
     write_idx(raw, "train", *synthetic_images(n_train, seed=1))
@@ -45,3 +48,40 @@ def make_fashion_mnist(root: Path, n_train: int = 500, n_test: int = 200) -> Pat
 @pytest.fixture(scope="session")
 def fmnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fashion_mnist(tmp_path_factory.mktemp("fmnist"))
+
+
+def train_tiny_zoo(artifacts: Path, data_dir: Path, kaggle_dir: Path | None = None, epochs: int = 1) -> Path:
+    """A checkpoint of every registry model trained briefly on small data (kaggle only when
+    `kaggle_dir` is given)."""
+    from training.config import TrainConfig
+    from training.train import train
+    from zoo.registry import get_entry, list_models
+
+    for name in list_models():
+        if get_entry(name).dataset == "kaggle" and kaggle_dir is None:
+            continue
+        train(TrainConfig(model=name, epochs=epochs, batch_size=32, data_dir=str(data_dir),
+                          kaggle_dir=str(kaggle_dir), artifacts=str(artifacts)), quiet=True)
+    return artifacts
+
+
+def run_export(artifacts: Path, bentoml_home: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`python -m export` in a subprocess with its own BENTOML_HOME (the real command path)."""
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    return subprocess.run([sys.executable, "-m", "export", "--artifacts", str(artifacts), *extra],
+                          capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
+
+
+@pytest.fixture(scope="session")
+def trained_zoo(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> Path:
+    """An artifacts dir holding a 1-epoch checkpoint of every Fashion-MNIST registry model."""
+    return train_tiny_zoo(tmp_path_factory.mktemp("zoo"), fmnist_dir)
+
+
+@pytest.fixture(scope="session")
+def exported_zoo(trained_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(artifacts, BENTOML_HOME) after a successful `python -m export` of `trained_zoo`."""
+    home = tmp_path_factory.mktemp("bentoml")
+    out = run_export(trained_zoo, home)
+    assert out.returncode == 0, out.stderr
+    return trained_zoo, home

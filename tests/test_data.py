@@ -15,8 +15,8 @@ from zoo.spec import FASHION_MNIST_PREPROCESS, preprocess
 
 def test_splits_from_the_real_loader(fmnist_dir):
     splits = load_fashion_mnist(fmnist_dir, val_fraction=0.2, split_seed=0)
-    assert len(splits["train"]) == 400 and len(splits["val"]) == 100 and len(splits["test"]) == 200
-    assert splits["train"].x.shape == (400, 1, 28, 28) and splits["train"].x.dtype == torch.float32
+    assert len(splits["train"]) == 2400 and len(splits["val"]) == 600 and len(splits["test"]) == 600
+    assert splits["train"].x.shape == (2400, 1, 28, 28) and splits["train"].x.dtype == torch.float32
     again = load_fashion_mnist(fmnist_dir, val_fraction=0.2, split_seed=0)
     assert torch.equal(splits["val"].y, again["val"].y) and torch.equal(splits["val"].x, again["val"].x)
 
@@ -26,7 +26,7 @@ def test_tensors_equal_torchvision_totensor_normalize(fmnist_dir):
     naive = FashionMNIST(str(fmnist_dir), train=False, transform=transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]))
     ours = load_fashion_mnist(fmnist_dir)["test"]
-    for i in (0, 1, 57, 199):
+    for i in (0, 1, 57, 599):
         assert torch.equal(naive[i][0], ours.x[i])
 
 

@@ -156,6 +156,13 @@ def load_pixels(data_dir: str | os.PathLike, train: bool) -> tuple[torch.Tensor,
     return pixels, labels.long()
 
 
+def is_real(data_dir: str | os.PathLike) -> bool:
+    """True when `data_dir` holds the real Fashion-MNIST (not, say, a small synthetic test set)."""
+    path = raw_dir(data_dir) / "train-images-idx3-ubyte"
+    md5, size = RAW_FILES[path.name]
+    return path.exists() and path.stat().st_size == size and _md5(path) == md5
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed random train/validation split of range(n)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

@@ -1,0 +1,34 @@
+"""Export the zoo: `python -m export --artifacts artifacts --data-dir data [--kaggle-dir DIR]`.
+
+Every checkpoint in <artifacts>/checkpoints becomes <artifacts>/onnx/<name>.onnx once it agrees
+with PyTorch on real validation images; the manifest and the BentoML model store follow.
+"""
+import sys
+
+from zoo.errors import ArgumentParser, ZooError, cli
+
+from .export import export_all
+from .onnx_export import OPSET
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m export", description=__doc__)
+    parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--data-dir", default=None, help="Fashion-MNIST (default: the checkpoint's own)")
+    parser.add_argument("--kaggle-dir", default=None, help="Kaggle set (default: the checkpoint's own)")
+    parser.add_argument("--opset", type=int, default=OPSET)
+    parser.add_argument("--no-store", action="store_true", help="skip the BentoML model store")
+    args = parser.parse_args()
+    manifest, failures = export_all(args.artifacts, args.data_dir, args.kaggle_dir, args.opset,
+                                    store=not args.no_store)
+    if manifest:
+        print(f"{len(manifest['models'])} model(s) exported; default {manifest['default']}; "
+              f"manifest {args.artifacts}/manifest.json", file=sys.stderr)
+    if failures:
+        raise ZooError(f"{len(failures)} checkpoint(s) failed to export: "
+                       + "; ".join(f"{p}" for p in failures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Export every checkpoint, prove parity, write the manifest, publish to the BentoML store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.errors import ZooError
+from zoo.registry import get_entry
+
+from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, metadata, model_from_checkpoint
+from .parity import check_parity, parity_problems
+
+MANIFEST_FORMAT = 1
+PARITY_SAMPLES = 512
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | None,
+                  samples: int = PARITY_SAMPLES) -> tuple[torch.Tensor, str]:
+    """Validation images of the checkpoint's own dataset, and words saying what they are."""
+    from training.config import TrainConfig
+    from training.train import load_data
+
+    known = {k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**known)
+    cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, kaggle_dir=kaggle_dir or cfg.kaggle_dir)
+    try:
+        splits, _ = load_data(cfg)
+    except (ZooError, FileNotFoundError) as e:
+        # No dataset on this machine: fixed random inputs still prove the graphs agree.
+        print(f"[{ckpt['name']}] no dataset for parity ({e}); using {samples} seeded random images",
+              file=sys.stderr)
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn(samples, 1, 28, 28, generator=gen), "random (dataset not found)"
+    x = splits["val"].x[:samples]
+    if ckpt["dataset"] == "kaggle":
+        return x, f"kaggle held-out images ({cfg.kaggle_dir})"
+    from training.data import is_real
+
+    what = "fashion-mnist validation" if is_real(cfg.data_dir) else f"synthetic validation set ({cfg.data_dir})"
+    return x, what
+
+
+def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any], opset: int) -> dict[str, Any]:
+    m = ckpt["metrics"]
+    return {
+        "onnx": onnx_path.name,
+        "sha256": sha256(onnx_path),
+        "params": ckpt["params"],
+        "description": get_entry(ckpt["name"]).description,
+        "dataset": ckpt["dataset"],
+        "metrics": {k: m.get(k) for k in ("train_acc", "val_acc", "test_acc")},
+        "parity": parity,
+        "classes": ckpt["classes"],
+        "preprocess": ckpt["preprocess"],
+        "opset": opset,
+        "input": {"name": INPUT_NAME, "shape": ["batch", 1, 28, 28], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt["classes"])], "dtype": "float32"},
+        "epochs": ckpt["epoch"],
+    }
+
+
+def default_model(models: dict[str, dict[str, Any]]) -> str:
+    """The Fashion-MNIST model with the best validation accuracy (else the first model)."""
+    scored = {n: e["metrics"]["val_acc"] for n, e in models.items()
+              if e["dataset"] == "fashion-mnist" and e["metrics"]["val_acc"] is not None}
+    return max(scored, key=scored.get) if scored else next(iter(models))
+
+
+def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str | None,
+               opset: int) -> dict[str, Any]:
+    """Export one checkpoint and check parity; raises ZooError (and publishes nothing) on failure."""
+    from training.train import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path)
+    onnx_path = onnx_dir / f"{ckpt['name']}.onnx"
+    staged = onnx_dir / f".{ckpt['name']}.staged.onnx"
+    try:
+        export_onnx(model, metadata(ckpt), staged, opset)
+        images, what = parity_images(ckpt, data_dir, kaggle_dir)
+        parity = check_parity(model, staged, images)
+        parity["data"] = what
+        problems = parity_problems(parity)
+        if problems:
+            raise ZooError(f"{path}: parity failed: {'; '.join(problems)}")
+        os.replace(staged, onnx_path)
+    finally:
+        staged.unlink(missing_ok=True)
+    return manifest_entry(ckpt, onnx_path, parity, opset)
+
+
+def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle_dir: str | None = None,
+               opset: int = OPSET, store: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """Export every checkpoint in <artifacts>/checkpoints; returns (manifest, {file: error})."""
+    artifacts = Path(artifacts)
+    ckpt_dir, onnx_dir = artifacts / "checkpoints", artifacts / "onnx"
+    paths = sorted(ckpt_dir.glob("*.pt"))
+    if not paths:
+        raise ZooError(f"no checkpoints in {ckpt_dir}; run `make train-all` first")
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    models: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    for path in paths:
+        try:
+            entry = export_one(path, onnx_dir, data_dir, kaggle_dir, opset)
+        except ZooError as e:
+            failures[str(path)] = str(e)
+            print(f"error: {e}", file=sys.stderr)
+            (onnx_dir / f"{path.stem}.onnx").unlink(missing_ok=True)  # never serve a stale file
+            continue
+        models[path.stem] = entry
+        p = entry["parity"]
+        print(f"[{path.stem}] {entry['onnx']}: max abs diff {p['max_abs_diff']:.2e}, argmax agreement "
+              f"{100 * p['argmax_agreement']:.1f}% on {p['samples']} {p['data']} images at batch "
+              f"{'/'.join(map(str, p['batch_sizes']))}", file=sys.stderr)
+    manifest: dict[str, Any] = {}
+    if models:
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "zoo": "fashion-zoo",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "default": default_model(models),
+            "opset": opset,
+            "models": models,
+        }
+        manifest_path = artifacts / "manifest.json"
+        tmp = manifest_path.with_name(".manifest.json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, manifest_path)
+        if store:
+            from .store import save_to_store
+
+            tag, created = save_to_store(onnx_dir, manifest_path)
+            manifest["store_tag"] = tag
+            print(f"BentoML model store: {tag} ({'new version' if created else 'unchanged, reused'})",
+                  file=sys.stderr)
+    return manifest, failures

@@ -1,0 +1,90 @@
+"""Checkpoint -> ONNX file: pinned opset, dynamic batch, named input/output, metadata, full check."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.registry import get_entry, get_model
+
+OPSET = 18
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: Path) -> nn.Module:
+    """Rebuild the registry's architecture for the checkpoint's name and load its weights."""
+    name = ckpt.get("name")
+    if name != path.stem:
+        raise ZooError(f"{path}: checkpoint is for model {name!r}, not {path.stem!r} as its file name says")
+    try:
+        get_entry(name)
+    except ValueError as e:
+        raise ZooError(f"{path}: {e}") from None
+    if not ckpt.get("complete"):
+        raise ZooError(f"{path}: training is not finished (epoch {ckpt.get('epoch')}); "
+                       f"run `make train MODEL={name}` to resume it")
+    model = get_model(name)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ZooError(f"{path}: weights do not fit the {name!r} architecture ({first})") from None
+    return model.eval()
+
+
+def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
+    """What travels inside the ONNX file: name, classes, preprocessing, size, accuracy."""
+    m = ckpt["metrics"]
+    return {
+        "zoo": "fashion-zoo",
+        "name": ckpt["name"],
+        "description": get_entry(ckpt["name"]).description,
+        "dataset": ckpt["dataset"],
+        "classes": json.dumps(ckpt["classes"]),
+        "preprocess": json.dumps(ckpt["preprocess"], sort_keys=True),
+        "params": str(ckpt["params"]),
+        "metrics": json.dumps({k: m.get(k) for k in ("train_acc", "val_acc", "test_acc")}),
+        "epochs": str(ckpt["epoch"]),
+    }
+
+
+def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int = OPSET) -> None:
+    """Write `model` to `path` (atomically) and check it with onnx.checker's full check."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    example = torch.zeros(2, 1, 28, 28)
+    # torch.onnx's exporter reports its progress on stdout; keep our output readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(
+            model, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            dynamo=True, external_data=False, verbose=False)
+    proto = onnx.load(str(tmp))
+    proto.producer_name = "fashion-zoo"
+    proto.doc_string = meta["description"]
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    # Name the dynamic dimension the same way in the input and the output.
+    for value_info in (proto.graph.input[0], proto.graph.output[0]):
+        value_info.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.save(proto, str(tmp))
+    try:
+        onnx.checker.check_model(str(tmp), full_check=True)
+    except onnx.checker.ValidationError as e:
+        tmp.unlink(missing_ok=True)
+        raise ZooError(f"{path.name}: onnx.checker rejected the export ({str(e).splitlines()[0]})") from None
+    os.replace(tmp, path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
