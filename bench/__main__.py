@@ -1,0 +1,111 @@
+"""`make bench`: the zoo against what a user would use instead, side by side on this machine.
+
+    python -m bench --artifacts artifacts --data-dir data            # the full run (several minutes)
+    python -m bench --artifacts artifacts --data-dir data --quick 1  # under two minutes
+    python -m bench --sections inference --models baseline,numfilters
+
+Writes <artifacts>/reports/bench.json and bench.md and prints the tables. Sections: training
+(bench.training), inference (bench.inference), service (bench.service). A section that fails is
+reported as such in both files and the others still run; the command exits 0 either way.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ArgumentParser, cli
+from zoo.registry import get_entry, list_models
+
+SECTIONS = ("training", "inference", "service")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = SECTIONS,
+        models: list[str] | None = None, command: str = "") -> dict[str, Any]:
+    """Run the sections and return the report (also written to <artifacts>/reports)."""
+    from . import machine, report
+
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"format": 1, "command": command, "quick": quick, "machine": machine.describe()}
+    m = out["machine"]
+    log(f"bench on {machine.short(m)}{' (QUICK)' if quick else ''}")
+    for name in sections:
+        log(f"[{name}]")
+        try:
+            if name == "training":
+                from . import training
+
+                kw = {"models": tuple(n for n in training.MODELS if n in models)} if models else {}
+                if kw and not kw["models"]:
+                    out[name] = {"skipped": f"training compares {', '.join(training.MODELS)}; none selected"}
+                    continue
+                out[name] = training.run(data_dir, quick, log=log, **kw)
+            elif name == "inference":
+                from . import inference
+
+                out[name] = inference.run(artifacts, quick, models=models, peak_macs_per_s=m["peak_macs_per_s"],
+                                          cores=m["cores"], log=log)
+            elif name == "service":
+                from . import service
+
+                out[name] = service.run(data_dir, quick, log=log)
+        except Exception as e:  # one section's failure is reported there; the rest still runs
+            out[name] = {"error": f"{type(e).__name__}: {e}"}
+            log(f"  {name} failed: {type(e).__name__}: {e}")
+            log("".join(traceback.format_exc(limit=-3)).rstrip())
+        if "skipped" in out[name]:
+            log(f"  {name} skipped: {out[name]['skipped']}")
+    m["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    js, md = report.write(out, Path(artifacts) / "reports")
+    print(report.markdown(out))
+    log(f"wrote {js} and {md}")
+    return out
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 1/0, got {text!r}")
+
+
+def _names(text: str, choices: tuple[str, ...] | list[str], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in choices:
+            raise ValueError(f"Unknown {what} {n!r}; choose from: {', '.join(choices)}")
+    return names
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m bench", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", default="artifacts", help="reports go to <artifacts>/reports")
+    parser.add_argument("--data-dir", default="data", help="Fashion-MNIST in <data-dir>/FashionMNIST/raw")
+    parser.add_argument("--quick", type=_bool, default=False, metavar="0|1",
+                        help="fewer images and requests: under two minutes")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {SECTIONS}")
+    parser.add_argument("--models", default="", help="comma-separated model names (default: every model)")
+    args = parser.parse_args()
+    sections = tuple(_names(args.sections, SECTIONS, "section"))
+    models = _names(args.models, list_models(), "model") or None
+    for n in models or ():
+        get_entry(n)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run(args.artifacts, args.data_dir, args.quick, sections, models, command)
+
+
+if __name__ == "__main__":
+    main()

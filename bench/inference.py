@@ -1,0 +1,238 @@
+"""Images per second of each zoo model: ONNX Runtime session vs PyTorch eager, batch 1, 64, 1024.
+
+The ONNX files are the exported ones in <artifacts>/onnx (`make export`); a model without one is
+exported in-process to a temporary file (opset 18, input "image", output "logits", dynamic batch)
+so the benchmark also runs standalone. PyTorch runs the checkpoint's weights when there is one
+(random weights otherwise: speed does not depend on them), in eval mode under inference_mode.
+
+Settings are chosen by measurement, on the baseline model, before the main runs:
+- ONNX Runtime at batch 1: the fastest of intra-op threads x execution mode x graph optimisation
+  level; at batch 64 and 1024 the thread count is chosen again with the other options kept.
+- PyTorch: the faster of 1 thread and all cores, at each batch size.
+Each figure is the median (min, max) of several repetitions of a timed loop.
+Multiply-accumulates per image count conv and linear layers (forward hooks); pooling, activations
+and normalisation are left out. The fraction of peak is the best batch's MAC/s over the machine's
+theoretical peak (bench.machine).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .stats import rate, summary
+
+BATCHES = (1, 64, 1024)
+
+
+def macs_per_image(model) -> int:
+    """Multiply-accumulates of one forward pass on one 1x28x28 image (conv and linear layers)."""
+    import torch
+    from torch import nn
+
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, nn.Linear):
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, 1, 28, 28))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def torch_model(name: str, artifacts: Path):
+    """The named model with its trained weights when a checkpoint exists; (model, weights source)."""
+    import torch
+
+    from zoo.registry import get_model
+
+    model = get_model(name)
+    path = artifacts / "checkpoints" / f"{name}.pt"
+    source = "random init"
+    if path.exists():
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+            source = str(path)
+        except Exception as e:  # a checkpoint being rewritten: speed does not depend on the weights
+            source = f"random init ({path}: {type(e).__name__})"
+    return model.eval(), source
+
+
+def onnx_file(name: str, artifacts: Path, model, tmp: Path) -> tuple[Path, str]:
+    """The exported ONNX file of `name`, or an in-process export of `model` when there is none."""
+    import torch
+
+    path = artifacts / "onnx" / f"{name}.onnx"
+    if path.exists():
+        return path, str(path)
+    out = tmp / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript exporter: the same graph (Conv, Relu, AveragePool, Gemm) in a fraction
+        # of the time of the dynamo exporter, which matters when every model is exported per run.
+        torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(out), opset_version=18,
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    return out, "exported in-process (no make export output)"
+
+
+# Simplest first: among settings within NOISE of the fastest, the first listed wins.
+ORT_MODES = ("sequential", "parallel")
+ORT_LEVELS = ("all", "extended", "basic")
+NOISE = 0.03
+
+
+def ort_session(path: Path, threads: int, mode: str = "sequential", level: str = "all"):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = threads if mode == "parallel" else 1
+    so.execution_mode = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+                         "parallel": ort.ExecutionMode.ORT_PARALLEL}[mode]
+    so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _ort_rate(sess, x, seconds: float) -> float:
+    feed = {"image": x}
+    return rate(lambda: sess.run(None, feed), len(x), seconds)
+
+
+def _torch_rate(model, x, threads: int, seconds: float) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        model(x)  # first call: allocations, dispatch caches
+        return rate(lambda: model(x), len(x), seconds)
+
+
+def _best(rates: dict[Any, list[float]]) -> Any:
+    """The first setting (in insertion order) whose median is within NOISE of the fastest."""
+    med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+    top = max(med.values())
+    return next(k for k, m in med.items() if m >= (1 - NOISE) * top)
+
+
+def choose_settings(path: Path, model, cores: int, seconds: float, log=print) -> dict[str, Any]:
+    """Measure the ORT session options and thread counts; the fastest per batch size wins."""
+    import numpy as np
+    import torch
+
+    threads = sorted({1, cores})
+    x = {b: np.random.default_rng(0).standard_normal((b, 1, 28, 28), dtype=np.float32) for b in BATCHES}
+    grid: dict[tuple, list[float]] = {}
+    for t, mode, level in itertools.product(threads, ORT_MODES, ORT_LEVELS):
+        sess = ort_session(path, t, mode, level)
+        sess.run(None, {"image": x[1]})
+        grid[(t, mode, level)] = [_ort_rate(sess, x[1], seconds) for _ in range(3)]
+    t1, mode, level = _best(grid)
+    ort_cfg = {1: {"intra_op_num_threads": t1, "execution_mode": mode, "graph_optimization_level": level}}
+    for b in BATCHES[1:]:
+        rates = {}
+        for t in threads:
+            sess = ort_session(path, t, mode, level)
+            sess.run(None, {"image": x[b]})
+            rates[t] = [_ort_rate(sess, x[b], seconds) for _ in range(3)]
+        ort_cfg[b] = {**ort_cfg[1], "intra_op_num_threads": _best(rates)}
+    torch_cfg = {}
+    for b in BATCHES:
+        xt = torch.from_numpy(x[b])
+        rates = {t: [_torch_rate(model, xt, t, seconds) for _ in range(3)] for t in threads}
+        torch_cfg[b] = {"threads": _best(rates)}
+    sweep = [{"intra_op_num_threads": t, "execution_mode": m, "graph_optimization_level": lv,
+              "images_per_s": summary(v)} for (t, m, lv), v in grid.items()]
+    log(f"  inference settings: ORT batch 1 {ort_cfg[1]}; ORT threads by batch "
+        f"{ {b: c['intra_op_num_threads'] for b, c in ort_cfg.items()} }; torch threads by batch "
+        f"{ {b: c['threads'] for b, c in torch_cfg.items()} }")
+    return {"ort": {str(b): c for b, c in ort_cfg.items()}, "torch": {str(b): c for b, c in torch_cfg.items()},
+            "ort_batch1_sweep_baseline": sweep}
+
+
+def run(artifacts: str | os.PathLike, quick: bool, models: list[str] | None = None,
+        peak_macs_per_s: float | None = None, cores: int | None = None, reps: int | None = None,
+        seconds: float | None = None, log=print) -> dict[str, Any]:
+    """Per model: ORT and PyTorch images/s by batch size, ratios, MACs per image, fraction of peak."""
+    import numpy as np
+    import torch
+
+    from zoo.registry import list_models
+
+    artifacts = Path(artifacts)
+    models = models or list_models()
+    cores = cores or os.cpu_count() or 1
+    reps = reps or (3 if quick else 5)
+    seconds = seconds or (0.1 if quick else 0.4)
+    threads_before = torch.get_num_threads()
+    out: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="fashion-zoo-bench-") as tmp:
+            files = {}
+            for name in models:
+                model, weights = torch_model(name, artifacts)
+                path, source = onnx_file(name, artifacts, model, Path(tmp))
+                files[name] = (model, weights, path, source)
+            ref = "baseline" if "baseline" in files else models[0]
+            settings = choose_settings(files[ref][2], files[ref][0], cores, seconds / 2, log)
+            settings["chosen_on"] = ref
+            out["settings"] = settings
+            x = {b: np.random.default_rng(1).standard_normal((b, 1, 28, 28), dtype=np.float32) for b in BATCHES}
+            for name, (model, weights, path, source) in files.items():
+                macs = macs_per_image(model)
+                sessions = {}
+                for b in BATCHES:
+                    c = settings["ort"][str(b)]
+                    key = (c["intra_op_num_threads"], c["execution_mode"], c["graph_optimization_level"])
+                    if key not in sessions:
+                        sessions[key] = ort_session(path, *key)
+                        sessions[key].run(None, {"image": x[1]})
+                ort_r: dict[str, list[float]] = {}
+                torch_r: dict[str, list[float]] = {}
+                for b in BATCHES:
+                    c = settings["ort"][str(b)]
+                    sess = sessions[(c["intra_op_num_threads"], c["execution_mode"], c["graph_optimization_level"])]
+                    xt = torch.from_numpy(x[b])
+                    ort_r[str(b)], torch_r[str(b)] = [], []
+                    for _ in range(reps):  # interleaved: both runtimes see the same machine load
+                        ort_r[str(b)].append(_ort_rate(sess, x[b], seconds))
+                        torch_r[str(b)].append(_torch_rate(model, xt, settings["torch"][str(b)]["threads"], seconds))
+                ort_s = {b: summary(v) for b, v in ort_r.items()}
+                torch_s = {b: summary(v) for b, v in torch_r.items()}
+                best_b = max(ort_s, key=lambda b: ort_s[b]["median"])
+                best_t = max(torch_s, key=lambda b: torch_s[b]["median"])
+                row: dict[str, Any] = {
+                    "onnx": source, "torch_weights": weights,
+                    "macs_per_image": macs,
+                    "ort_images_per_s": ort_s,
+                    "torch_images_per_s": torch_s,
+                    "ort_vs_torch": {b: summary(a / t for a, t in zip(ort_r[b], torch_r[b])) for b in ort_r},
+                    "ort_best_batch": int(best_b),
+                    "torch_best_batch": int(best_t),
+                }
+                row["ort_vs_torch_bs1"] = row["ort_vs_torch"]["1"]
+                if peak_macs_per_s:
+                    row["ort_fraction_of_peak"] = round(ort_s[best_b]["median"] * macs / peak_macs_per_s, 4)
+                    row["torch_fraction_of_peak"] = round(torch_s[best_t]["median"] * macs / peak_macs_per_s, 4)
+                out[name] = row
+                log(f"  inference {name}: ORT bs1 {ort_s['1']['median']:,.0f} img/s, torch bs1 "
+                    f"{torch_s['1']['median']:,.0f} img/s ({row['ort_vs_torch_bs1']['median']:.1f}x); "
+                    f"best ORT {ort_s[best_b]['median']:,.0f} img/s at batch {best_b}")
+    finally:
+        torch.set_num_threads(threads_before)
+    return out

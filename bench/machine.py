@@ -1,0 +1,112 @@
+"""The machine a benchmark ran on, and its theoretical fp32 peak.
+
+Peak multiply-accumulates per second = cores x clock x FMA lanes x FMA units, with the lanes read
+from the CPU flags (avx512f: 16 fp32 lanes, avx2+fma: 8, otherwise 4) and two FMA units per core
+assumed (true of current x86 server cores: Intel since Skylake-SP Gold, AMD since Zen). The clock is
+the one the kernel reports (the nominal clock in a VM, which cannot see turbo).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+FMA_UNITS = 2  # assumed, see the module docstring
+
+
+def _cpuinfo() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key and key not in info:
+                info[key] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def _lscpu() -> dict[str, str]:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def provider(lscpu: dict[str, str]) -> str:
+    """Who provides the machine, as far as the guest can tell (BENCH_PROVIDER overrides)."""
+    if os.environ.get("BENCH_PROVIDER"):
+        return os.environ["BENCH_PROVIDER"]
+    vendor = " ".join(x for x in (_read("/sys/class/dmi/id/sys_vendor"),
+                                  _read("/sys/class/dmi/id/product_name")) if x)
+    hyper = lscpu.get("Hypervisor vendor", "")
+    if "firecracker" in _read("/proc/cmdline"):
+        hyper = f"{hyper or 'KVM'} (Firecracker microVM)"
+    parts = [p for p in (vendor, f"{hyper} guest" if hyper else "") if p]
+    return ", ".join(parts) or "bare metal or unknown"
+
+
+def fp32_lanes(flags: set[str]) -> tuple[int, str]:
+    if "avx512f" in flags:
+        return 16, "avx512f"
+    if "avx2" in flags and "fma" in flags:
+        return 8, "avx2+fma"
+    return 4, "sse"
+
+
+def describe() -> dict[str, Any]:
+    """Cores, CPU model, clock, SIMD, provider, software versions, load, date."""
+    cpu, ls = _cpuinfo(), _lscpu()
+    flags = set(cpu.get("flags", "").split())
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    mhz = float(cpu.get("cpu MHz") or 0) or None
+    max_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if max_khz.isdigit():
+        mhz = int(max_khz) / 1000
+    lanes, isa = fp32_lanes(flags)
+    ghz = (mhz or 0) / 1000
+    peak = cores * ghz * 1e9 * lanes * FMA_UNITS
+    out: dict[str, Any] = {
+        "cores": cores,
+        "cpu_model": ls.get("Model name") or cpu.get("model name") or platform.processor() or "unknown",
+        "cpu_family": cpu.get("cpu family"), "cpu_model_number": cpu.get("model"),
+        "ghz": round(ghz, 3) if ghz else None,
+        "simd": isa,
+        "provider": provider(ls),
+        "peak_macs_per_s": peak or None,
+        "peak_assumption": (f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 FMA lanes ({isa}) x "
+                            f"{FMA_UNITS} FMA units (assumed) = {peak / 1e9:.0f} G multiply-accumulates/s"),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    for mod in ("torch", "torchvision", "onnxruntime", "bentoml"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # an absent optional package is simply not listed
+            pass
+    return out
+
+
+def short(m: dict[str, Any]) -> str:
+    """One line for report headers."""
+    return (f"{m['cores']} cores {m['cpu_model']} @ {m['ghz']} GHz ({m['simd']}), {m['provider']}; "
+            f"load {m.get('load_at_start')}")
+

@@ -1,0 +1,156 @@
+"""bench.json and bench.md: the figures, the settings they were measured with, and the goals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from training.report import write_atomic
+
+from .machine import short
+from .stats import fmt
+
+GOALS = {
+    "training": ("our epoch >= 2.5x faster than the naive pipeline", 2.5),
+    "inference": ("ONNX Runtime >= 3x PyTorch eager at batch 1", 3.0),
+    "service": ("single-image rps at concurrency 64 >= 70% of the no-op ceiling, zero errors", 0.70),
+}
+
+
+def _med(stat: dict[str, Any] | None) -> float | None:
+    return stat["median"] if stat else None
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _problem(section: dict[str, Any] | None) -> str | None:
+    if section is None:
+        return "not run"
+    if "error" in section:
+        return f"error: {section['error']}"
+    if "skipped" in section and len(section) <= 2:
+        return f"skipped: {section['skipped']}"
+    return None
+
+
+def training_md(t: dict[str, Any]) -> list[str]:
+    s = t["settings"]
+    lines = ["| model | ours (s/epoch) | naive (s/epoch) | speed-up |", "|---|---:|---:|---:|"]
+    for name, r in t["models"].items():
+        lines.append(f"| `{name}` | {fmt(r['ours_s_per_epoch'])} | {fmt(r['naive_s_per_epoch'])} | "
+                     f"{fmt(r['speedup_vs_naive'], 'x')} |")
+    how = (f"timed on {s['images_timed']:,} of the {s['epoch_images']:,} training images per repetition and "
+           f"extrapolated to a whole epoch" if s["extrapolated"] else "whole epochs")
+    lines += ["", f"Ours: {s['ours']}. Naive: {s['naive']}. Both: batch {s['batch_size']}, {s['optimizer']}, "
+                  f"{s['torch_threads']} torch thread(s) (TrainConfig.threads), same model and images; "
+                  f"{how}; median (min–max) of {s['repetitions']} alternating repetitions."]
+    return lines
+
+
+def inference_md(inf: dict[str, Any]) -> list[str]:
+    models = {k: v for k, v in inf.items() if k != "settings"}
+    batches = list(next(iter(models.values()))["ort_images_per_s"]) if models else []
+    head = ["model", "MACs/image"] + [f"ORT bs{b}" for b in batches] + [f"torch bs{b}" for b in batches] + \
+           ["ORT/torch bs1", "ORT best % of peak"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name, r in models.items():
+        cells = [f"`{name}`", f"{r['macs_per_image']:,}"]
+        cells += [fmt(r["ort_images_per_s"][b]) for b in batches]
+        cells += [fmt(r["torch_images_per_s"][b]) for b in batches]
+        peak = r.get("ort_fraction_of_peak")
+        cells += [fmt(r["ort_vs_torch_bs1"], "x"),
+                  "–" if peak is None else f"{100 * peak:.1f}% (bs{r['ort_best_batch']})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    s = inf["settings"]
+    ort1 = s["ort"]["1"]
+    lines += ["", "Images per second, median (min–max). ONNX Runtime "
+              f"(CPUExecutionProvider) at batch 1: intra_op_num_threads={ort1['intra_op_num_threads']}, "
+              f"execution mode {ort1['execution_mode']}, graph optimisation {ort1['graph_optimization_level']} "
+              f"(the fastest at batch 1 on `{s['chosen_on']}`); threads by batch "
+              + ", ".join(f"{b}: {c['intra_op_num_threads']}" for b, c in s["ort"].items())
+              + ". PyTorch eager (inference_mode) threads by batch "
+              + ", ".join(f"{b}: {c['threads']}" for b, c in s["torch"].items())
+              + " (the faster of 1 and all cores). MACs count conv and linear layers."]
+    sweep = s.get("ort_batch1_sweep_baseline")
+    if sweep:
+        lines += ["", f"ONNX Runtime session options at batch 1 (`{s['chosen_on']}`, images/s):", "",
+                  "| intra-op threads | execution mode | graph optimisation | images/s |", "|---:|---|---|---:|"]
+        lines += [f"| {r['intra_op_num_threads']} | {r['execution_mode']} | {r['graph_optimization_level']} | "
+                  f"{fmt(r['images_per_s'])} |" for r in sweep]
+    return lines
+
+
+def service_md(sv: dict[str, Any]) -> list[str]:
+    s = sv["settings"]
+    lines = []
+    if "skipped" in sv:
+        lines += [f"Zoo service skipped: {sv['skipped']}", ""]
+    lines += ["| concurrency | zoo rps | zoo p50 (ms) | zoo p99 (ms) | errors | no-op rps | no-op p99 (ms) | zoo / no-op |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c, n in sv["noop"].items():
+        z = sv.get("single", {}).get(c)
+        lines.append(f"| {c} | {fmt(z and z['rps'])} | {fmt(z and z['p50_ms'])} | {fmt(z and z['p99_ms'])} | "
+                     f"{'–' if z is None else z['errors']} | {fmt(n['rps'])} | {fmt(n['p99_ms'])} | "
+                     f"{fmt(sv.get('vs_noop', {}).get(c))} |")
+    b = s["batch"]
+    lines += ["", f"Batch route (`POST /classify/batch`, {b['images_per_request']} images per request, concurrency "
+                  f"{b['concurrency']}): zoo {fmt(sv.get('batch_images_per_s'))} images/s, no-op "
+                  f"{fmt(sv.get('noop_batch_images_per_s'))} images/s.",
+              "", f"Model `{sv.get('model', '–')}` ({sv.get('store_tag', 'not in the store')}); image: {s['image']}. "
+                  f"Requests per run by concurrency: {s['requests']}; {s['repetitions']} repetitions, alternating "
+                  f"zoo and no-op. Load generator: {s['load_generator']}. No-op: {s['noop']}."]
+    return lines
+
+
+def goals(report: dict[str, Any]) -> list[str]:
+    lines = []
+    t = report.get("training") or {}
+    if "models" in t:
+        worst = min(_med(v) for v in t["speedup_vs_naive"].values())
+        lines.append(f"- Training, {GOALS['training'][0]}: {worst:.2f}x at worst — {_mark(worst >= 2.5)}")
+    inf = {k: v for k, v in (report.get("inference") or {}).items() if k not in ("settings", "error", "skipped")}
+    if inf:
+        worst = min(_med(v["ort_vs_torch_bs1"]) for v in inf.values())
+        lines.append(f"- Inference, {GOALS['inference'][0]}: {worst:.1f}x at worst — {_mark(worst >= 3.0)}")
+    sv = report.get("service") or {}
+    if "vs_noop" in sv:
+        top = max(sv["vs_noop"], key=int)
+        share = _med(sv["vs_noop"][top])
+        lines.append(f"- Service, {GOALS['service'][0]}: {share:.0%}, {sv['errors']} errors — "
+                     f"{_mark(share >= 0.70 and sv['errors'] == 0)}")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = ["# Benchmarks", "",
+             f"{m['date']} on {short(m)} → {m.get('load_at_end')} at the end. "
+             f"`{report['command']}`, {report['seconds']:.0f} s"
+             + (" (QUICK: fewer images and requests, shorter timing loops)." if report["quick"] else "."),
+             f"Peak assumed: {m['peak_assumption']}.", ""]
+    if goals(report):
+        lines += ["Goals:", *goals(report), ""]
+    for key, title, body in (("training", "Training: seconds per epoch", training_md),
+                             ("inference", "Inference: images per second", inference_md),
+                             ("service", "Service", service_md)):
+        section = report.get(key)
+        lines += [f"## {title}", ""]
+        problem = _problem(section)
+        if problem:
+            lines += [problem, ""]
+            continue
+        try:
+            lines += body(section) + [""]
+        except Exception as e:  # a partial section still leaves the rest of the report readable
+            lines += [f"(cannot tabulate: {type(e).__name__}: {e}; see bench.json)", ""]
+    return "\n".join(lines)
+
+
+def write(report: dict[str, Any], reports_dir: Path) -> tuple[Path, Path]:
+    """Write bench.json and bench.md atomically; returns their paths."""
+    js, md = reports_dir / "bench.json", reports_dir / "bench.md"
+    write_atomic(js, json.dumps(report, indent=2) + "\n")
+    write_atomic(md, markdown(report))
+    return js, md

@@ -1,0 +1,81 @@
+"""`make bench` code paths on tiny data: every section runs and the reports are valid. Figures are
+measured, never asserted here (speed belongs in the report, not in a test)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import loadgen, service
+from bench.__main__ import run
+from bench.server import Server
+
+
+def test_quick_bench_writes_valid_reports(tmp_path, fmnist_dir):
+    """`python -m bench --quick 1` on synthetic Fashion-MNIST: training and inference sections."""
+    art = tmp_path / "art"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--artifacts", str(art), "--data-dir", str(fmnist_dir), "--quick", "1",
+         "--sections", "training,inference", "--models", "baseline"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((art / "reports" / "bench.json").read_text())
+    assert report["quick"] is True and report["machine"]["cores"] >= 1
+    speedup = report["training"]["speedup_vs_naive"]["baseline"]
+    assert speedup["min"] <= speedup["median"] <= speedup["max"] and speedup["n"] == 3
+    settings = report["training"]["settings"]
+    assert 0 < settings["images_timed"] <= settings["epoch_images"] < 6400  # the small synthetic split
+    inf = report["inference"]["baseline"]
+    assert set(inf["ort_images_per_s"]) == {"1", "64", "1024"}
+    assert inf["ort_vs_torch_bs1"]["median"] > 0
+    assert inf["macs_per_image"] == 416_520  # conv 117,600 + conv 240,000 + fc 58,920
+    assert "exported in-process" in inf["onnx"]
+    md = (art / "reports" / "bench.md").read_text()
+    assert "| `baseline` |" in md and "## Service" in md
+    assert "| `baseline` |" in proc.stdout  # the table is printed too
+
+
+def test_missing_data_skips_training_with_the_fix(tmp_path):
+    report = run(str(tmp_path / "art"), str(tmp_path / "nodata"), quick=True, sections=("training",))
+    assert "make data" in report["training"]["skipped"]
+    assert json.loads((tmp_path / "art" / "reports" / "bench.json").read_text())["training"] == report["training"]
+
+
+def test_a_failing_section_is_reported_and_the_rest_runs(tmp_path, fmnist_dir):
+    art = tmp_path / "art"
+    (art / "onnx").mkdir(parents=True)
+    (art / "onnx" / "baseline.onnx").write_bytes(b"not an onnx file")
+    report = run(str(art), str(tmp_path / "nodata"), quick=True, sections=("inference", "training"),
+                 models=["baseline"])
+    assert "error" in report["inference"]
+    assert "skipped" in report["training"]
+    assert "error:" in (art / "reports" / "bench.md").read_text()
+
+
+def test_loadgen_against_the_noop_service(tmp_path, monkeypatch):
+    """The load generator counts answers and errors (a 404 route) on a real BentoML server."""
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    body, ctype = loadgen.multipart([("image", "a.png", b"\x89PNG fake", "image/png")])
+    with Server("bench.noop_service:Noop", tmp_path / "noop.log") as url:
+        ok = loadgen.load(f"{url}/classify?model=baseline", body, ctype, concurrency=4, requests=40)
+        bad = loadgen.load(f"{url}/no-such-route", body, ctype, concurrency=2, requests=10)
+    assert ok["requests"] == 40 and ok["errors"] == 0 and ok["rps"] > 0
+    assert ok["p50_ms"] <= ok["p99_ms"]
+    assert bad["requests"] == 10 and bad["errors"] == 10 and "HTTP 404" in bad["error_samples"][0]
+
+
+def test_service_section_without_a_stored_zoo_measures_the_ceiling(tmp_path, monkeypatch, fmnist_dir):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    out = service.run(str(fmnist_dir), quick=True, reps=1, concurrency=(1, 4), requests={1: 10, 4: 20},
+                      batch_requests=2)
+    assert "make export" in out["skipped"]
+    assert set(out["noop_rps"]) == {"1", "4"} and out["noop"]["4"]["errors"] == 0
+    assert out["noop_batch_images_per_s"]["median"] > 0
+
+
+@pytest.mark.parametrize("text", ["0", "1"])
+def test_bad_model_name_is_one_line(tmp_path, text):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--artifacts", str(tmp_path), "--quick", text,
+                           "--models", "resnet"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Unknown model 'resnet'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
