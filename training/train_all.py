@@ -76,7 +76,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
             elif get_entry(name).dataset == "fashion-mnist":
                 val[name] = acc
     if val and len(val) == len(list_models("fashion-mnist")):
-        best = max(val, key=val.get)
+        best = max(list_models("fashion-mnist"), key=val.get)  # ties: the first in the registry
         print(f"best by validation accuracy: {best} ({100 * val[best]:.2f}%); "
               f"retraining it on train+validation", file=sys.stderr)
         _, _, err = _train_one(replace(cfg, model=best, trainval=True))
