@@ -114,3 +114,34 @@ def test_train_all_trains_reports_and_retrains_best(tmp_path, fmnist_dir):
     assert retrained[0]["retrain_of"] == best
     assert (tmp_path / "reports" / "val_loss_all.png").exists()
     assert "| `baseline` |" in (tmp_path / "reports" / "results.md").read_text()
+
+
+def test_ctrl_c_then_rerun_resumes_to_the_same_weights(tmp_path):
+    """A real interrupted run (SIGINT mid-epoch) resumes and ends where an uninterrupted run ends."""
+    import signal
+    import time
+
+    from tests.conftest import make_fashion_mnist
+
+    data = make_fashion_mnist(tmp_path / "data", n_train=10000, n_test=100)
+    args = ["training.train", "--model", "baseline", "--epochs", "3", "--data-dir", str(data)]
+    proc = subprocess.Popen([sys.executable, "-m", *args, "--artifacts", str(tmp_path / "i")],
+                            stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "i" / "checkpoints" / "baseline.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    partial = load_checkpoint(ckpt)
+    assert not partial["complete"] and 1 <= partial["epoch"] < 3
+    resumed = _cli(*args, "--artifacts", str(tmp_path / "i"))
+    assert resumed.returncode == 0 and f"resuming after epoch {partial['epoch']}" in resumed.stderr
+    straight = _cli(*args, "--artifacts", str(tmp_path / "s"))
+    assert straight.returncode == 0
+    a = load_checkpoint(ckpt)
+    b = load_checkpoint(tmp_path / "s" / "checkpoints" / "baseline.pt")
+    assert a["metrics"] == b["metrics"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])

@@ -121,9 +121,12 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
     torch.set_num_threads(cfg.threads)
     path = checkpoint_path(cfg)
     ckpt = load_checkpoint(path) if path.exists() else None
-    if ckpt is not None and (cfg.force or ckpt["config_identity"] != cfg.identity()):
+    overshot = ckpt is not None and (ckpt["epoch"] > cfg.epochs or
+                                     (ckpt["epoch"] == cfg.epochs and not ckpt["complete"]))
+    if ckpt is not None and (cfg.force or overshot or ckpt["config_identity"] != cfg.identity()):
         if not quiet:
-            why = "--force" if cfg.force else "its config differs"
+            why = ("--force" if cfg.force else f"it has {ckpt['epoch']} epochs, {cfg.epochs} asked"
+                   if overshot else "its config differs")
             print(f"[{cfg.model}] starting over ({why}): {path}", file=sys.stderr)
         ckpt = None
     if ckpt is not None and ckpt["complete"] and ckpt["epoch"] >= cfg.epochs:
