@@ -6,6 +6,8 @@ VENV       ?= .venv
 PY         := $(VENV)/bin/python
 DATA_DIR   ?= data
 KAGGLE_DIR ?= data/kaggle
+# A local copy of the Kaggle set that `make data` links to $(KAGGLE_DIR) when that is empty.
+KAGGLE_SUBSET ?= ../shared/data/kaggle-fashion-small
 ARTIFACTS  ?= artifacts
 EPOCHS     ?= 15
 MODEL      ?= baseline
@@ -36,6 +38,9 @@ models: install  ## list the zoo
 
 data: install  ## put Fashion-MNIST under $(DATA_DIR) (Debian package, download, or apt-get)
 	@$(PY) -m training.data --data-dir $(DATA_DIR)
+	@if [ ! -e $(KAGGLE_DIR)/styles.csv ] && [ -e $(KAGGLE_SUBSET)/styles.csv ]; then \
+	  mkdir -p $(dir $(KAGGLE_DIR)) && ln -sfn $(abspath $(KAGGLE_SUBSET)) $(KAGGLE_DIR) && \
+	  echo "Kaggle fashion products: linked $(KAGGLE_DIR) -> $(abspath $(KAGGLE_SUBSET))"; fi
 
 data-kaggle: install  ## download the Kaggle set into $(KAGGLE_DIR) with kagglehub (needs a Kaggle account)
 	@$(PY) -m training.kaggle download --kaggle-dir $(KAGGLE_DIR)
@@ -49,8 +54,11 @@ train-all: data  ## train every model, retrain the best on train+val, write repo
 report: install  ## rebuild results.json/.md and the curves from the checkpoints
 	@$(PY) -m training.report --artifacts $(ARTIFACTS)
 
+# Parity uses each checkpoint's own dataset paths unless DATA_DIR/KAGGLE_DIR are given explicitly.
 export: install  ## ONNX export + parity check + manifest + BentoML model store
-	@$(PY) -m export --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR)
+	@$(PY) -m export --artifacts $(ARTIFACTS) \
+	  $(if $(filter command line environment,$(origin DATA_DIR)),--data-dir $(DATA_DIR)) \
+	  $(if $(filter command line environment,$(origin KAGGLE_DIR)),--kaggle-dir $(KAGGLE_DIR))
 
 test: install  ## run the test suite (CPU, no network, a few minutes)
 	$(PY) -m pytest -q
