@@ -50,7 +50,8 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     from .data import load_pixels
     from .report import results_markdown, write_reports
 
-    load_pixels(cfg.data_dir, train=False)  # fail fast, in one line, if the data is missing
+    for train in (True, False):  # fail fast, in one line, if the data is missing or corrupt
+        load_pixels(cfg.data_dir, train=train)
     names = list_models("fashion-mnist")
     if "kaggle" in list_models():
         if kaggle_available(cfg):
