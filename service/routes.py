@@ -1,0 +1,240 @@
+"""The HTTP interface: POST /classify, POST /classify/batch, GET /models.
+
+A small Starlette app that the BentoML service mounts (BentoML adds /livez, /readyz, /metrics and
+its middleware around it). The routes read the request body themselves, so every bad upload gets
+a precise 400/404/413 JSON answer and none reaches a 500:
+
+    curl -F image=@shoe.jpg 'http://127.0.0.1:3000/classify?model=all&top_k=2'
+    curl --data-binary @shoe.png -H 'Content-Type: image/png' http://127.0.0.1:3000/classify
+    curl -F image=@a.png -F image=@b.png http://127.0.0.1:3000/classify/batch
+
+The service puts its loaded `runtime.Zoo` in `app.state.zoo`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import numpy as np
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from zoo.spec import preprocess
+
+from .imaging import MAX_BYTES, ImageError, decode
+from .results import result
+from .runtime import Zoo
+
+ALL = "all"                         # ?model=all: every model, side by side
+DEFAULT_TOP_K = 3
+MAX_BATCH_IMAGES = 256
+MAX_BATCH_BYTES = 64 * 1024 * 1024  # a whole /classify/batch request
+FORM_SLACK = 64 * 1024              # multipart headers and the small fields around one image
+RAW_TYPES = ("image/", "application/octet-stream")
+HOW_SINGLE = ("send the image as the multipart field 'image' (curl -F image=@photo.png) or as the raw "
+              "body with an image/* Content-Type (curl --data-binary @photo.png -H 'Content-Type: image/png'); "
+              "for many images use POST /classify/batch")
+HOW_BATCH = (f"send up to {MAX_BATCH_IMAGES} images as repeated multipart fields 'image' "
+             f"(curl -F image=@a.png -F image=@b.png)")
+
+logger = logging.getLogger("bentoml.fashion_zoo")
+_limiter: anyio.CapacityLimiter | None = None
+
+
+class RequestError(Exception):
+    """A request this service answers with `status` and a JSON body {"error": message, **extra}."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+@dataclass
+class Upload:
+    images: list[tuple[str | None, bytes]] = field(default_factory=list)  # (filename, bytes)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _zoo(request: Request) -> Zoo:
+    zoo = getattr(request.app.state, "zoo", None)
+    if zoo is None or not zoo.ready:
+        raise RequestError(503, "the models are still loading; try again shortly (GET /readyz says when)")
+    return zoo
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) more than `limit` bytes whether or not Content-Length says so."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, f"invalid Content-Length {declared!r}")
+        if int(declared) > limit:
+            raise RequestError(413, f"request body is {int(declared):,} bytes, over the limit of {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_upload(request: Request, batch: bool) -> Upload:
+    """Images and form fields from a multipart form, or one image from a raw body."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    how = HOW_BATCH if batch else HOW_SINGLE
+    if media_type == "multipart/form-data":
+        body = await read_body(request, MAX_BATCH_BYTES if batch else MAX_BYTES + FORM_SLACK)
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(
+                max_files=MAX_BATCH_IMAGES if batch else 1, max_fields=8, max_part_size=FORM_SLACK)
+        except HTTPException as e:
+            status = 413 if batch and "Too many files" in str(e.detail) else 400
+            raise RequestError(status, f"bad multipart form ({e.detail}); {how}") from None
+        try:
+            upload = Upload()
+            for key, value in form.multi_items():
+                if key == "image":
+                    if not isinstance(value, UploadFile):
+                        raise RequestError(400, f"the field 'image' is text, not a file; {how}")
+                    upload.images.append((value.filename, await value.read()))
+                elif isinstance(value, str):
+                    upload.fields.setdefault(key, value)
+            return upload
+        finally:
+            await form.close()
+    if batch:
+        raise RequestError(400, f"expected multipart/form-data, got {media_type or 'no Content-Type'}; {how}")
+    if media_type and not media_type.startswith(RAW_TYPES):
+        raise RequestError(400, f"expected an image, got Content-Type {media_type}; {how}")
+    return Upload(images=[(None, await read_body(request, MAX_BYTES))])
+
+
+def choose(zoo: Zoo, request: Request, upload: Upload) -> tuple[list[str], int]:
+    """The model names (`?model=` or the form field; the default if neither) and top_k."""
+    def param(name: str) -> str | None:
+        query, form = request.query_params.get(name), upload.fields.get(name)
+        if query is not None and form is not None and query != form:
+            raise RequestError(400, f"{name} given twice with different values ({query!r} in the query, "
+                                    f"{form!r} in the form); give it once")
+        return query if query is not None else form
+
+    model = param("model")
+    if model is None or model == "":
+        names = [zoo.default]
+    elif model == ALL:
+        names = list(zoo.models)
+    elif model in zoo.models:
+        names = [model]
+    else:
+        valid = [*zoo.models, ALL]
+        raise RequestError(404, f"unknown model {model!r}; choose one of: {', '.join(valid)}", models=valid)
+    n_classes = min(len(zoo.models[n].classes) for n in names)
+    top_k = param("top_k")
+    if top_k is None or top_k == "":
+        return names, min(DEFAULT_TOP_K, n_classes)
+    try:
+        k = int(top_k)
+    except ValueError:
+        k = 0
+    if not 1 <= k <= n_classes:
+        raise RequestError(400, f"top_k must be an integer from 1 to {n_classes}, got {top_k!r}")
+    return names, k
+
+
+def classify_images(zoo: Zoo, names: list[str], top_k: int,
+                    images: list[tuple[str | None, bytes]]) -> list[dict[str, Any]]:
+    """Decode, preprocess (per model, as its manifest says) and classify; one result per image."""
+    specs = {n: json.dumps(zoo.models[n].preprocess, sort_keys=True) for n in names}
+    inputs: dict[str, list[np.ndarray]] = {s: [] for s in specs.values()}
+    for i, (filename, data) in enumerate(images):
+        which = f"image {i + 1} ({filename})" if len(images) > 1 else "the image"
+        try:
+            image = decode(data)
+            for spec_key in inputs:  # one decode, each distinct preprocessing once
+                inputs[spec_key].append(preprocess(image, json.loads(spec_key)))
+        except ImageError as e:
+            raise RequestError(e.status, f"{which}: {e}" if len(images) > 1 else str(e)) from None
+        except Exception as e:  # e.g. a pixel mode PIL cannot convert to grey
+            logger.warning("cannot preprocess %s: %r", which, e)
+            raise RequestError(400, f"{which} cannot be converted to a model input "
+                                    f"({type(e).__name__}: {e})") from None
+        del image
+    batches = {s: np.stack(xs) for s, xs in inputs.items()}
+    logits = {n: zoo.logits(n, batches[specs[n]]) for n in names}
+    out = []
+    for i, (filename, _) in enumerate(images):
+        per_model = [result(n, logits[n][i], zoo.models[n].classes, top_k) for n in names]
+        one = per_model[0] if len(names) == 1 else {"model": ALL, "default": zoo.default, "results": per_model}
+        if filename is not None:
+            one = {"filename": filename, **one}
+        out.append(one)
+    return out
+
+
+async def _in_thread(func, *args):
+    global _limiter
+    if _limiter is None:  # decoding and inference are CPU work: one thread per core
+        _limiter = anyio.CapacityLimiter(max(2, len(os.sched_getaffinity(0))))
+    return await anyio.to_thread.run_sync(func, *args, limiter=_limiter)
+
+
+async def classify(request: Request) -> JSONResponse:
+    """POST /classify: one image, one model (or ?model=all)."""
+    try:
+        zoo = _zoo(request)
+        upload = await read_upload(request, batch=False)
+        names, top_k = choose(zoo, request, upload)
+        if not upload.images:
+            raise RequestError(400, f"no image in the request; {HOW_SINGLE}")
+        (one,) = await _in_thread(classify_images, zoo, names, top_k, upload.images)
+    except RequestError as e:
+        return _error(e.status, e.message, **e.extra)
+    one.pop("filename", None)
+    return JSONResponse(one)
+
+
+async def classify_batch(request: Request) -> JSONResponse:
+    """POST /classify/batch: many images in one request, each model run once on all of them."""
+    try:
+        zoo = _zoo(request)
+        upload = await read_upload(request, batch=True)
+        names, top_k = choose(zoo, request, upload)
+        if not upload.images:
+            raise RequestError(400, f"no image in the request; {HOW_BATCH}")
+        results = await _in_thread(classify_images, zoo, names, top_k, upload.images)
+    except RequestError as e:
+        return _error(e.status, e.message, **e.extra)
+    model = names[0] if len(names) == 1 else ALL
+    return JSONResponse({"model": model, "count": len(results), "results": results})
+
+
+async def models(request: Request) -> JSONResponse:
+    """GET /models: the served models, their manifest entries and the provider each runs on."""
+    try:
+        return JSONResponse(_zoo(request).describe())
+    except RequestError as e:
+        return _error(e.status, e.message)
+
+
+app = Starlette(routes=[
+    Route("/classify", classify, methods=["POST"]),
+    Route("/classify/batch", classify_batch, methods=["POST"]),
+    Route("/models", models, methods=["GET"]),
+])

@@ -1,0 +1,230 @@
+"""The served zoo: manifest, verified ONNX files, one onnxruntime session per model, on GPU when
+one can really run.
+
+Torch-free. `load_zoo(path)` reads `manifest.json` from a `fashion-zoo` model directory (as the
+export writes it to the BentoML model store), checks every ONNX file's sha256 against the manifest,
+creates the sessions once and runs each on a zero image. `Zoo.logits` runs a model on a batch.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+DEVICES = ("auto", "cuda", "cpu")
+# One intra-op thread per run: the models are tiny, and parallelism comes from concurrent requests.
+CPU_THREADS = 1
+
+logger = logging.getLogger("bentoml.fashion_zoo")
+
+
+class ZooLoadError(ZooError):
+    """The model store's copy of the zoo cannot be served; the message names the file and the fix."""
+
+
+@dataclass
+class Device:
+    providers: list[Any]   # what onnxruntime is asked for, best first
+    reason: str            # why, in words, for the start-up log line and GET /models
+
+
+@dataclass
+class ServedModel:
+    name: str
+    entry: dict[str, Any]  # the manifest entry
+    session: Any           # onnxruntime.InferenceSession
+    provider: str          # the provider the session actually runs on
+    input_name: str
+
+    @property
+    def classes(self) -> list[str]:
+        return self.entry["classes"]
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return self.entry["preprocess"]
+
+
+@dataclass
+class Zoo:
+    tag: str
+    manifest: dict[str, Any]
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    device: Device | None = None
+
+    @property
+    def default(self) -> str:
+        return self.manifest["default"]
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.models) and set(self.models) == set(self.manifest["models"])
+
+    def logits(self, name: str, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 1, H, W) -> float32 logits (N, classes) from model `name`."""
+        m = self.models[name]
+        return m.session.run(None, {m.input_name: batch})[0]
+
+    def describe(self) -> dict[str, Any]:
+        """GET /models: every model's manifest entry and the provider it runs on."""
+        return {
+            "store_tag": self.tag,
+            "default": self.default,
+            "created": self.manifest.get("created"),
+            "opset": self.manifest.get("opset"),
+            "device_reason": self.device.reason if self.device else None,
+            "models": {n: {**m.entry, "provider": m.provider} for n, m in self.models.items()},
+        }
+
+
+def _cuda_devices() -> tuple[int, str]:
+    """(number of CUDA devices the driver sees, why none) without importing any CUDA library
+    but the driver's own."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0, "no NVIDIA driver (libcuda.so.1 not found)"
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0:
+        return 0, "the NVIDIA driver found no usable GPU (cuInit failed)"
+    if cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
+        return 0, "the NVIDIA driver reports no GPU"
+    return count.value, ""
+
+
+def choose_device(preference: str = "auto") -> Device:
+    """Which providers to ask onnxruntime for. CUDA only when this onnxruntime has it, the driver
+    sees a GPU and the CUDA/cuDNN libraries load; `load_zoo` then checks each session really got it."""
+    import onnxruntime as ort
+
+    if preference not in DEVICES:
+        raise ZooLoadError(f"Unknown device {preference!r}; choose one of: {', '.join(DEVICES)}")
+    if preference == "cpu":
+        return Device([CPU], "CPU requested (FASHION_ZOO_DEVICE=cpu)")
+    why_not = ""
+    if CUDA not in ort.get_available_providers():
+        why_not = f"this onnxruntime build ({ort.__version__}) has no {CUDA}"
+    else:
+        n, why_not = _cuda_devices()
+        if n:
+            try:
+                ort.preload_dlls()  # the CUDA and cuDNN libraries from the nvidia-* wheels
+            except Exception as e:
+                why_not = f"the CUDA libraries did not load ({type(e).__name__}: {e})"
+    if why_not:
+        if preference == "cuda":
+            raise ZooLoadError(f"FASHION_ZOO_DEVICE=cuda but CUDA cannot run: {why_not}")
+        return Device([CPU], f"CPU because {why_not}")
+    options = {"device_id": 0, "cudnn_conv_algo_search": "HEURISTIC"}  # no slow search per new batch size
+    return Device([(CUDA, options), CPU], f"CUDA on {n} GPU(s) seen by the driver, GPU 0 used")
+
+
+def read_manifest(root: Path, tag: str) -> dict[str, Any]:
+    path = root / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e}); "
+                           f"re-run `make export`") from None
+    problems = []
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        problems.append(f"format is not {MANIFEST_FORMAT}")
+    elif not isinstance(manifest.get("models"), dict) or not manifest["models"]:
+        problems.append("it lists no models")
+    elif manifest.get("default") not in manifest["models"]:
+        problems.append(f"its default {manifest.get('default')!r} is not one of its models")
+    if problems:
+        raise ZooLoadError(f"{tag}: {path} is not a fashion-zoo manifest ({'; '.join(problems)}); "
+                           f"re-run `make export`")
+    return manifest
+
+
+def verified_bytes(root: Path, name: str, entry: dict[str, Any], tag: str) -> bytes:
+    """The ONNX file of one manifest entry, read once and checked against its sha256."""
+    filename = entry.get("onnx")
+    # The manifest names files; never follow one out of the model directory.
+    if not isinstance(filename, str) or Path(filename).name != filename or filename.startswith("."):
+        raise ZooLoadError(f"{tag}: model {name!r} names the file {filename!r}, not a plain file name "
+                           f"in {root}; re-run `make export`")
+    path = root / filename
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e.strerror or e}); "
+                           f"re-run `make export`") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.get("sha256"):
+        raise ZooLoadError(f"{tag}: {path} does not match its manifest (sha256 {digest[:12]}..., "
+                           f"manifest says {str(entry.get('sha256'))[:12]}...); the file is corrupt "
+                           f"or was changed: re-run `make export`")
+    return data
+
+
+def read_verified(root: str | os.PathLike, tag: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and every model's ONNX bytes, each checked against its sha256."""
+    root = Path(root)
+    manifest = read_manifest(root, tag)
+    return manifest, {n: verified_bytes(root, n, e, tag) for n, e in manifest["models"].items()}
+
+
+def create_session(data: bytes, device: Device, path: Path, tag: str):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = CPU_THREADS
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(data, options, providers=device.providers)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ZooLoadError(f"{tag}: onnxruntime cannot load {path} ({first}); re-run `make export`") from None
+
+
+def load_zoo(root: str | os.PathLike, tag: str, device: str = "auto") -> Zoo:
+    """Verify and load every model of the zoo in `root` (a `fashion-zoo` model directory)."""
+    root = Path(root)
+    manifest, files = read_verified(root, tag)
+    chosen = choose_device(device)
+    zoo = Zoo(tag=tag, manifest=manifest, device=chosen)
+    for name, entry in manifest["models"].items():
+        data = files[name]  # the bytes that were verified are the bytes that are loaded
+        path = root / entry["onnx"]
+        session = create_session(data, chosen, path, tag)
+        provider = session.get_providers()[0]
+        if chosen.providers[0] != CPU and provider != CUDA:
+            if device == "cuda":
+                raise ZooLoadError(f"{tag}: {path} did not get {CUDA} (see onnxruntime's message above)")
+            # The GPU looked usable but onnxruntime fell back: say so, and use the CPU for the rest.
+            chosen.providers, chosen.reason = [CPU], (f"CPU because {CUDA} failed to start "
+                                                      f"(see onnxruntime's message above)")
+            session = create_session(data, chosen, path, tag)
+            provider = session.get_providers()[0]
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        want_in, want_out = entry.get("input", {}).get("name"), entry.get("output", {}).get("name")
+        if [i.name for i in inputs] != [want_in] or [o.name for o in outputs] != [want_out]:
+            raise ZooLoadError(f"{tag}: {path} has inputs {[i.name for i in inputs]} and outputs "
+                               f"{[o.name for o in outputs]}, the manifest says {want_in!r} -> "
+                               f"{want_out!r}; re-run `make export`")
+        served = ServedModel(name, entry, session, provider, want_in)
+        size = int(entry["preprocess"]["size"])
+        probe = session.run(None, {want_in: np.zeros((1, 1, size, size), np.float32)})[0]
+        if probe.shape != (1, len(served.classes)) or not np.isfinite(probe).all():
+            raise ZooLoadError(f"{tag}: {path} gave {probe.shape} logits on a test image, expected "
+                               f"(1, {len(served.classes)}) finite values; re-run `make export`")
+        zoo.models[name] = served
+    logger.info("fashion-zoo %s: %d models (%s) on %s: %s", tag, len(zoo.models),
+                ", ".join(zoo.models), chosen.providers[0] if isinstance(chosen.providers[0], str)
+                else chosen.providers[0][0], chosen.reason)
+    return zoo

@@ -1,0 +1,70 @@
+"""The BentoML service: every model of the exported zoo behind one HTTP endpoint.
+
+    bentoml serve service.service:FashionZoo --port 3000      # what `make serve` runs
+    curl -F image=@shoe.jpg 'http://127.0.0.1:3000/classify?model=all'
+
+Serves the `fashion-zoo` model from the BentoML model store (written by `make export`): the
+latest version, the one a built bento was made with, or the tag in FASHION_ZOO_MODEL. Routes are
+in `service.routes`; BentoML adds /livez, /readyz (ready once every model is loaded and verified),
+/metrics and its API docs at /. FASHION_ZOO_DEVICE=auto|cuda|cpu picks the onnxruntime provider
+(auto: CUDA when it can really run). This module never imports torch.
+"""
+from __future__ import annotations
+
+import os
+
+import bentoml
+
+from .routes import app
+from .runtime import ZooLoadError, choose_device, load_zoo, read_verified
+
+STORE_NAME = "fashion-zoo"
+MODEL_TAG = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
+DEVICE = os.environ.get("FASHION_ZOO_DEVICE", "auto")
+
+
+def _served_tag() -> str:
+    """FASHION_ZOO_MODEL if set; else the version a built bento holds; else the latest."""
+    if "FASHION_ZOO_MODEL" in os.environ:
+        return MODEL_TAG
+    bento = FashionZoo.bento
+    if bento is not None:
+        for info in bento.info.all_models:
+            if info.tag.name == STORE_NAME:
+                return str(info.tag)
+    return MODEL_TAG
+
+
+def _stored_model() -> bentoml.Model:
+    tag = _served_tag()
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise ZooLoadError(f"no model {tag} in the BentoML model store "
+                           f"({os.environ.get('BENTOML_HOME', '~/bentoml')}); run `make export` first, "
+                           f"or set FASHION_ZOO_MODEL to a tag `bentoml models list` shows") from None
+
+
+# Further ASGI apps (a web page, static files) mount here too, under their own path.
+@bentoml.service(traffic={"timeout": 60})
+@bentoml.asgi_app(app, path="/", name="fashion-zoo")
+class FashionZoo:
+    # Declares the store model so that `bentoml build` packs it into the bento.
+    zoo_model = bentoml.models.BentoModel(MODEL_TAG)
+
+    @bentoml.on_deployment
+    def check_store() -> None:
+        """Once, before any worker starts: a missing or corrupt model stops `bentoml serve` with
+        one clear error (a worker failing in __init__ would only be restarted)."""
+        stored = _stored_model()
+        read_verified(stored.path, str(stored.tag))
+        if DEVICE != "auto":  # a bad value, or CUDA demanded where it cannot run
+            choose_device(DEVICE)
+
+    def __init__(self) -> None:
+        stored = _stored_model()
+        self.zoo = load_zoo(stored.path, str(stored.tag), DEVICE)
+        app.state.zoo = self.zoo
+
+    def __is_ready__(self) -> bool:
+        return self.zoo.ready
