@@ -5,7 +5,8 @@
     python -m bench --sections inference --models baseline,numfilters
 
 Writes <artifacts>/reports/bench.json and bench.md and prints the tables. Sections: training
-(bench.training), inference (bench.inference), service (bench.service). A section that fails is
+(bench.training), inference (bench.inference), quantization (bench.quantization: INT8 copies),
+service (bench.service). A section that fails is
 reported as such in both files and the others still run; the command exits 0 either way.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from zoo.errors import ArgumentParser, cli
 from zoo.registry import get_entry, list_models
 
-SECTIONS = ("training", "inference", "service")
+SECTIONS = ("training", "inference", "quantization", "service")
 
 
 def log(msg: str) -> None:
@@ -54,6 +55,12 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
 
                 out[name] = inference.run(artifacts, quick, models=models, peak_macs_per_s=m["peak_macs_per_s"],
                                           cores=m["cores"], log=log)
+            elif name == "quantization":
+                from . import quantization
+
+                inf = out.get("inference") or {}
+                out[name] = quantization.run(artifacts, data_dir, quick, models=models,
+                                             ort_settings=(inf.get("settings") or {}).get("ort"), log=log)
             elif name == "service":
                 from . import service
 

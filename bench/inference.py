@@ -189,7 +189,7 @@ def run(artifacts: str | os.PathLike, quick: bool, models: list[str] | None = No
                 path, source = onnx_file(name, artifacts, model, Path(tmp))
                 files[name] = (model, weights, path, source)
             ref = "baseline" if "baseline" in files else models[0]
-            settings = choose_settings(files[ref][2], files[ref][0], cores, seconds / 2, log)
+            settings = choose_settings(files[ref][2], files[ref][0], cores, seconds, log)
             settings["chosen_on"] = ref
             out["settings"] = settings
             x = {b: np.random.default_rng(1).standard_normal((b, 1, 28, 28), dtype=np.float32) for b in BATCHES}

@@ -48,6 +48,7 @@ class Result:
     requests: int = 0
     errors: int = 0
     seconds: float = 0.0
+    client_cpu_s: float = 0.0  # CPU time this process spent while the load ran
     latencies_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
 
@@ -62,6 +63,7 @@ class Result:
         return {"concurrency": self.concurrency, "requests": self.requests, "errors": self.errors,
                 "seconds": round(self.seconds, 3), "rps": round(ok / self.seconds, 1) if self.seconds else 0.0,
                 "p50_ms": self.percentile(50), "p99_ms": self.percentile(99),
+                "client_cpu_share": round(self.client_cpu_s / self.seconds, 3) if self.seconds else None,
                 "error_samples": self.error_samples[:3]}
 
 
@@ -149,9 +151,10 @@ async def _run(host: str, port: int, request: bytes, concurrency: int, requests:
     barrier, ready = asyncio.Event(), []
     tasks = [asyncio.create_task(worker(barrier, ready)) for _ in range(concurrency)]
     await barrier.wait()
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*tasks)
     res.seconds = time.perf_counter() - t_start
+    res.client_cpu_s = time.process_time() - cpu_start
     return res
 
 

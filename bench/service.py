@@ -72,6 +72,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rps": summary(r["rps"] for r in runs),
         "p50_ms": summary(r["p50_ms"] for r in runs if r["p50_ms"] is not None) if any(r["p50_ms"] for r in runs) else None,
         "p99_ms": summary(r["p99_ms"] for r in runs if r["p99_ms"] is not None) if any(r["p99_ms"] for r in runs) else None,
+        "client_cpu_share": summary(r["client_cpu_share"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "error_samples": [s for r in runs for s in r["error_samples"]][:3],

@@ -45,3 +45,10 @@ def fmt(stat: dict[str, Any] | None, unit: str = "", digits: int = 3) -> str:
         return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
 
     return f"{g(stat['median'])}{unit} ({g(stat['min'])}–{g(stat['max'])})"
+
+
+def pct(stat: dict[str, Any] | None) -> str:
+    """A ratio as 'median% (min–max%)'."""
+    if not stat:
+        return "–"
+    return f"{100 * stat['median']:.0f}% ({100 * stat['min']:.0f}–{100 * stat['max']:.0f}%)"

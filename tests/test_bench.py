@@ -12,11 +12,11 @@ from bench.server import Server
 
 
 def test_quick_bench_writes_valid_reports(tmp_path, fmnist_dir):
-    """`python -m bench --quick 1` on synthetic Fashion-MNIST: training and inference sections."""
+    """`python -m bench --quick 1` on synthetic Fashion-MNIST: training, inference, quantization."""
     art = tmp_path / "art"
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--artifacts", str(art), "--data-dir", str(fmnist_dir), "--quick", "1",
-         "--sections", "training,inference", "--models", "baseline"],
+         "--sections", "training,inference,quantization", "--models", "baseline"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((art / "reports" / "bench.json").read_text())
@@ -30,6 +30,8 @@ def test_quick_bench_writes_valid_reports(tmp_path, fmnist_dir):
     assert inf["ort_vs_torch_bs1"]["median"] > 0
     assert inf["macs_per_image"] == 416_520  # conv 117,600 + conv 240,000 + fc 58,920
     assert "exported in-process" in inf["onnx"]
+    q = report["quantization"]["baseline"]
+    assert 0 <= q["accuracy_int8"] <= 1 and set(q["by_batch"]) == {"1", "64", "1024"}
     md = (art / "reports" / "bench.md").read_text()
     assert "| `baseline` |" in md and "## Service" in md
     assert "| `baseline` |" in proc.stdout  # the table is printed too
