@@ -103,41 +103,49 @@ def run(data_dir: str, quick: bool, reps: int | None = None, concurrency: tuple[
             "noop": "bench.noop_service:Noop (same BentoML configuration and routes, answers a constant)",
         },
     }
-    servers = {"noop": Server("bench.noop_service:Noop", Path(tempfile.gettempdir()) / "fashion-zoo-bench-noop.log")}
-    if model is None:
-        out["skipped"] = f"zoo service not measured: {why}"
-        log(f"  service: {out['skipped']} (no-op ceiling only)")
-    else:
-        out["store_tag"], out["model"] = why, model
-        servers["zoo"] = Server("service.service:FashionZoo",
-                                Path(tempfile.gettempdir()) / "fashion-zoo-bench-service.log")
-    try:
-        for s in servers.values():
-            s.start()  # both start at once; their start-up overlaps
-        urls = {k: s.wait_ready() for k, s in servers.items()}
-        query = f"?model={model}" if model else ""
-        runs: dict[str, dict[int, list]] = {k: {c: [] for c in concurrency} for k in servers}
-        for c in concurrency:
+    with tempfile.TemporaryDirectory(prefix="fashion-zoo-bench-") as tmp:  # server logs, for errors
+        logs = Path(tmp)
+        servers = {"noop": Server("bench.noop_service:Noop", logs / "noop.log")}
+        if model is None:
+            out["skipped"] = f"zoo service not measured: {why}"
+            log(f"  service: {out['skipped']} (no-op ceiling only)")
+        else:
+            out["store_tag"], out["model"] = why, model
+            servers["zoo"] = Server("service.service:FashionZoo", logs / "service.log")
+        try:
+            for s in servers.values():
+                s.start()  # both start at once; their start-up overlaps
+            urls = {"noop": servers["noop"].wait_ready()}
+            if "zoo" in servers:
+                try:
+                    urls["zoo"] = servers["zoo"].wait_ready()
+                except RuntimeError as e:  # the ceiling is still worth measuring
+                    out["skipped"] = f"zoo service did not start: {e}"
+                    log(f"  service: {out['skipped']}")
+                    servers.pop("zoo").stop()
+            query = f"?model={model}" if model else ""
+            runs: dict[str, dict[int, list]] = {k: {c: [] for c in concurrency} for k in urls}
+            for c in concurrency:
+                for _ in range(reps):
+                    for k, url in urls.items():
+                        runs[k][c].append(load(f"{url}/classify{query}", single, single_type, c, requests[c]))
+                line = ", ".join(f"{k} {sorted(r['rps'] for r in runs[k][c])[len(runs[k][c]) // 2]:,.0f} rps"
+                                 for k in urls)
+                log(f"  service concurrency {c}: {line}")
+            batch_runs: dict[str, list] = {k: [] for k in urls}
             for _ in range(reps):
                 for k, url in urls.items():
-                    runs[k][c].append(load(f"{url}/classify{query}", single, single_type, c, requests[c]))
-            line = ", ".join(f"{k} {sorted(r['rps'] for r in runs[k][c])[len(runs[k][c]) // 2]:,.0f} rps"
-                             for k in urls)
-            log(f"  service concurrency {c}: {line}")
-        batch_runs: dict[str, list] = {k: [] for k in servers}
-        for _ in range(reps):
-            for k, url in urls.items():
-                batch_runs[k].append(load(f"{url}/classify/batch{query}", batch, batch_type,
-                                          batch_concurrency, batch_requests))
-    finally:
-        for s in servers.values():
-            s.stop()
+                    batch_runs[k].append(load(f"{url}/classify/batch{query}", batch, batch_type,
+                                              batch_concurrency, batch_requests))
+        finally:
+            for s in servers.values():
+                s.stop()
 
     noop = {str(c): _summarise(runs["noop"][c]) for c in concurrency}
     out["noop"] = noop
     out["noop_rps"] = {c: v["rps"] for c, v in noop.items()}
     out["noop_batch_images_per_s"] = summary(r["rps"] * len(pngs) for r in batch_runs["noop"])
-    if "zoo" in servers:
+    if "zoo" in urls:
         zoo = {str(c): _summarise(runs["zoo"][c]) for c in concurrency}
         out["single"] = zoo
         out["rps"] = {c: v["rps"] for c, v in zoo.items()}
