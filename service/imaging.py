@@ -72,6 +72,15 @@ def decode(data: bytes) -> Image.Image:
     return image
 
 
+def pixel_count(data: bytes) -> int | None:
+    """Width x height from the image header alone (None if the header cannot be read)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            return image.width * image.height
+    except Exception:
+        return None
+
+
 def _why(e: Exception) -> str:
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text}"[:200] if text else type(e).__name__

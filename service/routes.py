@@ -12,7 +12,8 @@ The service puts its loaded `runtime.Zoo` in `app.state.zoo`.
 """
 from __future__ import annotations
 
-import json
+import base64
+import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -20,25 +21,30 @@ from typing import Any
 
 import anyio
 import numpy as np
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from zoo.spec import preprocess
+from zoo.spec import normalize, to_pixels
 
-from .imaging import MAX_BYTES, ImageError, decode
+from .imaging import MAX_BYTES, ImageError, decode, pixel_count
 from .results import result
 from .runtime import Zoo
 
 ALL = "all"                         # ?model=all: every model, side by side
+# An image this small (a Fashion-MNIST image is 784 pixels, a Kaggle photo 4,800) is decoded and
+# classified on the event loop: that takes less time than handing it to a thread.
+INLINE_PIXELS = 128 * 128
 DEFAULT_TOP_K = 3
 MAX_BATCH_IMAGES = 256
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # a whole /classify/batch request
 FORM_SLACK = 64 * 1024              # multipart headers and the small fields around one image
 RAW_TYPES = ("image/", "application/octet-stream")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 HOW_SINGLE = ("send the image as the multipart field 'image' (curl -F image=@photo.png) or as the raw "
               "body with an image/* Content-Type (curl --data-binary @photo.png -H 'Content-Type: image/png'); "
               "for many images use POST /classify/batch")
@@ -83,11 +89,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise RequestError(413, f"request body is {int(declared):,} bytes, over the limit of {limit:,}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"request body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestError(400, "the client went away before sending the whole request") from None
     return b"".join(chunks)
 
 
@@ -126,8 +135,16 @@ async def read_upload(request: Request, batch: bool) -> Upload:
     return Upload(images=[(None, await read_body(request, MAX_BYTES))])
 
 
-def choose(zoo: Zoo, request: Request, upload: Upload) -> tuple[list[str], int]:
-    """The model names (`?model=` or the form field; the default if neither) and top_k."""
+@dataclass
+class Options:
+    names: list[str]             # the models to run
+    top_k: int
+    include_input: bool = False  # add each model's input image ("input_png", base64 PNG)
+
+
+def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
+    """What the request asks for, from the query or the form: model (the manifest's default if
+    not given), top_k, include_input."""
     def param(name: str) -> str | None:
         query, form = request.query_params.get(name), upload.fields.get(name)
         if query is not None and form is not None and query != form:
@@ -147,28 +164,39 @@ def choose(zoo: Zoo, request: Request, upload: Upload) -> tuple[list[str], int]:
         raise RequestError(404, f"unknown model {model!r}; choose one of: {', '.join(valid)}", models=valid)
     n_classes = min(len(zoo.models[n].classes) for n in names)
     top_k = param("top_k")
-    if top_k is None or top_k == "":
-        return names, min(DEFAULT_TOP_K, n_classes)
-    try:
-        k = int(top_k)
-    except ValueError:
-        k = 0
-    if not 1 <= k <= n_classes:
-        raise RequestError(400, f"top_k must be an integer from 1 to {n_classes}, got {top_k!r}")
-    return names, k
+    k = min(DEFAULT_TOP_K, n_classes)
+    if top_k is not None and top_k != "":
+        try:
+            k = int(top_k)
+        except ValueError:
+            k = 0
+        if not 1 <= k <= n_classes:
+            raise RequestError(400, f"top_k must be an integer from 1 to {n_classes}, got {top_k!r}")
+    include = (param("include_input") or "0").lower()
+    if include not in TRUE + FALSE:
+        raise RequestError(400, f"include_input must be 1 or 0, got {include!r}")
+    return Options(names, k, include in TRUE)
 
 
-def classify_images(zoo: Zoo, names: list[str], top_k: int,
-                    images: list[tuple[str | None, bytes]]) -> list[dict[str, Any]]:
+def _png(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def classify_images(zoo: Zoo, options: Options, images: list[tuple[str | None, bytes]]) -> list[dict[str, Any]]:
     """Decode, preprocess (per model, as its manifest says) and classify; one result per image."""
-    specs = {n: json.dumps(zoo.models[n].preprocess, sort_keys=True) for n in names}
-    inputs: dict[str, list[np.ndarray]] = {s: [] for s in specs.values()}
+    names = options.names
+    specs = {zoo.models[n].preprocess_key: zoo.models[n].preprocess for n in names}
+    # zoo.spec.preprocess is normalize(to_pixels(...)); the two steps are kept apart here only to
+    # batch the normalisation and to show a client the pixels a model sees.
+    pixels: dict[str, list[np.ndarray]] = {key: [] for key in specs}
     for i, (filename, data) in enumerate(images):
         which = f"image {i + 1} ({filename})" if len(images) > 1 else "the image"
         try:
             image = decode(data)
-            for spec_key in inputs:  # one decode, each distinct preprocessing once
-                inputs[spec_key].append(preprocess(image, json.loads(spec_key)))
+            for key, spec in specs.items():  # one decode, each distinct preprocessing once
+                pixels[key].append(to_pixels(image, spec))
         except ImageError as e:
             raise RequestError(e.status, f"{which}: {e}" if len(images) > 1 else str(e)) from None
         except Exception as e:  # e.g. a pixel mode PIL cannot convert to grey
@@ -176,11 +204,15 @@ def classify_images(zoo: Zoo, names: list[str], top_k: int,
             raise RequestError(400, f"{which} cannot be converted to a model input "
                                     f"({type(e).__name__}: {e})") from None
         del image
-    batches = {s: np.stack(xs) for s, xs in inputs.items()}
-    logits = {n: zoo.logits(n, batches[specs[n]]) for n in names}
+    batches = {key: normalize(np.stack(px), specs[key])[:, None] for key, px in pixels.items()}
+    logits = {n: zoo.logits(n, batches[zoo.models[n].preprocess_key]) for n in names}
     out = []
     for i, (filename, _) in enumerate(images):
-        per_model = [result(n, logits[n][i], zoo.models[n].classes, top_k) for n in names]
+        per_model = [result(n, logits[n][i], zoo.models[n].classes, options.top_k) for n in names]
+        if options.include_input:
+            shown = {key: _png(px[i]) for key, px in pixels.items()}
+            for r in per_model:
+                r["input_png"] = shown[zoo.models[r["model"]].preprocess_key]
         one = per_model[0] if len(names) == 1 else {"model": ALL, "default": zoo.default, "results": per_model}
         if filename is not None:
             one = {"filename": filename, **one}
@@ -189,6 +221,7 @@ def classify_images(zoo: Zoo, names: list[str], top_k: int,
 
 
 async def _in_thread(func, *args):
+    """Run a large image's decoding and inference off the event loop."""
     global _limiter
     if _limiter is None:  # decoding and inference are CPU work: one thread per core
         _limiter = anyio.CapacityLimiter(max(2, len(os.sched_getaffinity(0))))
@@ -200,10 +233,13 @@ async def classify(request: Request) -> JSONResponse:
     try:
         zoo = _zoo(request)
         upload = await read_upload(request, batch=False)
-        names, top_k = choose(zoo, request, upload)
+        options = choose(zoo, request, upload)
         if not upload.images:
             raise RequestError(400, f"no image in the request; {HOW_SINGLE}")
-        (one,) = await _in_thread(classify_images, zoo, names, top_k, upload.images)
+        if (pixel_count(upload.images[0][1]) or INLINE_PIXELS + 1) <= INLINE_PIXELS:
+            (one,) = classify_images(zoo, options, upload.images)
+        else:
+            (one,) = await _in_thread(classify_images, zoo, options, upload.images)
     except RequestError as e:
         return _error(e.status, e.message, **e.extra)
     one.pop("filename", None)
@@ -215,13 +251,13 @@ async def classify_batch(request: Request) -> JSONResponse:
     try:
         zoo = _zoo(request)
         upload = await read_upload(request, batch=True)
-        names, top_k = choose(zoo, request, upload)
+        options = choose(zoo, request, upload)
         if not upload.images:
             raise RequestError(400, f"no image in the request; {HOW_BATCH}")
-        results = await _in_thread(classify_images, zoo, names, top_k, upload.images)
+        results = await _in_thread(classify_images, zoo, options, upload.images)
     except RequestError as e:
         return _error(e.status, e.message, **e.extra)
-    model = names[0] if len(names) == 1 else ALL
+    model = options.names[0] if len(options.names) == 1 else ALL
     return JSONResponse({"model": model, "count": len(results), "results": results})
 
 

@@ -8,6 +8,7 @@ creates the sessions once and runs each on a zero image. `Zoo.logits` runs a mod
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -55,6 +56,11 @@ class ServedModel:
     @property
     def preprocess(self) -> dict[str, Any]:
         return self.entry["preprocess"]
+
+    @functools.cached_property
+    def preprocess_key(self) -> str:
+        """Equal for models that preprocess alike, so an image is preprocessed once for them."""
+        return json.dumps(self.preprocess, sort_keys=True)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 BENTOML_HOME, every model, every kind of upload, every bad input, and `bentoml build`."""
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import ctypes.util
 import io
@@ -22,7 +23,7 @@ from PIL import Image, ImageDraw, ImageOps
 from conftest import REAL_FASHION_MNIST
 from service_server import BENTOML, REPO, bentoml_env, free_port, serve
 from zoo.registry import list_models
-from zoo.spec import CLASSES, preprocess
+from zoo.spec import CLASSES, preprocess, to_pixels
 
 MODELS = list_models("fashion-mnist")   # what a Fashion-MNIST-only export holds
 MiB = 1024 * 1024
@@ -177,6 +178,22 @@ def test_raw_body_and_form_fields(client, fmnist_test):
     assert form.status_code == 200 and form.json() == multipart
 
 
+def test_include_input_shows_what_each_model_sees(client, manifest, fmnist_test):
+    pixels = fmnist_test[0][4]
+    r = post_image(client, png_of(pixels), model="all", include_input=1)
+    assert r.status_code == 200, r.text
+    for result in r.json()["results"]:
+        seen = Image.open(io.BytesIO(base64.b64decode(result["input_png"])))
+        assert seen.mode == "L" and np.array_equal(np.asarray(seen), pixels)
+    photo = UPLOADS["photo-jpeg-on-white"]
+    r = post_image(client, photo, include_input="true")
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["input_png"]))))
+    spec = manifest["models"][manifest["default"]]["preprocess"]
+    assert np.array_equal(seen, to_pixels(Image.open(io.BytesIO(photo)), spec))
+    assert "input_png" not in post_image(client, photo).json()
+    assert "input_png" not in post_image(client, photo, include_input=0).json()
+
+
 @pytest.mark.parametrize("k", [1, 3, 10])
 def test_top_k(client, fmnist_test, k):
     r = post_image(client, png_of(fmnist_test[0][0]), top_k=k)
@@ -301,6 +318,7 @@ BAD = {
     "top-k-negative": (dict(params={"top_k": "-1"}), 400, "top_k"),
     "top-k-word": (dict(params={"top_k": "three"}), 400, "top_k"),
     "top-k-fraction": (dict(data={"top_k": "2.5"}), 400, "top_k"),
+    "include-input-maybe": (dict(params={"include_input": "maybe"}), 400, "include_input"),
     "over-10-mib-raw": (dict(content=b"\0" * (10 * MiB + 1), headers={"Content-Type": "image/png"}), 413,
                         "over the limit"),
     "over-10-mib-file": (dict(files={"image": ("big.png", b"\0" * (10 * MiB + 1), "image/png")}), 413,
@@ -328,7 +346,7 @@ def test_bad_input(client, manifest, fmnist_test, case):
         assert body["models"] == [*manifest["models"], "all"]
         for name in manifest["models"]:
             assert name in body["error"]
-    if status == 400 and case not in ("model-twice",) and not case.startswith("top-k"):
+    if status == 400 and case not in ("model-twice", "include-input-maybe") and not case.startswith("top-k"):
         assert "send" in body["error"]  # says what to send instead
     assert_serves(client, fmnist_test)
 
