@@ -475,6 +475,19 @@ def test_damaged_model_stops_the_server_naming_the_file(exported_zoo, tmp_path, 
     assert any(str(onnx) in line and why in line for line in lines), out.stderr[-3000:]
 
 
+@pytest.mark.parametrize("device, why", [
+    ("gpu", "Unknown device 'gpu'; choose one of: auto, cuda, cpu"),
+    pytest.param("cuda", "FASHION_ZOO_DEVICE=cuda but CUDA cannot run: no NVIDIA driver",
+                 marks=pytest.mark.skipif(bool(ctypes.util.find_library("cuda")), reason="a driver is here")),
+])
+def test_impossible_device_stops_the_server(exported_zoo, device, why):
+    _, home = exported_zoo
+    out = subprocess.run([BENTOML, "serve", "service.service:FashionZoo", "--host", "127.0.0.1",
+                          "--port", str(free_port())], cwd=REPO, env=bentoml_env(home, FASHION_ZOO_DEVICE=device),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and why in out.stdout + out.stderr, out.stderr[-3000:]
+
+
 def test_build_packs_the_model_and_the_service(exported_zoo, tmp_path, fmnist_test):
     _, home = exported_zoo
     copy, model_dir = _store_copy(home, tmp_path)
