@@ -5,9 +5,9 @@
 
 Serves the `fashion-zoo` model from the BentoML model store (written by `make export`): the
 latest version, the one a built bento was made with, or the tag in FASHION_ZOO_MODEL. Routes are
-in `service.routes`; BentoML adds /livez, /readyz (ready once every model is loaded and verified),
-/metrics and its API docs at /. FASHION_ZOO_DEVICE=auto|cuda|cpu picks the onnxruntime provider
-(auto: CUDA when it can really run). This module never imports torch.
+in `service.routes`, the web page at /ui/ in `service.ui`; BentoML adds /livez, /readyz (ready once
+every model is loaded and verified), /metrics and its API docs at /. FASHION_ZOO_DEVICE=auto|cuda|cpu
+picks the onnxruntime provider (auto: CUDA when it can really run). This module never imports torch.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import os
 
 import bentoml
 
+from . import ui
 from .routes import app
 from .runtime import ZooLoadError, choose_device, load_zoo, read_verified
 
@@ -48,6 +49,7 @@ def _stored_model() -> bentoml.Model:
 # Further ASGI apps (a web page, static files) mount here too, under their own path.
 @bentoml.service(traffic={"timeout": 60})
 @bentoml.asgi_app(app, path="/", name="fashion-zoo")
+@bentoml.asgi_app(ui.app, path=ui.PATH, name="ui")  # the web page, /ui/
 class FashionZoo:
     # Declares the store model so that `bentoml build` packs it into the bento.
     zoo_model = bentoml.models.BentoModel(MODEL_TAG)

@@ -1,0 +1,329 @@
+"""The web page at /ui in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright),
+loaded from a real `bentoml serve` of a small exported zoo.
+
+Uploads a Fashion-MNIST test image (the real one when it is on this machine, else the synthetic
+test set's) and a product photo, and checks that the page shows what POST /classify answers for
+the same file and model, that "compare all" shows every model, that the model input it shows is
+the service's own preprocessing, and that a bad file or a stopped server gives a clear message.
+Screenshots go to $ARTIFACTS/reports/ (a temporary directory when ARTIFACTS is not set).
+Skipped, saying why, when Chromium or Playwright is missing (`.ci/run` installs both).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.service_server import REPO, serve
+from training.data import DEBIAN_DIR, is_real, load_pixels, prepare
+from zoo.spec import to_pixels
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+STATIC = REPO / "service" / "static"
+KAGGLE_IMAGES = REPO.parent / "shared" / "data" / "kaggle-fashion-small" / "images"
+KAGGLE_PHOTO = "19311.jpg"   # a pair of casual shoes, 60x80, on white
+WAIT_MS = 60_000             # the first answers can be slow on a busy 2-core machine
+
+if not CHROMIUM.exists():
+    pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium; "
+                f".ci/run installs it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+expect = sync_api.expect
+expect.set_options(timeout=WAIT_MS)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+@pytest.fixture(scope="module")
+def server(exported_zoo, tmp_path_factory):
+    _, home = exported_zoo
+    with serve(home, tmp_path_factory.mktemp("serve-ui") / "serve.log") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; fails the test if the page raised an uncaught error (a script bug or a
+    Content-Security-Policy refusal)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> Path:
+    base = Path(os.environ["ARTIFACTS"]) if os.environ.get("ARTIFACTS") else tmp_path_factory.mktemp("artifacts")
+    out = base / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist_png(fmnist_dir, tmp_path_factory) -> tuple[bytes, str]:
+    """(PNG bytes of Fashion-MNIST test image 0, where it came from): the real dataset when this
+    machine has it (the repo's data/ or Debian's dataset-fashion-mnist), else the synthetic test set."""
+    if is_real(REPO / "data"):
+        data_dir, source = REPO / "data", "real Fashion-MNIST (data/)"
+    elif DEBIAN_DIR.is_dir():
+        data_dir = tmp_path_factory.mktemp("fashion-mnist")
+        prepare(data_dir, allow_apt=False)
+        source = f"real Fashion-MNIST ({DEBIAN_DIR})"
+    else:
+        data_dir, source = fmnist_dir, "synthetic Fashion-MNIST (tests/conftest.py)"
+    pixels, _ = load_pixels(data_dir, train=False)
+    return png(Image.fromarray(pixels[0].numpy(), "L")), source
+
+
+@pytest.fixture(scope="module")
+def product_photo() -> tuple[bytes, str]:
+    """(JPEG bytes, where it came from): a real Kaggle product photo when the shared subset is
+    here, else a drawn shoe on a white background."""
+    path = KAGGLE_IMAGES / KAGGLE_PHOTO
+    if path.is_file():
+        return path.read_bytes(), f"Kaggle product photo {path.name}"
+    image = Image.new("RGB", (240, 180), "white")
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(20, 130), (60, 60), (110, 70), (150, 110), (220, 120), (225, 150), (20, 150)], fill=(90, 50, 30))
+    draw.rectangle([20, 150, 225, 160], fill=(30, 30, 30))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue(), "a drawn shoe on white (JPEG made by the test)"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def open_page(page, server) -> None:
+    page.goto(f"{server.url}/ui/")
+    expect(page.locator("#models-table tbody tr").first).to_be_visible()
+
+
+def classify(client: httpx.Client, data: bytes, **params) -> dict:
+    r = client.post("/classify", params=params, files={"image": ("upload", data, "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def upload(page, name: str, data: bytes, mime: str) -> None:
+    page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": data}])
+
+
+def drop(page, name: str, data: bytes, mime: str) -> None:
+    """Drop a file on the drop zone, as dragging it from a file manager does."""
+    transfer = page.evaluate_handle(
+        """([name, mime, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            return transfer;
+        }""", [name, mime, base64.b64encode(data).decode()])
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def percent(p: float) -> str:
+    return f"{100 * p:.1f}%"
+
+
+def exponential(x: float) -> str:
+    """JavaScript's x.toExponential(1): 1.1e-5, 0.0e+0."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent):+d}"
+
+
+def assert_card_shows(page, want: dict) -> None:
+    """The page's card for want["model"] shows the label and the top classes /classify answered."""
+    card = page.locator(f'.result[data-model="{want["model"]}"]')
+    expect(card.locator(".label")).to_have_text(want["label"])
+    expect(card.locator(".confidence")).to_have_text(percent(want["confidence"]))
+    expect(card.locator(".bars li .bar-label")).to_have_text([t["label"] for t in want["top"]])
+    expect(card.locator(".bars li .bar-value")).to_have_text([percent(t["probability"]) for t in want["top"]])
+
+
+def shown_inputs(page) -> dict[str, np.ndarray]:
+    """The 28x28 images the page shows as the models' inputs, by model name."""
+    out = {}
+    for figure in page.locator(".model-input").all():
+        src = figure.locator("img").get_attribute("src")
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix), src[:40]
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(src[len(prefix):]))))
+        for name in figure.get_attribute("data-models").split():
+            out[name] = pixels
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the page and its files
+
+def test_page_is_served_beside_the_api_docs(client):
+    r = client.get("/ui", follow_redirects=False)
+    assert r.status_code in (307, 308) and r.headers["location"].endswith("/ui/")
+    page = client.get("/ui/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+        r = client.get(f"/ui/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"], name
+        assert r.text == (STATIC / name).read_text()
+    assert client.get("/ui/no-such-file.js").status_code == 404
+    docs = client.get("/")  # BentoML's own API docs are still at /
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"] and docs.text != page.text
+    assert client.get("/readyz").status_code == 200
+
+
+def test_page_needs_nothing_from_the_internet():
+    """No URL with a host in the page's files: it works offline (its CSP would refuse one anyway)."""
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert not re.search(r"https?:|[\"'(]//|@import", text, re.IGNORECASE), path.name
+
+
+# ---------------------------------------------------------------------------------------------
+# in the browser
+
+def test_fashion_mnist_image_shows_what_classify_answers(page, server, client, fashion_mnist_png, reports):
+    data, source = fashion_mnist_png
+    open_page(page, server)
+    models = client.get("/models").json()
+    expect(page.locator("#model")).to_have_value(models["default"])
+    upload(page, "fashion-mnist-test-0.png", data, "image/png")
+    want = classify(client, data, model=models["default"], include_input=1)
+    assert_card_shows(page, want)
+    expect(page.locator("#message")).to_have_text(f'{want["model"]} says {want["label"]} ({percent(want["confidence"])}).')
+    # The picture of what the model sees is the service's preprocessing of this very file.
+    seen = shown_inputs(page)
+    assert list(seen) == [want["model"]]
+    expected = to_pixels(Image.open(io.BytesIO(data)), models["models"][want["model"]]["preprocess"])
+    assert seen[want["model"]].shape == (28, 28) and np.array_equal(seen[want["model"]], expected)
+    assert base64.b64decode(want["input_png"]) and np.array_equal(
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(want["input_png"])))), expected)
+    expect(page.locator("#original")).to_be_visible()
+    page.screenshot(path=str(reports / "ui-fashion-mnist.png"), full_page=True)
+    print(f"Fashion-MNIST image: {source}")
+
+
+def test_dropped_product_photo_with_each_model(page, server, client, product_photo, reports):
+    data, source = product_photo
+    open_page(page, server)
+    names = list(client.get("/models").json()["models"])
+    drop(page, "product.jpg", data, "image/jpeg")
+    expect(page.locator("#file-name")).to_contain_text("product.jpg")
+    expect(page.locator(".result")).to_have_count(1)
+    page.select_option("#top-k", "5")
+    for name in names:
+        page.select_option("#model", name)
+        want = classify(client, data, model=name, top_k=5)
+        expect(page.locator(".result")).to_have_attribute("data-model", name)
+        assert_card_shows(page, want)
+    page.screenshot(path=str(reports / "ui-product-photo.png"), full_page=True)
+    print(f"product photo: {source}")
+
+
+def test_compare_all_shows_every_model(page, server, client, product_photo, reports):
+    data, _ = product_photo
+    open_page(page, server)
+    page.select_option("#model", "all")
+    upload(page, "product.jpg", data, "image/jpeg")
+    want = classify(client, data, model="all")
+    names = list(client.get("/models").json()["models"])
+    assert [r["model"] for r in want["results"]] == names
+    cards = page.locator(".result")
+    expect(cards).to_have_count(len(names))
+    expect(cards.locator("h3 code")).to_have_text(names)
+    for result in want["results"]:
+        assert_card_shows(page, result)
+    # Every model's input is shown, each the service's own preprocessing for that model.
+    seen = shown_inputs(page)
+    assert sorted(seen) == sorted(names)
+    models = client.get("/models").json()["models"]
+    for name in names:
+        assert np.array_equal(seen[name], to_pixels(Image.open(io.BytesIO(data)), models[name]["preprocess"])), name
+    page.screenshot(path=str(reports / "ui.png"), full_page=True)
+
+
+def test_models_table(page, server, client):
+    open_page(page, server)
+    info = client.get("/models").json()
+    rows = page.locator("#models-table tbody tr")
+    expect(rows).to_have_count(len(info["models"]))
+    for name, entry in info["models"].items():
+        cells = page.locator(f'#models-table tbody tr[data-model="{name}"] > *')
+        expect(cells.nth(0)).to_contain_text(name)
+        expect(cells.nth(3)).to_have_text(f'{entry["params"]:,}')
+        expect(cells.nth(4)).to_have_text(f'{100 * entry["metrics"]["val_acc"]:.2f}%')
+        expect(cells.nth(5)).to_have_text(f'{100 * entry["metrics"]["test_acc"]:.2f}%')
+        expect(cells.nth(6)).to_contain_text(f'max |Δ| {exponential(entry["parity"]["max_abs_diff"])}')
+        expect(cells.nth(7)).to_have_text(entry["provider"].removesuffix("ExecutionProvider"))
+    default_row = page.locator(f'#models-table tbody tr[data-model="{info["default"]}"]')
+    expect(default_row.locator(".badge")).to_have_text("default")
+    expect(page.locator("#models-summary")).to_contain_text(info["store_tag"])
+
+
+def test_bad_file_gives_a_clear_message(page, server, client, fashion_mnist_png, reports):
+    open_page(page, server)
+    upload(page, "notes.txt", b"these are not the pixels you are looking for\n", "text/plain")
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_have_attribute("role", "alert")
+    expect(error).to_contain_text("could not classify notes.txt: not an image")
+    expect(error).to_contain_text("send a PNG, JPEG")
+    expect(page.locator(".result")).to_have_count(0)
+    page.screenshot(path=str(reports / "ui-bad-file.png"), full_page=True)
+    # An empty file and a truncated one are refused the same way; a good file then works again.
+    upload(page, "empty.png", b"", "image/png")
+    expect(error).to_contain_text("could not classify empty.png: the upload is empty")
+    data, _ = fashion_mnist_png
+    upload(page, "half.png", data[: len(data) // 2], "image/png")
+    expect(error).to_contain_text("could not classify half.png")
+    upload(page, "good.png", data, "image/png")
+    expect(error).to_be_hidden()
+    expect(page.locator(".result .label")).to_have_text(classify(client, data)["label"])
+
+
+def test_stopped_server_gives_a_clear_message(page, exported_zoo, tmp_path, fashion_mnist_png):
+    """The page was loaded, then the service went away: choosing an image says so."""
+    _, home = exported_zoo
+    with serve(home, tmp_path / "serve.log") as s:
+        open_page(page, s)
+    upload(page, "shoe.png", fashion_mnist_png[0], "image/png")
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text(f"Cannot reach the fashion-zoo service at {s.url}")
+    expect(page.locator(".result")).to_have_count(0)
