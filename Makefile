@@ -61,7 +61,7 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 	  $(if $(filter command line environment,$(origin KAGGLE_DIR)),--kaggle-dir $(KAGGLE_DIR))
 
 test: install  ## run the test suite (CPU, no network, a few minutes)
-	$(PY) -m pytest -q
+	ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q
 
 bench: install  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 for a short run
 	@$(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK)
