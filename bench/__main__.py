@@ -36,11 +36,13 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
     from . import machine, report
 
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"format": 1, "command": command, "quick": quick, "machine": machine.describe()}
+    out: dict[str, Any] = {"format": 1, "command": command, "quick": quick, "machine": machine.describe(),
+                           "load_1min": {}}
     m = out["machine"]
     log(f"bench on {machine.short(m)}{' (QUICK)' if quick else ''}")
     for name in sections:
         log(f"[{name}]")
+        load_before = round(os.getloadavg()[0], 2)
         try:
             if name == "training":
                 from . import training
@@ -71,6 +73,8 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
             log("".join(traceback.format_exc(limit=-3)).rstrip())
         if "skipped" in out[name]:
             log(f"  {name} skipped: {out[name]['skipped']}")
+        # 1-minute load average before and after the section (includes the benchmark's own work)
+        out["load_1min"][name] = [load_before, round(os.getloadavg()[0], 2)]
     m["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out["seconds"] = round(time.perf_counter() - t0, 1)
     js, md = report.write(out, Path(artifacts) / "reports")

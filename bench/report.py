@@ -30,7 +30,7 @@ def _problem(section: dict[str, Any] | None) -> str | None:
         return "not run"
     if "error" in section:
         return f"error: {section['error']}"
-    if "skipped" in section and len(section) <= 2:
+    if "skipped" in section and "settings" not in section:  # nothing measured
         return f"skipped: {section['skipped']}"
     return None
 
@@ -149,7 +149,12 @@ def markdown(report: dict[str, Any]) -> str:
              f"{m['date']} on {short(m)} → {m.get('load_at_end')} at the end. "
              f"`{report['command']}`, {report['seconds']:.0f} s"
              + (" (QUICK: fewer images and requests, shorter timing loops)." if report["quick"] else "."),
-             f"Peak assumed: {m['peak_assumption']}.", ""]
+             f"Peak assumed: {m['peak_assumption']}."]
+    if m["load_at_start"][0] > 0.5:  # later readings include the benchmark's own work
+        lines.append(f"Note: the machine was busy when the benchmark started (1-minute load "
+                     f"{m['load_at_start'][0]:.1f} on {m['cores']} cores): figures are lower and noisier than "
+                     f"on an idle machine.")
+    lines.append("")
     if goals(report):
         lines += ["Goals:", *goals(report), ""]
     for key, title, body in (("training", "Training: seconds per epoch", training_md),
