@@ -37,12 +37,12 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {"format": 1, "command": command, "quick": quick, "machine": machine.describe(),
-                           "load_1min": {}}
+                           "sections": {}}
     m = out["machine"]
     log(f"bench on {machine.short(m)}{' (QUICK)' if quick else ''}")
     for name in sections:
         log(f"[{name}]")
-        load_before = round(os.getloadavg()[0], 2)
+        load_before, t_section = round(os.getloadavg()[0], 2), time.perf_counter()
         try:
             if name == "training":
                 from . import training
@@ -50,8 +50,8 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
                 kw = {"models": tuple(n for n in training.MODELS if n in models)} if models else {}
                 if kw and not kw["models"]:
                     out[name] = {"skipped": f"training compares {', '.join(training.MODELS)}; none selected"}
-                    continue
-                out[name] = training.run(data_dir, quick, log=log, **kw)
+                else:
+                    out[name] = training.run(data_dir, quick, log=log, **kw)
             elif name == "inference":
                 from . import inference
 
@@ -73,8 +73,9 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
             log("".join(traceback.format_exc(limit=-3)).rstrip())
         if "skipped" in out[name]:
             log(f"  {name} skipped: {out[name]['skipped']}")
-        # 1-minute load average before and after the section (includes the benchmark's own work)
-        out["load_1min"][name] = [load_before, round(os.getloadavg()[0], 2)]
+        # The 1-minute load average before and after (it includes the benchmark's own work).
+        out["sections"][name] = {"seconds": round(time.perf_counter() - t_section, 1),
+                                 "load_1min": [load_before, round(os.getloadavg()[0], 2)]}
     m["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out["seconds"] = round(time.perf_counter() - t0, 1)
     js, md = report.write(out, Path(artifacts) / "reports")
