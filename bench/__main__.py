@@ -39,10 +39,11 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
     out: dict[str, Any] = {"format": 1, "command": command, "quick": quick, "machine": machine.describe(),
                            "sections": {}}
     m = out["machine"]
-    log(f"bench on {machine.short(m)}{' (QUICK)' if quick else ''}")
+    log(f"bench on {machine.short(m)}{' (QUICK)' if quick else ''}; other processes use "
+        f"{m['others_cores_at_start']} cores")
     for name in sections:
         log(f"[{name}]")
-        load_before, t_section = round(os.getloadavg()[0], 2), time.perf_counter()
+        load_before, t_section, others = round(os.getloadavg()[0], 2), time.perf_counter(), machine.OthersCPU()
         try:
             if name == "training":
                 from . import training
@@ -73,8 +74,10 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
             log("".join(traceback.format_exc(limit=-3)).rstrip())
         if "skipped" in out[name]:
             log(f"  {name} skipped: {out[name]['skipped']}")
-        # The 1-minute load average before and after (it includes the benchmark's own work).
+        # Other people's work on the machine, in cores, and the 1-minute load average before and
+        # after (which includes the benchmark's own work).
         out["sections"][name] = {"seconds": round(time.perf_counter() - t_section, 1),
+                                 "others_cores": others.cores(),
                                  "load_1min": [load_before, round(os.getloadavg()[0], 2)]}
     m["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out["seconds"] = round(time.perf_counter() - t0, 1)

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ def describe() -> dict[str, Any]:
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "load_at_start": [round(x, 2) for x in os.getloadavg()],
+        "others_cores_at_start": others_now(),
     }
     for mod in ("torch", "torchvision", "onnxruntime", "bentoml"):
         try:
@@ -107,6 +109,55 @@ def describe() -> dict[str, Any]:
 
 def short(m: dict[str, Any]) -> str:
     """One line for report headers."""
-    return (f"{m['cores']} cores {m['cpu_model']} @ {m['ghz']} GHz ({m['simd']}), {m['provider']}; "
-            f"load {m.get('load_at_start')}")
+    return f"{m['cores']} cores {m['cpu_model']} @ {m['ghz']} GHz ({m['simd']}), {m['provider']}"
 
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used so far) of every process, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _tree(root: int, procs: dict[int, tuple[int, float]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+class OthersCPU:
+    """Cores used by processes outside this process's tree since creation: other people's work
+    on the machine. A lower bound: a process that starts and ends in between is not seen."""
+
+    def __init__(self) -> None:
+        self.t0, self.before = time.monotonic(), _processes()
+
+    def cores(self) -> float:
+        after, elapsed = _processes(), time.monotonic() - self.t0
+        mine = _tree(os.getpid(), self.before) | _tree(os.getpid(), after)
+        used = sum(after[p][1] - self.before[p][1] for p in after
+                   if p in self.before and p not in mine and after[p][0] == self.before[p][0])
+        return round(max(0.0, used) / elapsed, 2) if elapsed > 0 else 0.0
+
+
+def others_now(seconds: float = 1.0) -> float:
+    """Cores other processes use right now (sampled over `seconds`)."""
+    probe = OthersCPU()
+    time.sleep(seconds)
+    return probe.cores()

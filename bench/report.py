@@ -146,14 +146,16 @@ def goals(report: dict[str, Any]) -> list[str]:
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = ["# Benchmarks", "",
-             f"{m['date']} on {short(m)} → {m.get('load_at_end')} at the end. "
+             f"{m['date']} on {short(m)}. "
              f"`{report['command']}`, {report['seconds']:.0f} s"
              + (" (QUICK: fewer images and requests, shorter timing loops)." if report["quick"] else "."),
              f"Peak assumed: {m['peak_assumption']}."]
-    if m["load_at_start"][0] > 0.5:  # later readings include the benchmark's own work
-        lines.append(f"Note: the machine was busy when the benchmark started (1-minute load "
-                     f"{m['load_at_start'][0]:.1f} on {m['cores']} cores): figures are lower and noisier than "
-                     f"on an idle machine.")
+    busy = {k: v["others_cores"] for k, v in report.get("sections", {}).items()}
+    lines.append("Other processes on the machine (cores, a lower bound): "
+                 f"{m['others_cores_at_start']} at the start"
+                 + "".join(f", {c} during {k}" for k, c in busy.items()) + ".")
+    if max([m["others_cores_at_start"], *busy.values()]) > 0.25:
+        lines.append("The machine was not idle: absolute figures are lower and noisier than on an idle machine.")
     lines.append("")
     if goals(report):
         lines += ["Goals:", *goals(report), ""]
