@@ -73,6 +73,10 @@ def inference_md(inf: dict[str, Any]) -> list[str]:
               + ". PyTorch eager (inference_mode) threads by batch "
               + ", ".join(f"{b}: {c['threads']}" for b, c in s["torch"].items())
               + " (the faster of 1 and all cores). MACs count conv and linear layers."]
+    fallback = [n for n, r in models.items() if "in-process" in r["onnx"]]
+    if fallback:
+        lines += ["", "No exported ONNX file (`make export`) for " + ", ".join(f"`{n}`" for n in fallback)
+                  + ": exported in-process for this run (random weights where there is no checkpoint)."]
     sweep = s.get("ort_batch1_sweep_baseline")
     if sweep:
         lines += ["", f"ONNX Runtime session options at batch 1 (`{s['chosen_on']}`, images/s):", "",
