@@ -61,6 +61,9 @@ def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
     if entry.dataset == "kaggle":
         from .kaggle import load_kaggle
 
+        if cfg.trainval:
+            raise ValueError(f"{cfg.model} has no validation split to train on: its held-out "
+                             f"{cfg.val_fraction:.0%} is its test set; train it without --trainval")
         return load_kaggle(cfg.kaggle_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
     from zoo.registry import default_preprocess
 

@@ -84,6 +84,16 @@ def run(cfg: TrainConfig, jobs: int) -> int:
         if err:
             failed[f"{best}+trainval"] = err
             print(f"error: {err}", file=sys.stderr)
+    if "kaggle" in names:
+        # Every finished model on the Kaggle test split: the kaggle model's confusion matrix and
+        # the Fashion-MNIST models' cross-domain accuracy go into their checkpoints.
+        from .kaggle import evaluate
+
+        try:
+            evaluate(cfg.artifacts, cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed)
+        except (ZooError, ValueError, FileNotFoundError) as e:
+            failed["kaggle evaluation"] = str(e)
+            print(f"error: {e}", file=sys.stderr)
     results = write_reports(cfg.artifacts)
     print(results_markdown(results))
     print(f"train-all finished in {time.perf_counter() - t0:.0f}s wall-clock; reports in "

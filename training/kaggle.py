@@ -1,0 +1,358 @@
+"""The Kaggle *Fashion Product Images* set, mapped onto the ten Fashion-MNIST classes.
+
+    python -m training.kaggle summary --kaggle-dir data/kaggle      # what the loader keeps and skips
+    python -m training.kaggle evaluate --artifacts artifacts --kaggle-dir data/kaggle
+    python -m training.kaggle download --kaggle-dir data/kaggle     # `make data-kaggle`
+
+The layout is Kaggle's: <kaggle_dir>/styles.csv and <kaggle_dir>/images/<id>.jpg. Rows whose
+articleType is in ARTICLE_TYPES become labelled images; everything skipped on the way is counted
+(unmapped types, missing or unreadable images, malformed rows), printed, and stored with the model.
+Each photo is decoded once through zoo.spec's preprocessing, the very function the service applies
+to an upload, and the model's spec is the one `default_preprocess("kaggle")` returns.
+
+The study had no validation set for this model: a fixed, stratified 20% of the usable images is
+held out as the test set. The trainer's 'val' split is that same 20% (its per-epoch curve), so a
+Kaggle model has no honest validation accuracy; the reports show none.
+
+`evaluate` scores finished checkpoints on that test split and stores the figures in them: the
+Kaggle model's confusion matrix, and each Fashion-MNIST model's cross-domain accuracy (with the
+preprocessing its own checkpoint carries, i.e. what the service would feed it).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.registry import default_preprocess, list_models
+from zoo.spec import CLASSES, normalize, to_pixels
+
+from .data import Split
+
+KAGGLE_HANDLE = "paramaggarwal/fashion-product-images-small"
+KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_HANDLE}"
+GET_IT = (f"run `make data-kaggle KAGGLE_DIR=...` (needs a Kaggle account), or download {KAGGLE_URL} "
+          f"and put styles.csv and images/ in that directory")
+
+# articleType -> Fashion-MNIST class. A type is mapped only when its photos look like that class's
+# Fashion-MNIST items. Left out on purpose (counted as unmapped): Kurtas, Kurtis, Tunics (long
+# tops, between Shirt, T-shirt/top and Dress), Shorts, Skirts (no such class), Formal Shoes and
+# Flats (closed non-sport shoes: neither Sneaker, Sandal nor Ankle boot), Nightdress, Jumpsuit,
+# Innerwear, and accessories other than bags. Heels are Sandal: Fashion-MNIST's Sandal class holds
+# heeled shoes. The Kaggle set has no boots at all (no "Boots" row in styles.csv), so Ankle boot
+# gets no images: the Kaggle model never learns that class.
+ARTICLE_TYPES: dict[str, tuple[str, ...]] = {
+    "T-shirt/top": ("Tshirts", "Tops", "Lounge Tshirts"),
+    "Trouser":     ("Trousers", "Jeans", "Track Pants", "Capris", "Leggings", "Jeggings", "Lounge Pants"),
+    "Pullover":    ("Sweaters", "Sweatshirts"),
+    "Dress":       ("Dresses",),
+    "Coat":        ("Jackets", "Blazers", "Rain Jacket"),
+    "Sandal":      ("Sandals", "Flip Flops", "Sports Sandals", "Heels"),
+    "Shirt":       ("Shirts",),
+    "Sneaker":     ("Casual Shoes", "Sports Shoes"),
+    "Bag":         ("Handbags", "Backpacks", "Clutches", "Laptop Bag", "Duffel Bag", "Messenger Bag",
+                    "Rucksacks", "Trolley Bag"),
+    "Ankle boot":  ("Boots",),
+}
+assert tuple(ARTICLE_TYPES) == CLASSES
+LABELS: dict[str, int] = {t: CLASSES.index(c) for c, types in ARTICLE_TYPES.items() for t in types}
+
+COLUMNS = ("id", "articleType", "productDisplayName")  # the columns the loader needs
+
+
+@dataclass
+class KaggleSplit(Split):
+    ids: torch.Tensor   # (N,) int64: the styles.csv id (image file name) of each row
+
+
+@dataclass
+class Summary:
+    """What the loader read, repaired and skipped: printed, and stored with the model."""
+    rows: int = 0              # data rows in styles.csv
+    repaired: int = 0          # rows with unquoted commas in the last column, joined back together
+    malformed: int = 0         # rows that could not be repaired (too few fields, no integer id): skipped
+    duplicates: int = 0        # repeated ids after the first: skipped (they would leak into the test split)
+    unmapped: int = 0          # rows whose articleType feeds no class
+    unmapped_types: dict[str, int] = field(default_factory=dict)
+    missing: int = 0           # mapped rows with no image file
+    unreadable: int = 0        # mapped rows whose image could not be decoded
+    images: int = 0            # usable images
+    per_class: dict[str, int] = field(default_factory=dict)
+    train: int = 0
+    test: int = 0
+
+    def lines(self) -> list[str]:
+        top = ", ".join(f"{t} {n:,}" for t, n in list(self.unmapped_types.items())[:6])
+        classes = ", ".join(f"{c} {self.per_class.get(c, 0):,}" for c in CLASSES)
+        return [
+            f"styles.csv: {self.rows:,} rows; {self.repaired} repaired malformed rows (unquoted commas), "
+            f"{self.malformed} malformed rows skipped, {self.duplicates} duplicate ids skipped",
+            f"unmapped article types: {self.unmapped:,} rows of {len(self.unmapped_types)} types"
+            f"{f' ({top}, ...)' if top else ''}",
+            f"mapped rows: {self.missing:,} missing images, {self.unreadable} unreadable images, "
+            f"{self.images:,} usable: {classes}",
+            f"split: {self.train:,} train, {self.test:,} test (stratified)",
+        ]
+
+
+def read_styles(kaggle_dir: str | os.PathLike) -> tuple[list[tuple[int, int]], Summary]:
+    """(id, label) of every mapped row whose image file exists, in id order, and the counts."""
+    root = Path(kaggle_dir)
+    styles, images = root / "styles.csv", root / "images"
+    if not styles.exists():
+        raise ZooError(f"Kaggle set not found: no styles.csv in {root}; {GET_IT}")
+    present = set(os.listdir(images)) if images.is_dir() else set()
+    summary = Summary()
+    unmapped: Counter[str] = Counter()
+    seen: set[int] = set()
+    items: list[tuple[int, int]] = []
+    with open(styles, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        if not all(c in header for c in COLUMNS):
+            raise ZooError(f"{styles} is not Kaggle's styles.csv (its header lacks "
+                           f"{', '.join(c for c in COLUMNS if c not in header)}); {GET_IT}")
+        width, col_id, col_type = len(header), header.index("id"), header.index("articleType")
+        # Extra fields can be joined back only when they spilled out of a free-text last column.
+        repairable = header[-1] == "productDisplayName"
+        for row in reader:
+            if not row:
+                continue
+            summary.rows += 1
+            if (len(row) < width or (len(row) > width and not repairable)
+                    or not row[col_id].strip().isdigit()):
+                summary.malformed += 1
+                continue
+            if len(row) > width:  # unquoted commas in productDisplayName
+                row = row[:width - 1] + [",".join(row[width - 1:])]
+                summary.repaired += 1
+            pid, article = int(row[col_id]), row[col_type].strip()
+            if pid in seen:
+                summary.duplicates += 1
+                continue
+            seen.add(pid)
+            if article not in LABELS:
+                unmapped[article] += 1
+            elif f"{pid}.jpg" not in present:
+                summary.missing += 1
+            else:
+                items.append((pid, LABELS[article]))
+    summary.unmapped = sum(unmapped.values())
+    summary.unmapped_types = dict(unmapped.most_common())
+    return sorted(items), summary
+
+
+def decode(kaggle_dir: str | os.PathLike, items: list[tuple[int, int]], spec: dict[str, Any],
+           summary: Summary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, labels, uint8 pixels (N, size, size)) of the images that decode; counts the others."""
+    from PIL import Image
+
+    ids, labels, pixels = [], [], []
+    unreadable = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+    for pid, label in items:
+        try:
+            img = Image.open(Path(kaggle_dir) / "images" / f"{pid}.jpg")
+        except unreadable:
+            summary.unreadable += 1
+            continue
+        with img:
+            try:
+                img.load()  # a truncated or corrupt file fails here, not half-way through training
+            except unreadable:
+                summary.unreadable += 1
+                continue
+            ids.append(pid)
+            labels.append(label)
+            pixels.append(to_pixels(img, spec))
+    size = int(spec["size"])
+    return (np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64),
+            np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8))
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed (train, test) indices holding out round(test_fraction * n) of each class."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in range(len(CLASSES)):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[torch.randperm(len(idx), generator=gen).numpy()]
+        n_test = round(len(idx) * test_fraction)
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def load_kaggle(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: int = 0,
+                ) -> tuple[dict[str, KaggleSplit], dict[str, Any]]:
+    """The trainer's view: ({'train', 'val', 'test'}, the `kaggle` model's preprocessing).
+
+    `val_fraction` is the held-out share of each class; 'val' is that held-out test split itself.
+    """
+    splits, spec, _ = load(kaggle_dir, val_fraction, split_seed)
+    return splits, spec
+
+
+def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: int = 0,
+         preprocess: dict[str, Any] | None = None, quiet: bool = False,
+         ) -> tuple[dict[str, KaggleSplit], dict[str, Any], Summary]:
+    """load_kaggle with a choice of preprocessing (default: the `kaggle` model's), and the counts.
+
+    The usable images, hence the split, do not depend on the preprocessing: every model is
+    scored on the same photos.
+    """
+    spec = dict(preprocess or default_preprocess("kaggle"))
+    items, summary = read_styles(kaggle_dir)
+    ids, labels, pixels = decode(kaggle_dir, items, spec, summary)
+    if len(ids) == 0:
+        raise ZooError(f"no usable images in {kaggle_dir} ({'; '.join(summary.lines()[:3])}); {GET_IT}")
+    train_idx, test_idx = stratified_split(labels, val_fraction, split_seed)
+    x = torch.from_numpy(normalize(pixels, spec)).unsqueeze(1)
+    y, pid = torch.from_numpy(labels), torch.from_numpy(ids)
+
+    def part(idx: np.ndarray) -> KaggleSplit:
+        t = torch.from_numpy(idx)
+        return KaggleSplit(x[t], y[t], pid[t])
+
+    test = part(test_idx)
+    summary.images, summary.train, summary.test = len(ids), len(train_idx), len(test_idx)
+    summary.per_class = {CLASSES[c]: int(n) for c, n in enumerate(np.bincount(labels, minlength=len(CLASSES)))}
+    if not quiet:
+        for line in summary.lines():
+            print(f"[kaggle] {line}", file=sys.stderr)
+    return {"train": part(train_idx), "val": test, "test": test}, spec, summary
+
+
+def _model(ckpt: dict[str, Any]) -> torch.nn.Module:
+    from zoo.model import LeNet5
+
+    model = LeNet5(**ckpt["kwargs"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+@torch.inference_mode()
+def _predict(model: torch.nn.Module, split: Split) -> torch.Tensor:
+    return torch.cat([model(split.x[i:i + 1000]).argmax(1) for i in range(0, len(split), 1000)])
+
+
+def confusion_matrix(y: torch.Tensor, pred: torch.Tensor) -> list[list[int]]:
+    """Counts [true class][predicted class]."""
+    n = len(CLASSES)
+    return torch.bincount(y * n + pred, minlength=n * n).reshape(n, n).tolist()
+
+
+def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fraction: float = 0.2,
+             split_seed: int = 0, quiet: bool = False) -> dict[str, float]:
+    """Score every finished checkpoint on the Kaggle test split; store the figures in them.
+
+    The `kaggle` checkpoint gains metrics['test_confusion'] and 'kaggle_data' (the loader's
+    counts); each Fashion-MNIST checkpoint gains metrics['cross_domain']. Returns {model: top-1}.
+    """
+    from .train import load_checkpoint, per_class_accuracy, save_atomic
+
+    ckpt_dir = Path(artifacts) / "checkpoints"
+    splits: dict[str, tuple[KaggleSplit, Summary]] = {}  # by preprocessing spec
+    out: dict[str, float] = {}
+    for name in list_models():
+        for sub, key in (("", name), ("trainval", f"{name}+trainval")):
+            path = ckpt_dir / sub / f"{name}.pt"
+            if not path.exists():
+                continue
+            ckpt = load_checkpoint(path)
+            if not ckpt["complete"]:
+                continue
+            spec_key = json.dumps(ckpt["preprocess"], sort_keys=True)
+            if spec_key not in splits:
+                s, _, summary = load(kaggle_dir, val_fraction, split_seed, ckpt["preprocess"],
+                                     quiet=quiet or bool(splits))
+                splits[spec_key] = (s["test"], summary)
+            test, summary = splits[spec_key]
+            model = _model(ckpt)
+            pred = _predict(model, test)
+            correct = int((pred == test.y).sum())
+            m = ckpt["metrics"]
+            if ckpt["dataset"] == "kaggle":
+                cfg = ckpt["config"]
+                if (cfg["split_seed"], cfg["val_fraction"]) != (split_seed, val_fraction):
+                    raise ZooError(f"{path} was trained with split seed {cfg['split_seed']} and held-out "
+                                   f"fraction {cfg['val_fraction']}; evaluate with --split-seed "
+                                   f"{cfg['split_seed']} --val-fraction {cfg['val_fraction']}")
+                if abs(round(m["test_acc"] * len(test)) - correct) > 1:
+                    raise ZooError(f"{path} scored {100 * m['test_acc']:.2f}% on its test split but "
+                                   f"{100 * correct / len(test):.2f}% on the one in {kaggle_dir}: it was "
+                                   f"trained on other data; point --kaggle-dir at that data, or retrain it")
+                m["test_confusion"] = confusion_matrix(test.y, pred)
+                ckpt["kaggle_data"] = asdict(summary)
+            else:
+                m["cross_domain"] = {"test_acc": correct / len(test),
+                                     "test_per_class": per_class_accuracy(model, test),
+                                     "images": len(test), "split_seed": split_seed,
+                                     "test_fraction": val_fraction}
+            save_atomic(ckpt, path)
+            out[key] = correct / len(test)
+            if not quiet:
+                print(f"[{key}] Kaggle test split: {100 * correct / len(test):.2f}% top-1 "
+                      f"({len(test):,} images)", file=sys.stderr)
+    return out
+
+
+def download(kaggle_dir: str | os.PathLike) -> str:
+    """Fetch the Kaggle set with kagglehub (the `kaggle` extra) and link it into `kaggle_dir`."""
+    dest = Path(kaggle_dir)
+    if (dest / "styles.csv").exists():
+        return f"already present in {dest}"
+    try:
+        import kagglehub
+    except ImportError:
+        raise ZooError("kagglehub is not installed: `.venv/bin/pip install -e '.[kaggle]'`, "
+                       f"or download {KAGGLE_URL} by hand into {dest}") from None
+    try:
+        src = Path(kagglehub.dataset_download(KAGGLE_HANDLE))
+    except Exception as e:
+        why = f"{type(e).__name__}: {e}".splitlines()[0]
+        raise ZooError(f"Kaggle download failed ({why}); put your API token in ~/.kaggle/kaggle.json "
+                       f"or KAGGLE_USERNAME/KAGGLE_KEY (https://www.kaggle.com/settings), "
+                       f"or download {KAGGLE_URL} by hand into {dest}") from None
+    found = sorted(src.rglob("styles.csv"), key=lambda p: len(p.parts))
+    if not found or not (found[0].parent / "images").is_dir():
+        raise ZooError(f"the Kaggle download in {src} has no styles.csv beside images/; {GET_IT}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("images", "styles.csv"):  # styles.csv last: its presence means "ready"
+        link = dest / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to((found[0].parent / name).resolve())
+    return f"linked {found[0].parent} into {dest}"
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m training.kaggle", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("summary", "evaluate", "download"))
+    parser.add_argument("--kaggle-dir", default="data/kaggle")
+    parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each class")
+    args = parser.parse_args()
+    if args.command == "download":
+        print(f"Kaggle set {download(args.kaggle_dir)}; `python -m training.kaggle summary "
+              f"--kaggle-dir {args.kaggle_dir}` shows what training will use")
+    elif args.command == "summary":
+        load(args.kaggle_dir, args.val_fraction, args.split_seed)
+    else:
+        evaluate(args.artifacts, args.kaggle_dir, args.val_fraction, args.split_seed)
+
+
+if __name__ == "__main__":
+    main()
