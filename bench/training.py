@@ -53,7 +53,7 @@ def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, images: in
     if missing:
         return {"skipped": f"Fashion-MNIST not found in {raw_dir(data_dir)} (missing {', '.join(missing)}); "
                            f"run `make data DATA_DIR={data_dir}`"}
-    cfg = TrainConfig(data_dir=str(data_dir))
+    cfg = TrainConfig(data_dir=str(data_dir)).resolved()
     reps = reps or 3
     train = load_fashion_mnist(cfg.data_dir, cfg.val_fraction, cfg.split_seed)["train"]
     epoch_images = len(train)

@@ -45,7 +45,7 @@ def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | 
         return torch.randn(samples, 1, 28, 28, generator=gen), "random (dataset not found)"
     x = splits["val"].x[:samples]
     if ckpt["dataset"] == "kaggle":
-        return x, f"kaggle held-out images ({cfg.kaggle_dir})"
+        return x, f"kaggle held-out ({cfg.kaggle_dir})"
     from training.data import is_real
 
     what = "fashion-mnist validation" if is_real(cfg.data_dir) else f"synthetic validation set ({cfg.data_dir})"

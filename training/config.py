@@ -12,7 +12,7 @@ class TrainConfig:
     model: str = "baseline"        # a name from `python -m zoo`
     epochs: int = 15               # the study's recipe
     lr: float = 1e-3               # Adam learning rate
-    batch_size: int = 64
+    batch_size: int | None = None  # None: the model's recipe (the study's 64; kaggle 8)
     seed: int = 0                  # weight init, shuffling and dropout
     split_seed: int = 0            # which images form the validation (or Kaggle test) split
     val_fraction: float = 0.2      # 48,000 train / 12,000 validation of Fashion-MNIST's 60,000
@@ -30,12 +30,19 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {self.epochs}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def resolved(self) -> "TrainConfig":
+        """This config with the model's own recipe filled in where a field is left at None."""
+        from zoo.registry import get_entry
+
+        recipe = {**{"batch_size": 64}, **get_entry(self.model).recipe}
+        return dataclasses.replace(self, **{k: v for k, v in recipe.items() if getattr(self, k) is None})
 
     def identity(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.IDENTITY}
@@ -64,9 +71,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
-        kind = {"bool": _parse_bool, "int": _parse_int, "float": float}.get(str(f.type), str)
+        kind = {"bool": _parse_bool, "int": _parse_int, "int | None": _parse_int,
+                "float": float}.get(str(f.type), str)
+        default = "the model's recipe" if f.default is None else f.default
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=f.default,
-                            metavar=str(f.type).upper(), help=f"(default: {f.default})")
+                            metavar=str(f.type).split(" |")[0].upper(), help=f"(default: {default})")
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import get_entry, get_model
+from zoo.registry import default_preprocess, get_entry, get_model
 from zoo.spec import CLASSES
 
 from .config import TrainConfig, add_config_arguments, config_from_args
@@ -65,8 +65,6 @@ def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
             raise ValueError(f"{cfg.model} has no validation split to train on: its held-out "
                              f"{cfg.val_fraction:.0%} is its test set; train it without --trainval")
         return load_kaggle(cfg.kaggle_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
-    from zoo.registry import default_preprocess
-
     from .data import load_fashion_mnist
 
     return load_fashion_mnist(cfg.data_dir, cfg.val_fraction, cfg.split_seed), default_preprocess(cfg.model)
@@ -121,17 +119,20 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
     from tqdm import tqdm
 
     entry = get_entry(cfg.model)
+    cfg = cfg.resolved()
     torch.set_num_threads(cfg.threads)
     path = checkpoint_path(cfg)
     ckpt = load_checkpoint(path) if path.exists() else None
-    overshot = ckpt is not None and (ckpt["epoch"] > cfg.epochs or
-                                     (ckpt["epoch"] == cfg.epochs and not ckpt["complete"]))
-    if ckpt is not None and (cfg.force or overshot or ckpt["config_identity"] != cfg.identity()):
-        if not quiet:
-            why = ("--force" if cfg.force else f"it has {ckpt['epoch']} epochs, {cfg.epochs} asked"
-                   if overshot else "its config differs")
-            print(f"[{cfg.model}] starting over ({why}): {path}", file=sys.stderr)
-        ckpt = None
+    if ckpt is not None:
+        why = ("--force" if cfg.force
+               else "its config differs" if ckpt["config_identity"] != cfg.identity()
+               else "its preprocessing differs" if ckpt["preprocess"] != default_preprocess(cfg.model)
+               else f"it has {ckpt['epoch']} epochs, {cfg.epochs} asked" if ckpt["epoch"] > cfg.epochs
+               or (ckpt["epoch"] == cfg.epochs and not ckpt["complete"]) else None)
+        if why:
+            if not quiet:
+                print(f"[{cfg.model}] starting over ({why}): {path}", file=sys.stderr)
+            ckpt = None
     if ckpt is not None and ckpt["complete"] and ckpt["epoch"] >= cfg.epochs:
         if not quiet:
             print(f"[{cfg.model}] up to date ({ckpt['epoch']} epochs): {path}; --force 1 retrains",
@@ -184,6 +185,8 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
         done = epoch == cfg.epochs
         metrics = {"train_acc": train_acc, "train_loss": train_loss,
                    "val_acc": row.get("val_acc"), "val_loss": row.get("val_loss")}
+        if splits["val"] is splits["test"]:  # no validation set (kaggle): the curve shows test
+            metrics["val_acc"] = metrics["val_loss"] = None
         if done:
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, splits["test"])
             metrics["test_per_class"] = per_class_accuracy(model, splits["test"])
