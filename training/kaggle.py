@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import default_preprocess, list_models
+from zoo.registry import default_preprocess
 from zoo.spec import CLASSES, normalize, to_pixels
 
 from .data import Split
@@ -258,51 +258,43 @@ def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fr
     The `kaggle` checkpoint gains metrics['test_confusion'] and 'kaggle_data' (the loader's
     counts); each Fashion-MNIST checkpoint gains metrics['cross_domain']. Returns {model: top-1}.
     """
-    from .train import load_checkpoint, per_class_accuracy, save_atomic
+    from .train import finished_checkpoints, per_class_accuracy, save_atomic
 
-    ckpt_dir = Path(artifacts) / "checkpoints"
     splits: dict[str, tuple[KaggleSplit, Summary]] = {}  # by preprocessing spec
     out: dict[str, float] = {}
-    for name in list_models():
-        for sub, key in (("", name), ("trainval", f"{name}+trainval")):
-            path = ckpt_dir / sub / f"{name}.pt"
-            if not path.exists():
-                continue
-            ckpt = load_checkpoint(path)
-            if not ckpt["complete"]:
-                continue
-            spec_key = json.dumps(ckpt["preprocess"], sort_keys=True)
-            if spec_key not in splits:
-                s, _, summary = load(kaggle_dir, val_fraction, split_seed, ckpt["preprocess"],
-                                     quiet=quiet or bool(splits))
-                splits[spec_key] = (s["test"], summary)
-            test, summary = splits[spec_key]
-            model = _model(ckpt)
-            pred = _predict(model, test)
-            correct = int((pred == test.y).sum())
-            m = ckpt["metrics"]
-            if ckpt["dataset"] == "kaggle":
-                cfg = ckpt["config"]
-                if (cfg["split_seed"], cfg["val_fraction"]) != (split_seed, val_fraction):
-                    raise ZooError(f"{path} was trained with split seed {cfg['split_seed']} and held-out "
-                                   f"fraction {cfg['val_fraction']}; evaluate with --split-seed "
-                                   f"{cfg['split_seed']} --val-fraction {cfg['val_fraction']}")
-                if abs(round(m["test_acc"] * len(test)) - correct) > 1:
-                    raise ZooError(f"{path} scored {100 * m['test_acc']:.2f}% on its test split but "
-                                   f"{100 * correct / len(test):.2f}% on the one in {kaggle_dir}: it was "
-                                   f"trained on other data; point --kaggle-dir at that data, or retrain it")
-                m["test_confusion"] = confusion_matrix(test.y, pred)
-                ckpt["kaggle_data"] = asdict(summary)
-            else:
-                m["cross_domain"] = {"test_acc": correct / len(test),
-                                     "test_per_class": per_class_accuracy(model, test),
-                                     "images": len(test), "split_seed": split_seed,
-                                     "test_fraction": val_fraction}
-            save_atomic(ckpt, path)
-            out[key] = correct / len(test)
-            if not quiet:
-                print(f"[{key}] Kaggle test split: {100 * correct / len(test):.2f}% top-1 "
-                      f"({len(test):,} images)", file=sys.stderr)
+    for key, path, ckpt in finished_checkpoints(artifacts):
+        spec_key = json.dumps(ckpt["preprocess"], sort_keys=True)
+        if spec_key not in splits:
+            s, _, summary = load(kaggle_dir, val_fraction, split_seed, ckpt["preprocess"],
+                                 quiet=quiet or bool(splits))
+            splits[spec_key] = (s["test"], summary)
+        test, summary = splits[spec_key]
+        model = _model(ckpt)
+        pred = _predict(model, test)
+        correct = int((pred == test.y).sum())
+        m = ckpt["metrics"]
+        if ckpt["dataset"] == "kaggle":
+            cfg = ckpt["config"]
+            if (cfg["split_seed"], cfg["val_fraction"]) != (split_seed, val_fraction):
+                raise ZooError(f"{path} was trained with split seed {cfg['split_seed']} and held-out "
+                               f"fraction {cfg['val_fraction']}; evaluate with --split-seed "
+                               f"{cfg['split_seed']} --val-fraction {cfg['val_fraction']}")
+            if abs(round(m["test_acc"] * len(test)) - correct) > 1:
+                raise ZooError(f"{path} scored {100 * m['test_acc']:.2f}% on its test split but "
+                               f"{100 * correct / len(test):.2f}% on the one in {kaggle_dir}: it was "
+                               f"trained on other data; point --kaggle-dir at that data, or retrain it")
+            m["test_confusion"] = confusion_matrix(test.y, pred)
+            ckpt["kaggle_data"] = asdict(summary)
+        else:
+            m["cross_domain"] = {"test_acc": correct / len(test),
+                                 "test_per_class": per_class_accuracy(model, test),
+                                 "images": len(test), "split_seed": split_seed,
+                                 "test_fraction": val_fraction}
+        save_atomic(ckpt, path)
+        out[key] = correct / len(test)
+        if not quiet:
+            print(f"[{key}] Kaggle test split: {100 * correct / len(test):.2f}% top-1 "
+                  f"({len(test):,} images)", file=sys.stderr)
     return out
 
 

@@ -4,14 +4,12 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ArgumentParser, cli
-from zoo.registry import list_models
 from zoo.spec import CLASSES
 
 # The study's published top-1 (percent): train / validation, and test for its final comparison.
@@ -210,29 +208,23 @@ def _save_fig(fig: Any, path: Path) -> None:
 
 def write_reports(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Collect every finished checkpoint into results.json/.md and draw the curves."""
-    from .train import load_checkpoint
+    from .train import finished_checkpoints
 
-    ckpt_dir = Path(artifacts) / "checkpoints"
     reports = Path(artifacts) / "reports"
     results: dict[str, dict[str, Any]] = {}
     histories: dict[str, list[dict[str, float]]] = {}
-    for name in list_models():
-        for sub, key in (("", name), ("trainval", f"{name}+trainval")):
-            path = ckpt_dir / sub / f"{name}.pt"
-            if not path.exists():
-                continue
-            ckpt = load_checkpoint(path)
-            if not ckpt["complete"]:
-                continue
-            results[key] = row(ckpt)
-            if not sub:
-                kaggle = ckpt["dataset"] == "kaggle"
-                plot_curves(name, ckpt["history"], reports / f"{name}_curves.png",
-                            f"held-out test ({ckpt['config']['val_fraction']:.0%})" if kaggle else "validation")
-                if "test_confusion" in ckpt["metrics"]:
-                    plot_confusion(name, ckpt["metrics"]["test_confusion"], reports / f"{name}_confusion.png")
-                if "val_loss" in ckpt["history"][0] and ckpt["dataset"] == "fashion-mnist":
-                    histories[name] = ckpt["history"]
+    for key, _, ckpt in finished_checkpoints(artifacts):
+        results[key] = row(ckpt)
+        name = ckpt["name"]
+        if key != name:  # the train+validation retrain: a row, no figures
+            continue
+        kaggle = ckpt["dataset"] == "kaggle"
+        plot_curves(name, ckpt["history"], reports / f"{name}_curves.png",
+                    f"held-out test ({ckpt['config']['val_fraction']:.0%})" if kaggle else "validation")
+        if "test_confusion" in ckpt["metrics"]:
+            plot_confusion(name, ckpt["metrics"]["test_confusion"], reports / f"{name}_confusion.png")
+        if "val_loss" in ckpt["history"][0] and not kaggle:
+            histories[name] = ckpt["history"]
     if histories:
         plot_val_loss(histories, reports / "val_loss_all.png")
     write_atomic(reports / "results.json", json.dumps(results, indent=2) + "\n")

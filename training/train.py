@@ -14,13 +14,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import default_preprocess, get_entry, get_model
+from zoo.registry import default_preprocess, get_entry, get_model, list_models
 from zoo.spec import CLASSES
 
 from .config import TrainConfig, add_config_arguments, config_from_args
@@ -53,6 +53,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ZooError(f"{path}: not a fashion-zoo checkpoint (format {CHECKPOINT_FORMAT}); delete it and retrain")
     return ckpt
+
+
+def finished_checkpoints(artifacts: str | os.PathLike) -> Iterator[tuple[str, Path, dict[str, Any]]]:
+    """(key, path, checkpoint) of every finished checkpoint, in registry order; the train+validation
+    retrain of a model comes right after it, keyed "<name>+trainval"."""
+    ckpt_dir = Path(artifacts) / "checkpoints"
+    for name in list_models():
+        for sub, key in (("", name), ("trainval", f"{name}+trainval")):
+            path = ckpt_dir / sub / f"{name}.pt"
+            if path.exists():
+                ckpt = load_checkpoint(path)
+                if ckpt["complete"]:
+                    yield key, path, ckpt
 
 
 def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
