@@ -29,7 +29,6 @@ install: $(VENV)/.installed  ## create .venv with the pinned dependencies and th
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $@
 
