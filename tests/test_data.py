@@ -10,7 +10,7 @@ from torchvision.datasets import FashionMNIST
 from tests.conftest import REAL_FASHION_MNIST, make_fashion_mnist
 from training.data import load_fashion_mnist, load_pixels, prepare, raw_dir
 from zoo.errors import ZooError
-from zoo.spec import FASHION_MNIST_PREPROCESS, preprocess
+from zoo.spec import FASHION_MNIST_PREPROCESS, normalize, preprocess
 
 
 def test_splits_from_the_real_loader(fmnist_dir):
@@ -28,6 +28,14 @@ def test_tensors_equal_torchvision_totensor_normalize(fmnist_dir):
     ours = load_fashion_mnist(fmnist_dir)["test"]
     for i in (0, 1, 57, 599):
         assert torch.equal(naive[i][0], ours.x[i])
+
+
+def test_every_grey_level_normalises_like_torchvision():
+    """normalize looks each grey level up in a table: all 256 equal ToTensor+Normalize bit for bit."""
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    naive = transforms.Normalize((0.5,), (0.5,))(transforms.ToTensor()(Image.fromarray(levels, "L")))
+    np.testing.assert_array_equal(normalize(levels, FASHION_MNIST_PREPROCESS), naive[0].numpy())
+    np.testing.assert_array_equal(normalize(levels[None], FASHION_MNIST_PREPROCESS), naive.numpy())
 
 
 def test_service_preprocessing_equals_training_tensor(fmnist_dir):

@@ -6,6 +6,7 @@ so what it feeds a model is, by construction, what training fed it.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -34,13 +35,30 @@ FASHION_MNIST_PREPROCESS: dict[str, Any] = {
 
 def normalize(pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     """uint8 pixels (..., H, W) -> float32 normalised like training: (x/255 - mean) / std."""
+    if pixels.dtype == np.uint8:
+        # The same float32 arithmetic, done once per grey level and looked up: equal bit for bit,
+        # and a few times faster on the service's one small image.
+        return _levels(spec["mean"], spec["std"]).take(pixels)
+    return _normalize(pixels, spec["mean"], spec["std"])
+
+
+def _normalize(pixels: np.ndarray, mean: float, std: float) -> np.ndarray:
     x = pixels.astype(np.float32) / np.float32(255.0)
-    return (x - np.float32(spec["mean"])) / np.float32(spec["std"])
+    return (x - np.float32(mean)) / np.float32(std)
+
+
+@functools.lru_cache(maxsize=16)
+def _levels(mean: float, std: float) -> np.ndarray:
+    levels = _normalize(np.arange(256, dtype=np.uint8), mean, std)
+    levels.flags.writeable = False  # shared by every call
+    return levels
 
 
 def border_mean(gray: np.ndarray) -> float:
     """Mean grey level of the one-pixel frame of a 2-D uint8 image."""
-    return float(_frame(gray).mean())
+    frame = _frame(gray)
+    # The exact integer sum, divided once: the same float as frame.mean(), without its overhead.
+    return int(frame.sum()) / frame.size
 
 
 def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
