@@ -40,6 +40,14 @@ def decode(data: bytes) -> Image.Image:
 
     Raises ImageError (400 for an empty, truncated or non-image upload, 413 for one too large).
     """
+    return load(open_image(data))
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Bytes of an image file -> a PIL image whose header is read and checked, pixels not yet decoded.
+
+    Its `size` is known, so a caller can decide where to decode it (`load`). Raises ImageError.
+    """
     if not data:
         raise ImageError(f"the upload is empty; {WHAT_TO_SEND}")
     check_size(len(data))
@@ -57,12 +65,18 @@ def decode(data: bytes) -> Image.Image:
                          f"{MAX_PIXELS:,}; {WHAT_TO_SEND}", 413)
     if width == 0 or height == 0:
         raise ImageError(f"image has no pixels ({width}x{height}); {WHAT_TO_SEND}")
+    return image
+
+
+def load(image: Image.Image) -> Image.Image:
+    """An image from `open_image` -> its first frame decoded, EXIF orientation applied. Raises ImageError."""
     try:
         image.seek(0)  # an animation (GIF, WebP): its first frame
         image.load()
         # A phone photo is stored sideways with an EXIF note saying how to turn it; apply it as
-        # every image viewer does, so the model sees what the person sees.
-        image = ImageOps.exif_transpose(image)
+        # every image viewer does, so the model sees what the person sees. In place: without an
+        # orientation there is nothing to do, and no copy to make.
+        ImageOps.exif_transpose(image, in_place=True)
     except Image.DecompressionBombError:
         raise ImageError(f"image dimensions are too large; {WHAT_TO_SEND}", 413) from None
     except Exception as e:
@@ -70,15 +84,6 @@ def decode(data: bytes) -> Image.Image:
         raise ImageError(f"the {image.format} image is {what} or unreadable ({_why(e)}); "
                          f"{WHAT_TO_SEND}") from None
     return image
-
-
-def pixel_count(data: bytes) -> int | None:
-    """Width x height from the image header alone (None if the header cannot be read)."""
-    try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-            return image.width * image.height
-    except Exception:
-        return None
 
 
 def _why(e: Exception) -> str:

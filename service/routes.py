@@ -26,13 +26,13 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from zoo.spec import normalize, to_pixels
 
-from .imaging import MAX_BYTES, ImageError, decode, pixel_count
-from .results import result
+from .forms import Part, parse_plain
+from .imaging import MAX_BYTES, ImageError, decode, load, open_image
+from .results import JSON, result
 from .runtime import Zoo
 
 ALL = "all"                         # ?model=all: every model, side by side
@@ -69,8 +69,8 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+def _error(status: int, message: str, **extra: Any) -> JSON:
+    return JSON({"error": message, **extra}, status_code=status)
 
 
 def _zoo(request: Request) -> Zoo:
@@ -102,37 +102,47 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_upload(request: Request, batch: bool) -> Upload:
     """Images and form fields from a multipart form, or one image from a raw body."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
     how = HOW_BATCH if batch else HOW_SINGLE
     if media_type == "multipart/form-data":
         body = await read_body(request, MAX_BATCH_BYTES if batch else MAX_BYTES + FORM_SLACK)
-
-        async def replay() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        try:
-            form = await Request(request.scope, replay).form(
-                max_files=MAX_BATCH_IMAGES if batch else 1, max_fields=8, max_part_size=FORM_SLACK)
-        except HTTPException as e:
-            status = 413 if batch and "Too many files" in str(e.detail) else 400
-            raise RequestError(status, f"bad multipart form ({e.detail}); {how}") from None
-        try:
-            upload = Upload()
-            for key, value in form.multi_items():
-                if key == "image":
-                    if not isinstance(value, UploadFile):
-                        raise RequestError(400, f"the field 'image' is text, not a file; {how}")
-                    upload.images.append((value.filename, await value.read()))
-                elif isinstance(value, str):
-                    upload.fields.setdefault(key, value)
-            return upload
-        finally:
-            await form.close()
+        limits = dict(max_files=MAX_BATCH_IMAGES if batch else 1, max_fields=8)
+        parts = parse_plain(body, content_type, max_field_bytes=FORM_SLACK, **limits)
+        if parts is None:  # not a plain form, or over a limit: the full parser reads it or says why not
+            parts = await _parse_form(request, body, how, limits, batch)
+        upload = Upload()
+        for part in parts:
+            if part.name == "image":
+                if part.filename is None:
+                    raise RequestError(400, f"the field 'image' is text, not a file; {how}")
+                upload.images.append((part.filename, part.value))
+            elif part.filename is None:
+                upload.fields.setdefault(part.name, part.value)
+        return upload
     if batch:
         raise RequestError(400, f"expected multipart/form-data, got {media_type or 'no Content-Type'}; {how}")
     if media_type and not media_type.startswith(RAW_TYPES):
         raise RequestError(400, f"expected an image, got Content-Type {media_type}; {how}")
     return Upload(images=[(None, await read_body(request, MAX_BYTES))])
+
+
+async def _parse_form(request: Request, body: bytes, how: str, limits: dict[str, int],
+                      batch: bool) -> list[Part]:
+    """Any multipart form, through Starlette's parser (python-multipart)."""
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_part_size=FORM_SLACK, **limits)
+    except HTTPException as e:
+        status = 413 if batch and "Too many files" in str(e.detail) else 400
+        raise RequestError(status, f"bad multipart form ({e.detail}); {how}") from None
+    try:
+        return [Part(key, value.filename, await value.read()) if isinstance(value, UploadFile)
+                else Part(key, None, value) for key, value in form.multi_items()]
+    finally:
+        await form.close()
 
 
 @dataclass
@@ -184,8 +194,12 @@ def _png(pixels: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def classify_images(zoo: Zoo, options: Options, images: list[tuple[str | None, bytes]]) -> list[dict[str, Any]]:
-    """Decode, preprocess (per model, as its manifest says) and classify; one result per image."""
+def classify_images(zoo: Zoo, options: Options,
+                    images: list[tuple[str | None, bytes | Image.Image]]) -> list[dict[str, Any]]:
+    """Decode, preprocess (per model, as its manifest says) and classify; one result per image.
+
+    An image is (filename or None, the file's bytes or the image `imaging.open_image` made of them).
+    """
     names = options.names
     specs = {zoo.models[n].preprocess_key: zoo.models[n].preprocess for n in names}
     # zoo.spec.preprocess is normalize(to_pixels(...)); the two steps are kept apart here only to
@@ -194,7 +208,7 @@ def classify_images(zoo: Zoo, options: Options, images: list[tuple[str | None, b
     for i, (filename, data) in enumerate(images):
         which = f"image {i + 1} ({filename})" if len(images) > 1 else "the image"
         try:
-            image = decode(data)
+            image = load(data) if isinstance(data, Image.Image) else decode(data)
             for key, spec in specs.items():  # one decode, each distinct preprocessing once
                 pixels[key].append(to_pixels(image, spec))
         except ImageError as e:
@@ -204,7 +218,8 @@ def classify_images(zoo: Zoo, options: Options, images: list[tuple[str | None, b
             raise RequestError(400, f"{which} cannot be converted to a model input "
                                     f"({type(e).__name__}: {e})") from None
         del image
-    batches = {key: normalize(np.stack(px), specs[key])[:, None] for key, px in pixels.items()}
+    batches = {key: normalize(np.stack(px) if len(px) > 1 else px[0][None], specs[key])[:, None]
+               for key, px in pixels.items()}
     logits = {n: zoo.logits(n, batches[zoo.models[n].preprocess_key]) for n in names}
     out = []
     for i, (filename, _) in enumerate(images):
@@ -228,7 +243,7 @@ async def _in_thread(func, *args):
     return await anyio.to_thread.run_sync(func, *args, limiter=_limiter)
 
 
-async def classify(request: Request) -> JSONResponse:
+async def classify(request: Request) -> JSON:
     """POST /classify: one image, one model (or ?model=all)."""
     try:
         zoo = _zoo(request)
@@ -236,17 +251,20 @@ async def classify(request: Request) -> JSONResponse:
         options = choose(zoo, request, upload)
         if not upload.images:
             raise RequestError(400, f"no image in the request; {HOW_SINGLE}")
-        if (pixel_count(upload.images[0][1]) or INLINE_PIXELS + 1) <= INLINE_PIXELS:
-            (one,) = classify_images(zoo, options, upload.images)
+        try:  # the header only: its size says where to decode it
+            image = open_image(upload.images[0][1])
+        except ImageError as e:
+            raise RequestError(e.status, str(e)) from None
+        if image.width * image.height <= INLINE_PIXELS:
+            (one,) = classify_images(zoo, options, [(None, image)])
         else:
-            (one,) = await _in_thread(classify_images, zoo, options, upload.images)
+            (one,) = await _in_thread(classify_images, zoo, options, [(None, image)])
     except RequestError as e:
         return _error(e.status, e.message, **e.extra)
-    one.pop("filename", None)
-    return JSONResponse(one)
+    return JSON(one)
 
 
-async def classify_batch(request: Request) -> JSONResponse:
+async def classify_batch(request: Request) -> JSON:
     """POST /classify/batch: many images in one request, each model run once on all of them."""
     try:
         zoo = _zoo(request)
@@ -258,13 +276,13 @@ async def classify_batch(request: Request) -> JSONResponse:
     except RequestError as e:
         return _error(e.status, e.message, **e.extra)
     model = options.names[0] if len(options.names) == 1 else ALL
-    return JSONResponse({"model": model, "count": len(results), "results": results})
+    return JSON({"model": model, "count": len(results), "results": results})
 
 
-async def models(request: Request) -> JSONResponse:
+async def models(request: Request) -> JSON:
     """GET /models: the served models, their manifest entries and the provider each runs on."""
     try:
-        return JSONResponse(_zoo(request).describe())
+        return JSON(_zoo(request).describe())
     except RequestError as e:
         return _error(e.status, e.message)
 

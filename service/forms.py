@@ -1,0 +1,90 @@
+"""A fast reader for the plain multipart/form-data uploads that curl, browsers and HTTP libraries send.
+
+Starlette's form parser (python-multipart, a byte-by-byte state machine with callbacks and a spooled
+file per upload) was the largest single cost of a small /classify request. Almost every upload has
+the same plain shape, which a few C-level `bytes` operations take apart exactly:
+
+    --B\\r\\n Content-Disposition: form-data; name="image"; filename="x.png"\\r\\n
+    [Content-Type: image/png\\r\\n] \\r\\n <data> \\r\\n--B ... \\r\\n--B--[\\r\\n]
+
+`parse_plain` reads only that shape, within the same limits the full parser is given, and returns
+None for anything else (a preamble, a quoted or escaped parameter, other part headers, a data byte
+sequence that looks like a delimiter, a limit exceeded, a malformed body); the caller then uses the
+full parser, which also words every error. So the fast path can only ever return what the full
+parser returns (tests/test_forms.py compares them on many bodies).
+"""
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+# RFC 2046 boundary characters, without the space (which may not end one and is never sent).
+_CONTENT_TYPE = re.compile(rb"(?i:multipart/form-data); ?boundary=([0-9A-Za-z'()+_,./:=?-]{1,70})")
+# The disposition exactly as clients write it; no quote, backslash or ';' inside the values, so no
+# escaping or quoting rule of the full parser can give a different reading.
+_DISPOSITION = re.compile(rb'(?i:content-disposition): form-data; name="([^"\\;\x00-\x1f\x7f]*)"'
+                          rb'(?:; filename="([^"\\;\x00-\x1f\x7f]*)")?')
+_PART_TYPE = re.compile(rb"(?i:content-type): [\x21-\x7e][\x20-\x7e]*")
+
+
+class Part(NamedTuple):
+    """One form part, as Starlette's FormData gives it: a file's bytes, or a text field's text."""
+    name: str
+    filename: str | None  # None: a text field
+    value: bytes | str    # bytes for a file, str for a text field
+
+
+def _text(data: bytes) -> str:
+    """Bytes of a field name or value as Starlette decodes them (UTF-8, else Latin-1)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def parse_plain(body: bytes, content_type: str, *, max_files: int, max_fields: int,
+                max_field_bytes: int) -> list[Part] | None:
+    """The parts of a plain multipart/form-data body in order, or None when the body is not plain
+    or breaks a limit (more than `max_files` files or `max_fields` text fields, a text field over
+    `max_field_bytes`): the full parser then reads it, or says what is wrong."""
+    m = _CONTENT_TYPE.fullmatch(content_type.encode("latin-1", "replace"))
+    if m is None:
+        return None
+    delimiter = b"--" + m.group(1)
+    separator = b"\r\n" + delimiter
+    closing = separator + b"--"
+    if not body.startswith(delimiter + b"\r\n"):
+        return None
+    end = body.rfind(closing)
+    if end < len(delimiter) + 2 or body[end + len(closing):] not in (b"", b"\r\n"):
+        return None
+    inner = body[len(delimiter) + 2:end]
+    chunks = inner.split(separator + b"\r\n")
+    if inner.count(separator) != len(chunks) - 1:  # a delimiter-like sequence inside some data
+        return None
+    parts, files, fields = [], 0, 0
+    for chunk in chunks:
+        head, blank, data = chunk.partition(b"\r\n\r\n")
+        if not blank:
+            return None
+        disposition = None
+        for line in head.split(b"\r\n"):
+            d = _DISPOSITION.fullmatch(line)
+            if d is not None and disposition is None:
+                disposition = d
+            elif d is not None or _PART_TYPE.fullmatch(line) is None:
+                return None
+        if disposition is None:
+            return None
+        name, filename = disposition.groups()
+        if filename is None:
+            fields += 1
+            if fields > max_fields or len(data) > max_field_bytes:
+                return None
+        else:
+            files += 1
+            if files > max_files:
+                return None
+        parts.append(Part(_text(name), None, _text(data)) if filename is None
+                     else Part(_text(name), _text(filename), data))
+    return parts
