@@ -85,3 +85,22 @@ def exported_zoo(trained_zoo: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = run_export(trained_zoo, home)
     assert out.returncode == 0, out.stderr
     return trained_zoo, home
+
+
+@pytest.fixture(scope="module")
+def server(exported_zoo: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    """A real `bentoml serve` of `exported_zoo` on 127.0.0.1 and a free port, for one test module."""
+    from tests.service_server import serve
+
+    _, home = exported_zoo
+    with serve(home, tmp_path_factory.mktemp("serve") / "serve.log") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """An HTTP client for `server`."""
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c

@@ -47,19 +47,6 @@ def sessions(exported_zoo, manifest) -> dict[str, ort.InferenceSession]:
 
 
 @pytest.fixture(scope="module")
-def server(exported_zoo, tmp_path_factory):
-    _, home = exported_zoo
-    with serve(home, tmp_path_factory.mktemp("serve") / "serve.log") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def fmnist_test(fmnist_dir) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, 28, 28), the training pipeline's tensor (N, 1, 28, 28)) of the test split."""
     from training.data import load_fashion_mnist, load_pixels

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import re
 from pathlib import Path
@@ -44,19 +43,6 @@ expect.set_options(timeout=WAIT_MS)
 
 # ---------------------------------------------------------------------------------------------
 # fixtures
-
-@pytest.fixture(scope="module")
-def server(exported_zoo, tmp_path_factory):
-    _, home = exported_zoo
-    with serve(home, tmp_path_factory.mktemp("serve-ui") / "serve.log") as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as c:
-        yield c
-
 
 @pytest.fixture(scope="module")
 def browser():
