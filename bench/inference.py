@@ -23,33 +23,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from zoo.model import macs_per_image
+
 from .stats import rate, summary
 
 BATCHES = (1, 64, 1024)
-
-
-def macs_per_image(model) -> int:
-    """Multiply-accumulates of one forward pass on one 1x28x28 image (conv and linear layers)."""
-    import torch
-    from torch import nn
-
-    total = 0
-
-    def hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-        elif isinstance(mod, nn.Linear):
-            total += out.numel() * mod.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.inference_mode():
-            model.eval()(torch.zeros(1, 1, 28, 28))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
 
 
 def torch_model(name: str, artifacts: Path):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import get_entry, list_models
+from zoo.registry import describe, get_entry, list_models
 
 from .config import TrainConfig, add_config_arguments, config_from_args
 
@@ -53,15 +53,14 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     for train in (True, False):  # fail fast, in one line, if the data is missing or corrupt
         load_pixels(cfg.data_dir, train=train)
     names = list_models("fashion-mnist")
-    if "kaggle" in list_models():
+    for name in list_models("kaggle"):
         if kaggle_available(cfg):
-            names.append("kaggle")
+            names.append(name)
         else:
-            print(f"skipping kaggle: no styles.csv in {cfg.kaggle_dir} (set KAGGLE_DIR=..., or "
+            print(f"skipping {name}: no styles.csv in {cfg.kaggle_dir} (set KAGGLE_DIR=..., or "
                   f"`make data-kaggle` with Kaggle credentials)", file=sys.stderr)
-    # Biggest first, so the last model to finish is a small one.
-    order = {"numfilters": 0, "kernelsize": 1, "batchnorm": 2}
-    names.sort(key=lambda n: order.get(n, 9))
+    # Most multiply-accumulates first, so the last model to finish is a cheap one.
+    names.sort(key=lambda n: -describe(n)["macs"])
     t0 = time.perf_counter()
     val: dict[str, float] = {}
     failed: dict[str, str] = {}
@@ -84,7 +83,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
         if err:
             failed[f"{best}+trainval"] = err
             print(f"error: {err}", file=sys.stderr)
-    if "kaggle" in names:
+    if set(names) & set(list_models("kaggle")):
         # Every finished model on the Kaggle test split: the kaggle model's confusion matrix and
         # the Fashion-MNIST models' cross-domain accuracy go into their checkpoints.
         from .kaggle import evaluate

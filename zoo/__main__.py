@@ -17,8 +17,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
+    print(f"{'name':<15} {'params':>8}  {'MACs/image':>10}  {'dataset':<14} description")
     for r in rows:
-        print(f"{r['name']:<15} {r['params']:>8,}  {r['dataset']:<14} {r['description']}")
+        print(f"{r['name']:<15} {r['params']:>8,}  {r['macs']:>10,}  {r['dataset']:<14} {r['description']}")
 
 
 if __name__ == "__main__":

@@ -67,12 +67,15 @@ def default_preprocess(name: str) -> dict[str, Any]:
 
 def describe(name: str) -> dict[str, Any]:
     """What a user choosing a model wants to know (needs torch to count parameters)."""
+    from .model import macs_per_image
+
     e = get_entry(name)
     model = get_model(name)
     return {
         "name": name,
         "description": e.description,
         "params": sum(p.numel() for p in model.parameters()),
+        "macs": macs_per_image(model),
         "dataset": e.dataset,
         "input_shape": [1, INPUT_SIZE, INPUT_SIZE],
         "kwargs": e.kwargs,
