@@ -72,6 +72,10 @@ def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int =
     proto.producer_name = "fashion-zoo"
     proto.doc_string = meta["description"]
     del proto.metadata_props[:]
+    # The exporter's per-node debug records hold source paths and stack traces: dropping them
+    # makes the same weights give the same bytes (and sha256) on every machine.
+    for node in proto.graph.node:
+        del node.metadata_props[:]
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     # Name the dynamic dimension the same way in the input and the output.
