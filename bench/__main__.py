@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from training.config import parse_bool
 from zoo.errors import ArgumentParser, cli
 from zoo.registry import get_entry, list_models
 
@@ -87,14 +88,6 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
     return out
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 1/0, got {text!r}")
-
-
 def _names(text: str, choices: tuple[str, ...] | list[str], what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     for n in names:
@@ -109,7 +102,7 @@ def main() -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", default="artifacts", help="reports go to <artifacts>/reports")
     parser.add_argument("--data-dir", default="data", help="Fashion-MNIST in <data-dir>/FashionMNIST/raw")
-    parser.add_argument("--quick", type=_bool, default=False, metavar="0|1",
+    parser.add_argument("--quick", type=parse_bool, default=False, metavar="0|1",
                         help="fewer images and requests: under two minutes")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {SECTIONS}")
     parser.add_argument("--models", default="", help="comma-separated model names (default: every model)")

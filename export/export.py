@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from training.report import write_atomic
 from zoo.errors import ZooError
 from zoo.registry import get_entry
 
@@ -136,9 +137,7 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
             "models": models,
         }
         manifest_path = artifacts / "manifest.json"
-        tmp = manifest_path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, manifest_path)
+        write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
         if store:
             from .store import save_to_store
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.registry import get_entry, get_model
+from zoo.registry import get_entry
 
 OPSET = 18
 INPUT_NAME = "image"
@@ -32,13 +32,13 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: Path) -> nn.Module:
     if not ckpt.get("complete"):
         raise ZooError(f"{path}: training is not finished (epoch {ckpt.get('epoch')}); "
                        f"run `make train MODEL={name}` to resume it")
-    model = get_model(name)
+    from training.train import build_model
+
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        return build_model(ckpt)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise ZooError(f"{path}: weights do not fit the {name!r} architecture ({first})") from None
-    return model.eval()
 
 
 def metadata(ckpt: dict[str, Any]) -> dict[str, str]:

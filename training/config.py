@@ -51,7 +51,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
     if text.lower() in ("0", "false", "no", "off", ""):
@@ -71,7 +71,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
-        kind = {"bool": _parse_bool, "int": _parse_int, "int | None": _parse_int,
+        kind = {"bool": parse_bool, "int": _parse_int, "int | None": _parse_int,
                 "float": float}.get(str(f.type), str)
         default = "the model's recipe" if f.default is None else f.default
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=f.default,

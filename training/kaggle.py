@@ -232,19 +232,6 @@ def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: i
     return {"train": part(train_idx), "val": test, "test": test}, spec, summary
 
 
-def _model(ckpt: dict[str, Any]) -> torch.nn.Module:
-    from zoo.model import LeNet5
-
-    model = LeNet5(**ckpt["kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
-
-
-@torch.inference_mode()
-def _predict(model: torch.nn.Module, split: Split) -> torch.Tensor:
-    return torch.cat([model(split.x[i:i + 1000]).argmax(1) for i in range(0, len(split), 1000)])
-
-
 def confusion_matrix(y: torch.Tensor, pred: torch.Tensor) -> list[list[int]]:
     """Counts [true class][predicted class]."""
     n = len(CLASSES)
@@ -258,7 +245,7 @@ def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fr
     The `kaggle` checkpoint gains metrics['test_confusion'] and 'kaggle_data' (the loader's
     counts); each Fashion-MNIST checkpoint gains metrics['cross_domain']. Returns {model: top-1}.
     """
-    from .train import finished_checkpoints, per_class_accuracy, save_atomic
+    from .train import build_model, finished_checkpoints, per_class_accuracy, predict, save_atomic
 
     splits: dict[str, tuple[KaggleSplit, Summary]] = {}  # by preprocessing spec
     out: dict[str, float] = {}
@@ -269,8 +256,7 @@ def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fr
                                  quiet=quiet or bool(splits))
             splits[spec_key] = (s["test"], summary)
         test, summary = splits[spec_key]
-        model = _model(ckpt)
-        pred = _predict(model, test)
+        pred = predict(build_model(ckpt), test)
         correct = int((pred == test.y).sum())
         m = ckpt["metrics"]
         if ckpt["dataset"] == "kaggle":
@@ -287,7 +273,7 @@ def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fr
             ckpt["kaggle_data"] = asdict(summary)
         else:
             m["cross_domain"] = {"test_acc": correct / len(test),
-                                 "test_per_class": per_class_accuracy(model, test),
+                                 "test_per_class": per_class_accuracy(pred, test.y),
                                  "images": len(test), "split_seed": split_seed,
                                  "test_fraction": val_fraction}
         save_atomic(ckpt, path)

@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
             metrics["val_acc"] = metrics["val_loss"] = None
         if done:
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, splits["test"])
-            metrics["test_per_class"] = per_class_accuracy(model, splits["test"])
+            metrics["test_per_class"] = per_class_accuracy(predict(model, splits["test"]), splits["test"].y)
         ckpt = {
             "format": CHECKPOINT_FORMAT,
             "name": cfg.model,
@@ -232,15 +232,26 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
 
 
 @torch.inference_mode()
-def per_class_accuracy(model: nn.Module, split: Split) -> dict[str, float | None]:
-    """Accuracy per class label (None for a class with no test images)."""
+def predict(model: nn.Module, split: Split, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted class of every image in `split` (eval mode)."""
     model.eval()
-    pred = torch.cat([model(split.x[i:i + 1000]).argmax(1) for i in range(0, len(split), 1000)])
+    return torch.cat([model(split.x[i:i + batch_size]).argmax(1) for i in range(0, len(split), batch_size)])
+
+
+def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float | None]:
+    """Accuracy per class label (None for a class with no images)."""
     out: dict[str, float | None] = {}
     for c, label in enumerate(CLASSES):
-        mask = split.y == c
+        mask = y == c
         out[label] = (pred[mask] == c).float().mean().item() if mask.any() else None
     return out
+
+
+def build_model(ckpt: dict[str, Any]) -> nn.Module:
+    """The registry's architecture for the checkpoint's name, with its weights, in eval mode."""
+    model = get_model(ckpt["name"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
 
 
 @cli
