@@ -14,7 +14,7 @@ import torch
 
 from training.report import write_atomic
 from zoo.errors import ZooError
-from zoo.registry import get_entry
+from zoo.registry import default_preprocess, get_entry
 
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, metadata, model_from_checkpoint
 from .parity import check_parity, parity_problems
@@ -28,14 +28,28 @@ def sha256(path: Path) -> str:
 
 
 def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | None,
-                  samples: int = PARITY_SAMPLES) -> tuple[torch.Tensor, str]:
-    """Validation images of the checkpoint's own dataset, and words saying what they are."""
+                  samples: int = PARITY_SAMPLES, cache: dict | None = None) -> tuple[torch.Tensor, str]:
+    """Validation images of the checkpoint's own dataset, and words saying what they are.
+
+    `cache` (one dict per export run) keeps the images of each dataset, split and preprocessing,
+    so the models trained on the same data do not load and check it again."""
     from training.config import TrainConfig
-    from training.train import load_data
 
     known = {k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(**known)
     cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, kaggle_dir=kaggle_dir or cfg.kaggle_dir)
+    key = (ckpt["dataset"], json.dumps(default_preprocess(cfg.model), sort_keys=True), cfg.data_dir,
+           cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed, samples)
+    if cache is None:
+        cache = {}
+    if key not in cache:
+        cache[key] = _load_parity_images(ckpt, cfg, samples)
+    return cache[key]
+
+
+def _load_parity_images(ckpt: dict[str, Any], cfg: Any, samples: int) -> tuple[torch.Tensor, str]:
+    from training.train import load_data
+
     try:
         splits, _ = load_data(cfg)
     except (ZooError, FileNotFoundError) as e:
@@ -80,7 +94,7 @@ def default_model(models: dict[str, dict[str, Any]]) -> str:
 
 
 def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str | None,
-               opset: int) -> dict[str, Any]:
+               opset: int, cache: dict | None = None) -> dict[str, Any]:
     """Export one checkpoint and check parity; raises ZooError (and publishes nothing) on failure."""
     from training.train import load_checkpoint
 
@@ -90,7 +104,7 @@ def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str
     staged = onnx_dir / f".{ckpt['name']}.staged.onnx"
     try:
         export_onnx(model, metadata(ckpt), staged, opset)
-        images, what = parity_images(ckpt, data_dir, kaggle_dir)
+        images, what = parity_images(ckpt, data_dir, kaggle_dir, cache=cache)
         parity = check_parity(model, staged, images)
         parity["data"] = what
         problems = parity_problems(parity)
@@ -113,9 +127,10 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
     onnx_dir.mkdir(parents=True, exist_ok=True)
     models: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}
+    cache: dict = {}  # parity images, shared by the models trained on the same data
     for path in paths:
         try:
-            entry = export_one(path, onnx_dir, data_dir, kaggle_dir, opset)
+            entry = export_one(path, onnx_dir, data_dir, kaggle_dir, opset, cache)
         except ZooError as e:
             failures[str(path)] = str(e)
             print(f"error: {e}", file=sys.stderr)
