@@ -39,6 +39,20 @@ class ZooLoadError(ZooError):
 class Device:
     providers: list[Any]   # what onnxruntime is asked for, best first
     reason: str            # why, in words, for the start-up log line and GET /models
+    runtime: dict[str, Any] = field(default_factory=dict)  # which onnxruntime build, see `runtime_info`
+
+
+def runtime_info() -> dict[str, Any]:
+    """Which onnxruntime this is: the pip distribution that installed it (`onnxruntime` for the CPU
+    build, `onnxruntime-gpu` for the CUDA one; both import as `onnxruntime`), its version and the
+    providers it was built with. Said at start-up and in GET /models, so an image says what it got."""
+    import importlib.metadata
+
+    import onnxruntime as ort
+
+    dists = importlib.metadata.packages_distributions().get("onnxruntime") or ["unknown"]
+    return {"package": ", ".join(sorted(set(dists))), "version": ort.__version__,
+            "available_providers": ort.get_available_providers()}
 
 
 @dataclass
@@ -91,6 +105,7 @@ class Zoo:
             "created": self.manifest.get("created"),
             "opset": self.manifest.get("opset"),
             "device_reason": self.device.reason if self.device else None,
+            "runtime": self.device.runtime if self.device else None,
             "models": {n: {**m.entry, "provider": m.provider} for n, m in self.models.items()},
         }
 
@@ -203,6 +218,7 @@ def load_zoo(root: str | os.PathLike, tag: str, device: str = "auto") -> Zoo:
     root = Path(root)
     manifest, files = read_verified(root, tag)
     chosen = choose_device(device)
+    chosen.runtime = runtime_info()
     zoo = Zoo(tag=tag, manifest=manifest, device=chosen)
     for name, entry in manifest["models"].items():
         data = files[name]  # the bytes that were verified are the bytes that are loaded
@@ -230,7 +246,9 @@ def load_zoo(root: str | os.PathLike, tag: str, device: str = "auto") -> Zoo:
             raise ZooLoadError(f"{tag}: {path} gave {probe.shape} logits on a test image, expected "
                                f"(1, {len(served.classes)}) finite values; re-run `make export`")
         zoo.models[name] = served
-    logger.info("fashion-zoo %s: %d models (%s) on %s: %s", tag, len(zoo.models),
-                ", ".join(zoo.models), chosen.providers[0] if isinstance(chosen.providers[0], str)
-                else chosen.providers[0][0], chosen.reason)
+    rt = chosen.runtime
+    logger.info("fashion-zoo %s: %d models (%s) on %s: %s; runtime %s %s (providers: %s)", tag,
+                len(zoo.models), ", ".join(zoo.models), chosen.providers[0]
+                if isinstance(chosen.providers[0], str) else chosen.providers[0][0], chosen.reason,
+                rt["package"], rt["version"], ", ".join(rt["available_providers"]))
     return zoo
