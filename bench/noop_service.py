@@ -17,6 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service import bentoml_fixes
+
+bentoml_fixes.apply()  # as the zoo service does: the ceiling is measured with the same fix
 RESULT = {"model": "noop", "label": "T-shirt/top", "index": 0, "probability": 1.0}
 
 

@@ -7,21 +7,26 @@ Serves the `fashion-zoo` model from the BentoML model store (written by `make ex
 latest version, the one a built bento was made with, or the tag in FASHION_ZOO_MODEL. Routes are
 in `service.routes`, the web page at /ui/ in `service.ui`; BentoML adds /livez, /readyz (ready once
 every model is loaded and verified), /metrics and its API docs at /. FASHION_ZOO_DEVICE=auto|cuda|cpu
-picks the onnxruntime provider (auto: CUDA when it can really run). This module never imports torch.
+picks the onnxruntime provider (auto: CUDA when it can really run); one worker process per CPU core
+unless FASHION_ZOO_WORKERS=N (`service.workers` says why). This module never imports torch.
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import bentoml
 
-from . import ui
+from . import bentoml_fixes, ui, workers
 from .routes import app
 from .runtime import ZooLoadError, choose_device, load_zoo, read_verified
 
 STORE_NAME = "fashion-zoo"
 MODEL_TAG = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
 DEVICE = os.environ.get("FASHION_ZOO_DEVICE", "auto")
+logger = logging.getLogger("bentoml.fashion_zoo")
+WORKERS, WORKERS_WHY = workers.choose(gpu=workers.gpu_likely(DEVICE))  # FASHION_ZOO_WORKERS=N overrides
+bentoml_fixes.apply()  # BentoML's request-timeout middleware leaks a timer per request
 
 
 def _served_tag() -> str:
@@ -47,7 +52,7 @@ def _stored_model() -> bentoml.Model:
 
 
 # Further ASGI apps (a web page, static files) mount here too, under their own path.
-@bentoml.service(traffic={"timeout": 60})
+@bentoml.service(workers=WORKERS, traffic={"timeout": 60})
 @bentoml.asgi_app(app, path="/", name="fashion-zoo")
 @bentoml.asgi_app(ui.app, path=ui.PATH, name="ui")  # the web page, /ui/
 class FashionZoo:
@@ -62,11 +67,16 @@ class FashionZoo:
         read_verified(stored.path, str(stored.tag))
         if DEVICE != "auto":  # a bad value, or CUDA demanded where it cannot run
             choose_device(DEVICE)
+        workers.reset_markers()
+        logger.info("fashion-zoo: %d worker process(es): %s", WORKERS, WORKERS_WHY)
 
     def __init__(self) -> None:
         stored = _stored_model()
         self.zoo = load_zoo(stored.path, str(stored.tag), DEVICE)
         app.state.zoo = self.zoo
+        self.readiness = workers.Readiness(WORKERS)
+        self.readiness.mark_ready()
 
     def __is_ready__(self) -> bool:
-        return self.zoo.ready
+        """Ready when this worker's zoo is loaded and verified and so is every other worker's."""
+        return self.zoo.ready and self.readiness.all_ready()

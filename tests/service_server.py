@@ -39,9 +39,12 @@ class Server:
 
 @contextlib.contextmanager
 def serve(home: Path, log: Path, target: str = "service.service:FashionZoo", timeout: float = 120,
-          **env: str) -> Iterator[Server]:
-    """`bentoml serve target`; yields once /readyz says ready."""
+          workers: int | None = 1, **env: str) -> Iterator[Server]:
+    """`bentoml serve target` with `workers` worker processes (FASHION_ZOO_WORKERS; one keeps the
+    tests quick; None: the service's default, one per core); yields once /readyz says ready."""
     port = free_port()
+    if workers is not None:
+        env = {"FASHION_ZOO_WORKERS": str(workers), **env}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],

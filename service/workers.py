@@ -1,0 +1,109 @@
+"""How many worker processes serve the zoo, and readiness across all of them.
+
+    FASHION_ZOO_WORKERS=4 make serve     # or: make serve WORKERS=4
+
+The default is one worker per CPU core this process may run on. A request's cost is CPU work in
+the worker (HTTP, BentoML's middleware, decoding, preprocessing, the JSON answer); the model itself
+is a small part of it, so one process per core is what uses the machine. With a GPU the same holds
+for that CPU work, but each worker creates its own CUDA context and its own onnxruntime CUDA memory
+arena (onnxruntime's CUDA execution provider: one arena per session's device allocator, grown on
+demand, `gpu_mem_limit` unbounded by default); a CUDA context with cuDNN and cuBLAS loaded takes
+several hundred MB of GPU memory per process. So on a GPU the default is one worker per core up to
+GPU_MAX_WORKERS (4: about 2 GB of GPU memory in contexts, not measured on a GPU here), plenty for
+models of this size. FASHION_ZOO_WORKERS=N overrides either.
+
+Readiness with N workers: BentoML answers GET /readyz from whichever worker takes the connection,
+so each worker, once its zoo is loaded and verified, writes a marker (its pid) into a directory
+shared by the workers of one `bentoml serve` (keyed by that process's pid), and a worker is ready
+only when markers of N live workers are there. A worker that dies takes its readiness with it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ENV = "FASHION_ZOO_WORKERS"
+GPU_MAX_WORKERS = 4
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def choose(gpu: bool, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """(number of workers, why, in words). `gpu`: whether the zoo will run on a GPU."""
+    env = os.environ if env is None else env
+    text = env.get(ENV, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"{ENV}={text!r} is not a number of workers; give a whole number >= 1 "
+                             f"or leave it unset for one worker per CPU core")
+        return int(text), f"{ENV}={text}"
+    cores = cpu_cores()
+    if gpu:
+        n = min(cores, GPU_MAX_WORKERS)
+        return n, (f"one per CPU core ({cores}), at most {GPU_MAX_WORKERS} on a GPU (each holds its own "
+                   f"CUDA context); {ENV}=N overrides")
+    return cores, f"one per CPU core ({cores} available to this process); {ENV}=N overrides"
+
+
+def gpu_likely(device: str) -> bool:
+    """Whether the zoo will ask for CUDA: cheap checks only (no CUDA library is loaded here);
+    the workers decide for real when they load the zoo."""
+    if device == "cpu":
+        return False
+    from .runtime import CUDA, _cuda_devices
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return CUDA in ort.get_available_providers() and _cuda_devices()[0] > 0
+
+
+def _ready_dir(server_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"fashion-zoo-ready-{server_pid}"
+
+
+def reset_markers() -> None:
+    """In the `bentoml serve` process, before the workers start: an empty marker directory."""
+    d = _ready_dir(os.getpid())
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(mode=0o700)
+
+
+class Readiness:
+    """This worker's part of "every worker is ready"."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.dir = _ready_dir(os.getppid())  # the `bentoml serve` process that started this worker
+        self._all = False
+
+    def mark_ready(self) -> None:
+        self.dir.mkdir(mode=0o700, exist_ok=True)  # a worker started without `bentoml serve`
+        tmp = self.dir / f".{os.getpid()}.tmp"
+        tmp.write_text(str(os.getpid()))
+        os.replace(tmp, self.dir / str(os.getpid()))
+
+    def all_ready(self) -> bool:
+        """True once `expected` live workers have marked themselves ready; checked on every call
+        until then, and True from then on (this worker can serve)."""
+        if self._all:
+            return True
+        live = 0
+        for marker in self.dir.glob("[0-9]*"):
+            try:
+                os.kill(int(marker.name), 0)
+                live += 1
+            except (ProcessLookupError, ValueError):
+                marker.unlink(missing_ok=True)
+            except PermissionError:  # alive, another user's
+                live += 1
+        self._all = live >= self.expected
+        return self._all

@@ -1,0 +1,129 @@
+"""Worker processes: how many (service.workers.choose), and a real server with two workers where
+readiness, the one-time store check, /metrics and the web page are right across both."""
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from service import workers
+
+WORKER_SCRIPT = "_bentoml_impl.worker.service"
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    image = np.full((28, 28), 30, np.uint8)
+    image[6:22, 8:20] = 200
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
+
+
+def test_default_is_one_worker_per_core_and_the_environment_overrides():
+    n, why = workers.choose(gpu=False, env={})
+    assert n == len(os.sched_getaffinity(0)) and "one per CPU core" in why
+    n, why = workers.choose(gpu=True, env={})
+    assert 1 <= n <= workers.GPU_MAX_WORKERS and "CUDA context" in why
+    assert workers.choose(gpu=False, env={"FASHION_ZOO_WORKERS": "3"}) == (3, "FASHION_ZOO_WORKERS=3")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two", "1.5"])
+def test_a_bad_worker_count_says_what_to_give(text):
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        workers.choose(gpu=False, env={"FASHION_ZOO_WORKERS": text})
+
+
+def test_readiness_counts_live_workers_only(tmp_path, monkeypatch):
+    """Markers of live processes count, a dead worker's marker does not."""
+    monkeypatch.setattr(workers, "_ready_dir", lambda pid: tmp_path / str(pid))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    mine = workers.Readiness(expected=2)
+    mine.mark_ready()
+    (mine.dir / str(dead.pid)).write_text(str(dead.pid))
+    assert not mine.all_ready()
+    assert not (mine.dir / str(dead.pid)).exists()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (mine.dir / str(other.pid)).write_text(str(other.pid))
+        assert mine.all_ready()
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.fixture(scope="module")
+def two_workers(exported_zoo, tmp_path_factory):
+    from tests.service_server import serve
+
+    _, home = exported_zoo
+    with serve(home, tmp_path_factory.mktemp("workers") / "serve.log", workers=2) as s:
+        yield s
+
+
+def _worker_pids(server) -> list[int]:
+    pids = []
+    for p in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and WORKER_SCRIPT in " ".join(p.cmdline()):
+                pids.append(p.pid)
+        except psutil.Error:  # gone meanwhile
+            continue
+    return sorted(pids)
+
+
+def test_two_workers_start_log_once_and_are_all_ready(two_workers):
+    pids = _worker_pids(two_workers)
+    assert len(pids) == 2
+    log = two_workers.output()
+    # The start-up line and the store check run once, in the server process, not per worker.
+    assert len(re.findall(r"fashion-zoo: 2 worker process\(es\): FASHION_ZOO_WORKERS=2", log)) == 1
+    ready_dir = workers._ready_dir(two_workers.proc.pid)
+    assert sorted(int(p.name) for p in ready_dir.iterdir()) == pids  # each loaded and verified its zoo
+    for _ in range(6):  # new connections, answered by either worker
+        assert httpx.get(f"{two_workers.url}/readyz").status_code == 200
+
+
+def test_classify_metrics_and_page_across_workers(two_workers):
+    png = PNG
+    n = 24
+    for _ in range(n):  # a new connection each: the kernel hands them to both workers
+        r = httpx.post(f"{two_workers.url}/classify", files={"image": ("x.png", png, "image/png")})
+        assert r.status_code == 200 and "label" in r.json()
+    totals = set()
+    for _ in range(4):  # /metrics from whichever worker answers: the sum over both
+        text = httpx.get(f"{two_workers.url}/metrics").text
+        counts = re.findall(r'bentoml_service_request_total\{[^}]*endpoint="/classify"[^}]*http_response_code="200"'
+                            r'[^}]*\} ([0-9.e+]+)', text)
+        totals.add(sum(float(c) for c in counts))
+    assert totals == {float(n)}
+    for _ in range(4):
+        page = httpx.get(f"{two_workers.url}/ui/")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_a_killed_worker_is_replaced_and_serves(two_workers):
+    victim = _worker_pids(two_workers)[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = _worker_pids(two_workers)
+        if len(pids) == 2 and victim not in pids:
+            break
+        time.sleep(0.3)
+    assert len(pids) == 2 and victim not in pids
+    png = PNG
+    for _ in range(8):
+        r = httpx.post(f"{two_workers.url}/classify", files={"image": ("x.png", png, "image/png")})
+        assert r.status_code in (200, 503)  # the new worker answers 503 until its zoo is loaded
