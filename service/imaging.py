@@ -5,6 +5,15 @@ call external programs). The pixel count is checked from the header before anyth
 small file that claims a huge canvas (a decompression bomb) is refused without allocating it.
 Preprocessing to a model's input is not done here: that is `zoo.spec.preprocess`, the one definition
 shared with training.
+
+What one request may cost is bounded by the pixels it decodes: at most MAX_PIXELS per image and
+MAX_REQUEST_PIXELS per request (`open_all` checks a batch's headers before anything is decoded).
+Decoding and preprocessing cost about 10-25 ns of CPU per pixel (PNG, WebP, TIFF, GIF; RGB is the
+dearest), so the largest request accepted costs about a second of one core (`make bench` measures
+it). A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, `Image.draft`), never
+with a side below DRAFT_MIN_SIDE: eight times the models' 28-pixel input, so the model's input
+hardly changes (resampled from at least 224 pixels instead of all of them) and a phone photo costs
+a sixtieth of its full decode. Its decoded size is what counts against the limits.
 """
 from __future__ import annotations
 
@@ -14,7 +23,9 @@ import logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_BYTES = 10 * 1024 * 1024        # 10 MiB per image
-MAX_PIXELS = 40_000_000             # 40 megapixels per frame
+MAX_PIXELS = 40_000_000             # 40 megapixels per frame, decoded
+MAX_REQUEST_PIXELS = 40_000_000     # decoded pixels in one request, all its images together
+DRAFT_MIN_SIDE = 8 * 28             # a JPEG is decoded at reduced scale down to this side, no smaller
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 WHAT_TO_SEND = (f"send a PNG, JPEG, WebP, GIF, BMP or TIFF image of at most {MAX_BYTES // 2**20} MiB "
                 f"and {MAX_PIXELS // 1_000_000} megapixels")
@@ -46,7 +57,8 @@ def decode(data: bytes) -> Image.Image:
 def open_image(data: bytes) -> Image.Image:
     """Bytes of an image file -> a PIL image whose header is read and checked, pixels not yet decoded.
 
-    Its `size` is known, so a caller can decide where to decode it (`load`). Raises ImageError.
+    Its `size` is the size it will decode to (a large JPEG at reduced scale), so a caller can decide
+    where to decode it (`load`). Raises ImageError.
     """
     if not data:
         raise ImageError(f"the upload is empty; {WHAT_TO_SEND}")
@@ -59,6 +71,8 @@ def open_image(data: bytes) -> Image.Image:
         raise ImageError(f"not an image this service reads (not {', '.join(FORMATS)}); {WHAT_TO_SEND}") from None
     except Exception as e:  # PIL raises many types for a damaged header
         raise ImageError(f"not an image this service reads ({_why(e)}); {WHAT_TO_SEND}") from None
+    if image.format == "JPEG":
+        _draft(image)
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ImageError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
@@ -66,6 +80,36 @@ def open_image(data: bytes) -> Image.Image:
     if width == 0 or height == 0:
         raise ImageError(f"image has no pixels ({width}x{height}); {WHAT_TO_SEND}")
     return image
+
+
+def _draft(image: Image.Image) -> None:
+    """Ask libjpeg for the smallest of 1/1, 1/2, 1/4, 1/8 scale that keeps both sides >= DRAFT_MIN_SIDE."""
+    try:
+        image.draft(image.mode, (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE))
+    except Exception as e:  # a damaged header; decoding at full scale says what is wrong
+        logger.debug("no reduced-scale decoding: %r", e)
+
+
+def open_all(images: list[tuple[str | None, bytes]]) -> list[tuple[str | None, Image.Image]]:
+    """Each (filename, bytes) of a request -> (filename, `open_image`'s image), headers only.
+
+    Raises ImageError naming the image at fault, or 413 when the images together decode to more
+    than MAX_REQUEST_PIXELS, before any pixel is decoded.
+    """
+    out, total = [], 0
+    for i, (filename, data) in enumerate(images):
+        try:
+            image = open_image(data)
+        except ImageError as e:
+            raise ImageError(f"image {i + 1} ({filename}): {e}" if len(images) > 1 else str(e), e.status) from None
+        total += image.width * image.height
+        out.append((filename, image))
+    if total > MAX_REQUEST_PIXELS:
+        raise ImageError(f"the {len(images)} images decode to {total:,} pixels together, over the limit of "
+                         f"{MAX_REQUEST_PIXELS:,} per request; send them in several requests, or smaller "
+                         f"images (a JPEG counts at the reduced scale it is decoded at, at least "
+                         f"{DRAFT_MIN_SIDE} pixels a side)", 413)
+    return out
 
 
 def load(image: Image.Image) -> Image.Image:
