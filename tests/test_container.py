@@ -1,0 +1,375 @@
+"""The service's container image, built and run for real (`-m container`).
+
+By default the CPU image (bentofile-cpu.yaml) of a small export made here is built with
+deploy/containerize.py, in a temporary BENTOML_HOME, with the first container backend that works
+(skipped, with the reason, when none does). `make container-test` instead checks an image that
+`make container` built from the real export: FASHION_ZOO_IMAGE names it, FASHION_ZOO_IMAGE_DEVICE
+says which bentofile it came from (gpu or cpu), and ARTIFACTS is the export it must agree with.
+
+The container runs with the host's network and gets `--host 127.0.0.1 --port <free port>` after
+the image name: arguments after the image go to `bentoml serve`. Every model (and `model=all`)
+classifies a real Fashion-MNIST PNG and a real product photo with the labels the same ONNX files
+give here; GET /models has the manifest's sha256 and names the onnxruntime build; a bad upload
+gets a 4xx; the service runs as a non-root user without torch; SIGTERM stops it cleanly.
+
+Also, without any container: both bentofiles install what the service imports, at pyproject's pins.
+"""
+from __future__ import annotations
+
+import ast
+import gzip
+import importlib.metadata
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from conftest import REAL_FASHION_MNIST
+from service_server import REPO, bentoml_env, free_port
+
+sys.path.insert(0, str(REPO / "deploy"))
+from containerize import ContainerError, backend_env, choose_backend, containerize  # noqa: E402
+
+KAGGLE_SUBSET = REPO.parent / "shared" / "data" / "kaggle-fashion-small"
+RUNTIME_PACKAGE = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu"}
+TEST_IMAGE = "localhost/fashion-zoo-container-test"   # built here; kept so a rerun reuses its layers
+
+
+# ---------------------------------------------------------------------------------------------
+# the bentofiles (no container needed)
+
+def _bentofile(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def _pins(requirements: list[str]) -> dict[str, str]:
+    """{distribution: version} of `name[extras]==version` lines, names normalised."""
+    out = {}
+    for line in requirements:
+        m = re.fullmatch(r"\s*([A-Za-z0-9._-]+)(\[[^]]*\])?==([^\s;]+)\s*", line)
+        assert m, f"not an exact pin: {line!r}"
+        out[re.sub(r"[-_.]+", "-", m[1]).lower()] = m[3]
+    return out
+
+
+def _requires(dist: str, seen: set[str]) -> set[str]:
+    """`dist` and everything it requires (installed here), transitively; names normalised."""
+    name = re.sub(r"[-_.]+", "-", dist).lower()
+    if name in seen:
+        return seen
+    seen.add(name)
+    try:
+        reqs = importlib.metadata.requires(name) or []
+    except importlib.metadata.PackageNotFoundError:
+        return seen
+    for req in reqs:
+        if "extra ==" in req:
+            continue
+        _requires(re.match(r"[A-Za-z0-9._-]+", req)[0], seen)
+    return seen
+
+
+def _imports(tree: ast.AST, package: str, in_functions: bool) -> set[str]:
+    """Absolute names of what `tree` imports (relative imports resolved against `package`), with
+    or without the imports inside function bodies."""
+    names = set()
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not in_functions:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+        names |= _imports(node, package, in_functions)
+    return names
+
+
+def _service_imports(entry: str, packed: list[str]) -> set[str]:
+    """Top-level names of the third-party modules the service's code imports: everything imported
+    by `entry` and the packed modules it reaches. The service's own package is followed into its
+    function bodies (it imports onnxruntime where it uses it); the packages it shares with training
+    (`zoo`) only at module level, since they keep torch inside functions the service never calls
+    (tests/test_service.py checks that the running server never imports torch)."""
+    todo, seen, found = [entry], set(), set()
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]   # parent packages run first
+        if name in seen:
+            continue
+        seen.add(name)
+        path = REPO.joinpath(*parts).with_suffix(".py")
+        if not path.exists():
+            path = REPO.joinpath(*parts, "__init__.py")
+        if not path.exists():
+            continue   # an attribute (from zoo.spec import CLASSES), not a module
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        own = parts[0] == entry.split(".")[0]
+        for imported in _imports(ast.parse(path.read_text()), package, in_functions=own):
+            if imported.split(".")[0] in packed:
+                todo.append(imported)
+            else:
+                found.add(imported.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("bentofile", ["bentofile.yaml", "bentofile-cpu.yaml"])
+def test_bentofile_installs_what_the_service_imports(bentofile):
+    """Every third-party module the packed code imports comes from the bentofile's packages (or
+    what they require), and every package is pinned as in pyproject.toml."""
+    config = _bentofile(bentofile)
+    pins = _pins(config["python"]["packages"])
+    project = _pins(__import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    for name, version in pins.items():
+        twin = "onnxruntime-gpu" if name == "onnxruntime" else name
+        assert project.get(twin) == version, f"{bentofile}: {name}=={version}, pyproject.toml pins {twin}=={project.get(twin)}"
+    installed = set()
+    for name in pins:
+        _requires("onnxruntime-gpu" if name == "onnxruntime" else name, installed)
+    packed = [p.split("/")[0] for p in config["include"]]
+    distributions = importlib.metadata.packages_distributions()
+    missing = []
+    entry = config["service"].split(":")[0]
+    for module in sorted(_service_imports(entry, packed) - set(sys.stdlib_module_names) - {"__future__", ""}):
+        dists = {re.sub(r"[-_.]+", "-", d).lower() for d in distributions.get(module, [module])}
+        if not dists & installed:
+            missing.append(f"{module} (from {', '.join(sorted(dists))})")
+    assert not missing, f"{bentofile} does not install what {', '.join(packed)} import: {missing}"
+
+
+def test_bentofiles_differ_only_in_the_runtime():
+    gpu, cpu = _bentofile("bentofile.yaml"), _bentofile("bentofile-cpu.yaml")
+    assert gpu["service"] == cpu["service"] and gpu["include"] == cpu["include"] and gpu["docker"] == cpu["docker"]
+    gpu_pins, cpu_pins = _pins(gpu["python"]["packages"]), _pins(cpu["python"]["packages"])
+    assert gpu_pins.pop("onnxruntime-gpu") == cpu_pins.pop("onnxruntime")
+    assert gpu_pins == cpu_pins
+    assert "torch" not in gpu_pins
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: the backend, the image, the export it must agree with, the running container
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    try:
+        return choose_backend(os.environ.get("CONTAINER_BACKEND") or None)
+    except ContainerError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module")
+def built(backend, request, tmp_path_factory):
+    """(image, device, artifacts): the image under test, its bentofile's device, its export."""
+    if os.environ.get("FASHION_ZOO_IMAGE"):
+        yield (os.environ["FASHION_ZOO_IMAGE"], os.environ.get("FASHION_ZOO_IMAGE_DEVICE", "gpu"),
+               Path(os.environ.get("ARTIFACTS", "artifacts")).resolve())
+        return
+    artifacts, home = request.getfixturevalue("exported_zoo")
+    env = bentoml_env(home)
+    log = tmp_path_factory.mktemp("container") / "build.log"
+    start = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, str(REPO / "deploy" / "containerize.py"), "--device", "cpu",
+                               "--backend", backend, "--name", TEST_IMAGE],
+                              cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1200)
+    text = log.read_text(errors="replace")
+    assert proc.returncode == 0, f"building the CPU image failed:\n{text[-6000:]}"
+    image = text.strip().splitlines()[-1]
+    print(f"\nbuilt {image} in {time.monotonic() - start:.0f} s (log: {log})")
+    yield image, "cpu", artifacts
+    # Keep only `:latest`, whose layers the next run reuses; each run's bento version is new.
+    subprocess.run([backend, "rmi", image], capture_output=True, env=backend_env(backend))
+
+
+@pytest.fixture(scope="module")
+def manifest(built) -> dict:
+    return json.loads((built[2] / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sessions(built, manifest) -> dict[str, ort.InferenceSession]:
+    """The export's ONNX files, run here: the reference the container must agree with."""
+    return {n: ort.InferenceSession(str(built[2] / "onnx" / e["onnx"]), providers=["CPUExecutionProvider"])
+            for n, e in manifest["models"].items()}
+
+
+class Container:
+    def __init__(self, backend: str, image: str) -> None:
+        self.backend, self.image, self.port = backend, image, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = f"fashion-zoo-test-{os.getpid()}-{self.port}"
+
+    def cmd(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run([self.backend, *args], capture_output=True, text=True,
+                              env=backend_env(self.backend), **kw)
+
+    def start(self) -> float:
+        """Seconds from `run` to /readyz answering 200."""
+        start = time.monotonic()
+        out = self.cmd("run", "-d", "--name", self.name, "--network", "host", self.image,
+                       "--host", "127.0.0.1", "--port", str(self.port), timeout=120)
+        assert out.returncode == 0, f"{self.backend} run failed: {out.stderr}"
+        deadline = start + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return time.monotonic() - start
+            except httpx.HTTPError:
+                pass
+            if self.cmd("inspect", "--format", "{{.State.Running}}", self.name).stdout.strip() != "true":
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"the container never became ready:\n{self.logs()[-4000:]}")
+
+    def logs(self) -> str:
+        out = self.cmd("logs", self.name)
+        return out.stdout + out.stderr
+
+    def exec(self, *args: str) -> subprocess.CompletedProcess:
+        return self.cmd("exec", self.name, *args, timeout=60)
+
+    def remove(self) -> None:
+        self.cmd("rm", "-f", "-t", "0", self.name)
+
+
+@pytest.fixture(scope="module")
+def container(backend, built):
+    c = Container(backend, built[0])
+    try:
+        seconds = c.start()
+        print(f"\n{c.image}: /readyz answered 200 {seconds:.1f} s after `{backend} run`")
+        yield c
+    finally:
+        c.remove()
+
+
+@pytest.fixture(scope="module")
+def client(container):
+    with httpx.Client(base_url=container.url, timeout=60) as c:
+        yield c
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs: a real Fashion-MNIST image and a real product photo
+
+@pytest.fixture(scope="module")
+def fashion_png(fmnist_dir) -> bytes:
+    """The first Fashion-MNIST test image as PNG: Debian's real file when installed, else the
+    suite's synthetic one (in the same IDX format)."""
+    real = REAL_FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
+    if real.exists():
+        raw = gzip.open(real).read(16 + 28 * 28)
+    else:
+        raw = (fmnist_dir / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()[:16 + 28 * 28]
+    pixels = np.frombuffer(raw[16:], np.uint8).reshape(28, 28)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def product_photo() -> bytes:
+    """A product photo: the first JPEG of the Kaggle subset when present, else a 60x80 JPEG of a
+    sneaker-like shape on white, made here."""
+    images = KAGGLE_SUBSET / "images"
+    if images.is_dir():
+        first = min(images.glob("*.jpg"), default=None)
+        if first is not None:
+            return first.read_bytes()
+    image = Image.new("RGB", (60, 80), "white")
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(6, 50), (30, 40), (54, 48), (54, 60), (6, 60)], fill=(40, 60, 160))
+    draw.rectangle([6, 58, 54, 62], fill=(235, 235, 235))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def local_logits(sessions, manifest, name: str, data: bytes) -> np.ndarray:
+    """What the same ONNX file gives here on the service's own decoding and preprocessing."""
+    from service.imaging import decode
+    from zoo.spec import preprocess
+
+    x = preprocess(decode(data), manifest["models"][name]["preprocess"])[None]
+    return sessions[name].run(None, {"image": x.astype(np.float32)})[0][0]
+
+
+def classify(client: httpx.Client, data: bytes, **params) -> httpx.Response:
+    return client.post("/classify", params=params, files={"image": ("upload", data, "application/octet-stream")})
+
+
+# ---------------------------------------------------------------------------------------------
+# through the container
+
+@pytest.mark.container
+@pytest.mark.parametrize("upload", ["fashion_png", "product_photo"])
+def test_every_model_labels_as_the_local_onnx_run(client, manifest, sessions, upload, request):
+    data = request.getfixturevalue(upload)
+    want = {}
+    for name in manifest["models"]:
+        logits = local_logits(sessions, manifest, name, data)
+        want[name] = manifest["models"][name]["classes"][int(np.argmax(logits))]
+        r = classify(client, data, model=name)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["label"] == want[name], f"{name}: container {body['label']}, local {want[name]}"
+        np.testing.assert_allclose(body["logits"], logits, rtol=1e-5, atol=1e-5)
+    r = classify(client, data, model="all")
+    assert r.status_code == 200, r.text
+    assert {res["model"]: res["label"] for res in r.json()["results"]} == want
+
+
+@pytest.mark.container
+def test_models_are_the_export_and_the_runtime_is_named(client, container, manifest, built):
+    body = client.get("/models").json()
+    assert {n: m["sha256"] for n, m in body["models"].items()} == \
+        {n: e["sha256"] for n, e in manifest["models"].items()}
+    assert body["default"] == manifest["default"]
+    package = RUNTIME_PACKAGE[built[1]]
+    assert body["runtime"]["package"] == package, body["runtime"]
+    assert "CPUExecutionProvider" in body["runtime"]["available_providers"]
+    assert f"runtime {package} {body['runtime']['version']}" in container.logs()
+
+
+@pytest.mark.container
+@pytest.mark.parametrize("data, status", [(b"not an image at all", 400), (b"", 400)])
+def test_bad_upload_is_a_4xx(client, fashion_png, data, status):
+    r = classify(client, data)
+    assert r.status_code == status, r.text
+    assert "error" in r.json()
+    assert classify(client, fashion_png).status_code == 200   # and it keeps serving
+
+
+@pytest.mark.container
+def test_runs_as_a_user_without_torch(container):
+    uid = container.exec("id", "-u")
+    assert uid.returncode == 0 and uid.stdout.strip() not in ("", "0"), uid.stdout + uid.stderr
+    torch = container.exec("python", "-c", "import torch")
+    assert torch.returncode != 0 and "No module named 'torch'" in torch.stderr, torch.stdout + torch.stderr
+
+
+@pytest.mark.container
+def test_sigterm_stops_it_cleanly(container):
+    """Last: SIGTERM (what `docker stop`, `podman stop` and Kubernetes send first) ends the server
+    with status 0 well before the usual 10 s grace period runs out and SIGKILL follows."""
+    start = time.monotonic()
+    assert container.cmd("kill", "--signal", "TERM", container.name).returncode == 0
+    waited = container.cmd("wait", container.name, timeout=30)
+    seconds = time.monotonic() - start
+    assert waited.stdout.strip() == "0", f"exit status {waited.stdout.strip()}:\n{container.logs()[-3000:]}"
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
