@@ -1,8 +1,10 @@
 """The HTTP interface: POST /classify, POST /classify/batch, GET /models.
 
-A small Starlette app that the BentoML service mounts (BentoML adds /livez, /readyz, /metrics and
-its middleware around it). The routes read the request body themselves, so every bad upload gets
-a precise 400/404/413 JSON answer and none reaches a 500:
+A small FastAPI app that the BentoML service mounts (BentoML adds /livez, /readyz, /metrics and
+its middleware around it, and merges this app's OpenAPI paths into its API docs at / and /docs.json).
+The routes read the request body themselves (`RawRoute`), so every bad upload gets a precise
+400/404/413 JSON answer and none reaches a 500; what the docs say about each route is written in
+service/openapi.py from the same names and limits (service/params.py):
 
     curl -F image=@shoe.jpg 'http://127.0.0.1:3000/classify?model=all&top_k=2'
     curl --data-binary @shoe.png -H 'Content-Type: image/png' http://127.0.0.1:3000/classify
@@ -21,30 +23,26 @@ from typing import Any
 
 import anyio
 import numpy as np
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from PIL import Image
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.routing import Route
 
 from zoo.spec import normalize, to_pixels
 
+from . import openapi
 from .forms import Part, parse_plain
-from .imaging import MAX_BYTES, ImageError, decode, load, open_image
+from .imaging import ImageError, decode, load, open_image
+from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES,
+                     MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
 from .results import JSON, result
 from .runtime import Zoo
 
-ALL = "all"                         # ?model=all: every model, side by side
 # An image this small (a Fashion-MNIST image is 784 pixels, a Kaggle photo 4,800) is decoded and
 # classified on the event loop: that takes less time than handing it to a thread.
 INLINE_PIXELS = 128 * 128
-DEFAULT_TOP_K = 3
-MAX_BATCH_IMAGES = 256
-MAX_BATCH_BYTES = 64 * 1024 * 1024  # a whole /classify/batch request
-FORM_SLACK = 64 * 1024              # multipart headers and the small fields around one image
-RAW_TYPES = ("image/", "application/octet-stream")
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 HOW_SINGLE = ("send the image as the multipart field 'image' (curl -F image=@photo.png) or as the raw "
               "body with an image/* Content-Type (curl --data-binary @photo.png -H 'Content-Type: image/png'); "
               "for many images use POST /classify/batch")
@@ -113,7 +111,7 @@ async def read_upload(request: Request, batch: bool) -> Upload:
             parts = await _parse_form(request, body, how, limits, batch)
         upload = Upload()
         for part in parts:
-            if part.name == "image":
+            if part.name == IMAGE:
                 if part.filename is None:
                     raise RequestError(400, f"the field 'image' is text, not a file; {how}")
                 upload.images.append((part.filename, part.value))
@@ -156,14 +154,16 @@ def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
     """What the request asks for, from the query or the form: model (the manifest's default if
     not given), top_k, include_input."""
     def param(name: str) -> str | None:
-        query, form = request.query_params.get(name), upload.fields.get(name)
+        # An empty value counts as not given (an HTML form, or the API docs' "Try it out", sends
+        # every field, filled in or not).
+        query, form = request.query_params.get(name) or None, upload.fields.get(name) or None
         if query is not None and form is not None and query != form:
             raise RequestError(400, f"{name} given twice with different values ({query!r} in the query, "
                                     f"{form!r} in the form); give it once")
         return query if query is not None else form
 
-    model = param("model")
-    if model is None or model == "":
+    model = param(MODEL)
+    if model is None:
         names = [zoo.default]
     elif model == ALL:
         names = list(zoo.models)
@@ -173,18 +173,18 @@ def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
         valid = [*zoo.models, ALL]
         raise RequestError(404, f"unknown model {model!r}; choose one of: {', '.join(valid)}", models=valid)
     n_classes = min(len(zoo.models[n].classes) for n in names)
-    top_k = param("top_k")
+    top_k = param(TOP_K)
     k = min(DEFAULT_TOP_K, n_classes)
-    if top_k is not None and top_k != "":
+    if top_k is not None:
         try:
             k = int(top_k)
         except ValueError:
             k = 0
         if not 1 <= k <= n_classes:
-            raise RequestError(400, f"top_k must be an integer from 1 to {n_classes}, got {top_k!r}")
-    include = (param("include_input") or "0").lower()
+            raise RequestError(400, f"{TOP_K} must be an integer from 1 to {n_classes}, got {top_k!r}")
+    include = (param(INCLUDE_INPUT) or "0").lower()
     if include not in TRUE + FALSE:
-        raise RequestError(400, f"include_input must be 1 or 0, got {include!r}")
+        raise RequestError(400, f"{INCLUDE_INPUT} must be 1 or 0, got {include!r}")
     return Options(names, k, include in TRUE)
 
 
@@ -287,8 +287,43 @@ async def models(request: Request) -> JSON:
         return _error(e.status, e.message)
 
 
-app = Starlette(routes=[
-    Route("/classify", classify, methods=["POST"]),
-    Route("/classify/batch", classify_batch, methods=["POST"]),
-    Route("/models", models, methods=["GET"]),
-])
+class RawRoute(APIRoute):
+    """A FastAPI route whose endpoint reads the request itself, as a Starlette route's does.
+
+    FastAPI's own handler would parse and validate parameters and bodies (answering 422 in its own
+    words, and reading every multipart form through python-multipart); these endpoints take the
+    plain `Request` and answer each bad input with a precise 400/404/413. The route still carries
+    its OpenAPI description (`responses`, `openapi_extra`), which is what BentoML merges into its
+    docs. `openapi_extra` may be a function of the zoo being served (its model names), called each
+    time the document is made."""
+
+    def get_route_handler(self):
+        return self.endpoint
+
+    @property
+    def openapi_extra(self) -> dict[str, Any] | None:
+        extra = self._openapi_extra
+        return extra(getattr(app.state, "zoo", None)) if callable(extra) else extra
+
+    @openapi_extra.setter
+    def openapi_extra(self, value) -> None:
+        self._openapi_extra = value
+
+
+async def unknown_route(request: Request, exc: HTTPException) -> JSON:
+    """404 and 405 for a path or method this app does not have, in the service's {"error": ...} shape."""
+    what = "no such route" if exc.status_code == 404 else exc.detail
+    return JSON({"error": f"{what}: {request.method} {request.url.path}; the API is described at / "
+                          "and /docs.json"}, status_code=exc.status_code, headers=exc.headers)
+
+
+# openapi_url=None: the API is described by BentoML's /docs.json (shown at /), not by this app.
+# No telemetry of FastAPI's own: BentoML already traces every request and keeps its metrics; inside
+# BentoML (which configures OpenTelemetry) FastAPI would otherwise add a second span per request.
+app = FastAPI(title="fashion-zoo", openapi_url=None, docs_url=None, redoc_url=None,
+              telemetry={"tracing": False, "metrics": False, "logs": False},
+              exception_handlers={HTTPException: unknown_route})
+app.router.route_class = RawRoute
+app.add_api_route("/classify", classify, methods=["POST"], **openapi.CLASSIFY)
+app.add_api_route("/classify/batch", classify_batch, methods=["POST"], **openapi.CLASSIFY_BATCH)
+app.add_api_route("/models", models, methods=["GET"], **openapi.MODELS)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import ctypes.util
+import http.server
 import io
 import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -163,6 +165,10 @@ def test_raw_body_and_form_fields(client, fmnist_test):
     form = client.post("/classify", data={"model": MODELS[1], "top_k": "3"},
                        files={"image": ("x.png", data, "image/png")})
     assert form.status_code == 200 and form.json() == multipart
+    # Empty form fields (a browser form, or the API docs' "Try it out", sends every field) are not given.
+    empty = client.post("/classify", params={"model": MODELS[1]}, data={"model": "", "top_k": ""},
+                        files={"image": ("x.png", data, "image/png")})
+    assert empty.status_code == 200 and empty.json() == multipart
 
 
 def test_include_input_shows_what_each_model_sees(client, manifest, fmnist_test):
@@ -335,6 +341,52 @@ def test_bad_input(client, manifest, fmnist_test, case):
             assert name in body["error"]
     if status == 400 and case not in ("model-twice", "include-input-maybe") and not case.startswith("top-k"):
         assert "send" in body["error"]  # says what to send instead
+    assert_serves(client, fmnist_test)
+
+
+def test_a_url_is_never_fetched(client, fmnist_test):
+    """A URL where an image belongs is refused with a 400, and nothing fetches it: a local HTTP
+    server that would serve a real PNG there records every request it gets."""
+    hits: list[str] = []
+    image = png_of(fmnist_test[0][0])
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(f"{self.command} {self.path}")
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(image)))
+            self.end_headers()
+            self.wfile.write(image)
+
+        do_HEAD = do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    recorder = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{recorder.server_port}/shoe.png"
+        assert httpx.get(url).content == image and hits == ["GET /shoe.png"]  # the recorder records
+        hits.clear()
+        attempts = {
+            "image field as text": ("/classify", dict(files={"image": (None, url)})),
+            "url-encoded form": ("/classify", dict(data={"image": url})),
+            "file holding the url": ("/classify", dict(files={"image": ("link.txt", url.encode(), "text/plain")})),
+            "raw body": ("/classify", dict(content=url.encode(), headers={"Content-Type": "image/png"})),
+            "json": ("/classify", dict(json={"image": url})),
+            "query": ("/classify", dict(params={"image": url, "url": url}, files={"model": (None, "baseline")})),
+            "batch image field as text": ("/classify/batch", dict(files={"image": (None, url)})),
+        }
+        for name, (path, kwargs) in attempts.items():
+            r = client.post(path, **kwargs)
+            assert r.status_code == 400, (name, r.text)
+            assert "send" in r.json()["error"], (name, r.json())
+        assert hits == []
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
     assert_serves(client, fmnist_test)
 
 

@@ -1,0 +1,156 @@
+"""The OpenAPI description of the zoo's routes, which BentoML shows at / and serves as /docs.json.
+
+BentoML merges the OpenAPI paths of a mounted FastAPI app into its own document
+(`_bentoml_sdk/service/openapi.py`, `generate_spec`, which calls FastAPI's `get_openapi` on the
+app's routes on every request for /docs.json). The routes read their requests themselves
+(`routes.RawRoute`), so each route's parameters and bodies are declared here (`openapi_extra`) and
+its answers as the typed dicts of service/schemas.py (`responses`), all written from service/params.py, the
+names and limits the routes enforce. The model names are the served zoo's: `classify_request` and
+`classify_batch_request` describe the zoo being served each time the document is made. The examples
+are made by `results.result`, the function that makes every answer. tests/test_openapi.py checks
+the document against a live server.
+"""
+from __future__ import annotations
+
+from typing import Any, Union
+
+import numpy as np
+
+from zoo.spec import CLASSES
+
+from .imaging import WHAT_TO_SEND
+from .params import (ALL, DEFAULT_TOP_K, FORMATS, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES, MAX_BATCH_IMAGES,
+                     MAX_BYTES, MAX_PIXELS, MODEL, RAW_TYPES, TOP_K)
+from .results import result
+from .runtime import Zoo
+from .schemas import AllResults, BatchResults, Error, ModelsInfo, Result
+
+TAGS = ["fashion-zoo"]
+MiB = 1024 * 1024
+
+# ---------------------------------------------------------------------------------------------
+# parameters and request bodies, for the zoo being served
+
+MODEL_HELP = (f"a served model's name, or `{ALL}` for every model side by side; "
+              "without it, the zoo's default model (the best Fashion-MNIST model by validation accuracy)")
+TOP_K_HELP = "how many of the most probable classes to list in `top`"
+INCLUDE_INPUT_HELP = ("add `input_png`: the 28x28 greyscale image the model receives, as a base64 PNG "
+                      "(the service's own preprocessing)")
+BINARY = {"type": "string", "format": "binary"}
+WHAT_IMAGE = (f"an image file: {', '.join(FORMATS)}, at most {MAX_BYTES // MiB} MiB and "
+              f"{MAX_PIXELS // 1_000_000} megapixels, of any size and colour mode")
+# One image file: maxLength is its limit in bytes; x-max-pixels (an OpenAPI extension) in pixels.
+IMAGE_FILE = {**BINARY, "maxLength": MAX_BYTES, "x-max-pixels": MAX_PIXELS, "description": WHAT_IMAGE}
+
+
+def _options(zoo: Zoo | None) -> dict[str, dict[str, Any]]:
+    """The schemas of model, top_k and include_input: the served models' names (and `all`), the
+    default model, top_k's range."""
+    model: dict[str, Any] = {"type": "string"}
+    n_classes = len(CLASSES)
+    if zoo is not None:  # None only before the zoo has loaded
+        model.update(enum=[*zoo.models, ALL], default=zoo.default)
+        n_classes = min(len(m.classes) for m in zoo.models.values())
+    return {MODEL: model,
+            TOP_K: {"type": "integer", "minimum": 1, "maximum": n_classes, "default": min(DEFAULT_TOP_K, n_classes)},
+            INCLUDE_INPUT: {"type": "boolean", "default": False}}
+
+
+def _parameters(zoo: Zoo | None) -> list[dict[str, Any]]:
+    helps = {MODEL: MODEL_HELP, TOP_K: TOP_K_HELP, INCLUDE_INPUT: INCLUDE_INPUT_HELP}
+    return [{"name": name, "in": "query", "required": False, "description": helps[name], "schema": schema}
+            for name, schema in _options(zoo).items()]
+
+
+def _form(image: dict[str, Any], zoo: Zoo | None) -> dict[str, Any]:
+    """A multipart form: the image field, and the options as optional form fields."""
+    # No defaults here: a form field filled in with its default would contradict the query parameter.
+    fields = {name: {k: v for k, v in schema.items() if k != "default"}
+              for name, schema in _options(zoo).items() if name in (MODEL, TOP_K)}
+    return {"schema": {"type": "object", "required": [IMAGE], "properties": {IMAGE: image, **fields}}}
+
+
+def classify_request(zoo: Zoo | None) -> dict[str, Any]:
+    """POST /classify's parameters and body (FastAPI's `openapi_extra`)."""
+    raw = [t + "*" if t.endswith("/") else t for t in RAW_TYPES]
+    return {"parameters": _parameters(zoo), "requestBody": {
+        "required": True,
+        "description": (f"one image, as the multipart field `{IMAGE}` (`curl -F {IMAGE}=@photo.png`) or as "
+                        "the raw body with an image Content-Type (`curl --data-binary @photo.png -H "
+                        "'Content-Type: image/png'`); the options may also be form fields, but not with "
+                        "different values in both places"),
+        "content": {"multipart/form-data": _form(IMAGE_FILE, zoo), **{t: {"schema": IMAGE_FILE} for t in raw}},
+    }}
+
+
+def classify_batch_request(zoo: Zoo | None) -> dict[str, Any]:
+    """POST /classify/batch's parameters and body (FastAPI's `openapi_extra`)."""
+    images = {"type": "array", "items": IMAGE_FILE, "minItems": 1, "maxItems": MAX_BATCH_IMAGES,
+              "description": f"1 to {MAX_BATCH_IMAGES} image files"}
+    return {"parameters": _parameters(zoo), "requestBody": {
+        "required": True,
+        "description": (f"up to {MAX_BATCH_IMAGES} images as repeated multipart fields `{IMAGE}` "
+                        f"(`curl -F {IMAGE}=@a.png -F {IMAGE}=@b.png`), at most {MAX_BATCH_BYTES // MiB} MiB "
+                        "in all"),
+        "content": {"multipart/form-data": _form(images, zoo)},
+    }}
+
+
+# ---------------------------------------------------------------------------------------------
+# answers (the shapes are service/schemas.py's; the examples are made by results.result)
+
+_LOGITS = np.array([0.375, -2.125, 1.25, -0.25, 0.875, -4.0, 2.625, -3.5, 0.125, -5.25], dtype=np.float32)
+_ONE = result("numfilters", _LOGITS, list(CLASSES), DEFAULT_TOP_K)
+_OTHER = result("baseline", _LOGITS[::-1].copy(), list(CLASSES), DEFAULT_TOP_K)
+EXAMPLES = {
+    "one model": {"value": _ONE},
+    "model=all": {"value": {"model": ALL, "default": "baseline", "results": [_OTHER, _ONE]}},
+}
+
+
+def _error(description: str, example: str, **extra: Any) -> dict[str, Any]:
+    return {"model": Error, "description": description,
+            "content": {"application/json": {"example": {"error": example, **extra}}}}
+
+
+def _errors(*statuses: int) -> dict[int, dict[str, Any]]:
+    known = {
+        400: _error("missing, empty, truncated or non-image upload, or a bad option",
+                    f"the upload is empty; {WHAT_TO_SEND}"),
+        404: _error("unknown model",
+                    f"unknown model 'resnet50'; choose one of: baseline, numfilters, {ALL}",
+                    models=["baseline", "numfilters", ALL]),
+        413: _error(f"over {MAX_BYTES // MiB} MiB per image or {MAX_PIXELS // 1_000_000} megapixels "
+                         f"(for a batch: over {MAX_BATCH_IMAGES} images or {MAX_BATCH_BYTES // MiB} MiB)",
+                    f"request body is over the limit of {MAX_BYTES:,} bytes"),
+        503: _error("the models are still loading",
+                    "the models are still loading; try again shortly (GET /readyz says when)"),
+    }
+    return {s: known[s] for s in statuses}
+
+
+CLASSIFY = dict(
+    summary="Classify one image",
+    description=("Decodes the image, applies each chosen model's own preprocessing (from the manifest) "
+                 "and answers the model's classes, most probable first. "
+                 f"`{MODEL}={ALL}` answers every model side by side."),
+    tags=TAGS, operation_id="classify",
+    openapi_extra=classify_request,
+    responses={200: {"model": Union[Result, AllResults], "description": "the answer",
+                     "content": {"application/json": {"examples": EXAMPLES}}},
+               **_errors(400, 404, 413, 503)},
+)
+CLASSIFY_BATCH = dict(
+    summary="Classify many images in one request",
+    description=f"Up to {MAX_BATCH_IMAGES} images; each model runs once on all of them. One result per image, "
+                "in order, with its filename.",
+    tags=TAGS, operation_id="classify_batch",
+    openapi_extra=classify_batch_request,
+    responses={200: {"model": BatchResults, "description": "one result per image"}, **_errors(400, 404, 413, 503)},
+)
+MODELS = dict(
+    summary="The served models",
+    description="Every served model's manifest entry and the onnxruntime provider it runs on.",
+    tags=TAGS, operation_id="models",
+    responses={200: {"model": ModelsInfo, "description": "the zoo"}, **_errors(503)},
+)

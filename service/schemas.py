@@ -1,0 +1,73 @@
+"""The JSON shapes the service answers with, as typed dicts: one definition for the OpenAPI document
+(service/openapi.py turns them into its schemas) and for the Python client's return types
+(service/client.py). The answers themselves are built by `results.result` and
+`routes.classify_images`; tests/test_openapi.py checks real answers against these shapes."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import ConfigDict, Field
+from typing_extensions import NotRequired, TypedDict  # pydantic needs this TypedDict before Python 3.12
+
+_EXACT = ConfigDict(extra="forbid")  # documented as additionalProperties: false
+
+
+class TopClass(TypedDict):
+    __pydantic_config__ = _EXACT
+    label: str
+    class_id: int
+    probability: float
+
+
+class Result(TypedDict):
+    """One model's answer for one image."""
+    __pydantic_config__ = _EXACT
+    model: Annotated[str, Field(description="the model that answered")]
+    label: Annotated[str, Field(description="the most probable class")]
+    class_id: Annotated[int, Field(description="its index in the model's classes")]
+    confidence: Annotated[float, Field(description="its probability")]
+    top: Annotated[list[TopClass], Field(description="the top_k most probable classes, most probable first")]
+    probabilities: Annotated[dict[str, float], Field(description="every class's probability, by label")]
+    logits: Annotated[list[float], Field(description="the model's raw output, in class order")]
+    input_png: NotRequired[Annotated[str, Field(description="with include_input: the model's 28x28 input, "
+                                                            "a base64 PNG")]]
+
+
+class AllResults(TypedDict):
+    """model=all: every served model's answer for one image."""
+    __pydantic_config__ = _EXACT
+    model: Literal["all"]
+    default: Annotated[str, Field(description="the zoo's default model")]
+    results: list[Result]
+
+
+class BatchResult(Result):
+    filename: str
+
+
+class BatchAllResults(AllResults):
+    filename: str
+
+
+class BatchResults(TypedDict):
+    __pydantic_config__ = _EXACT
+    model: Annotated[str, Field(description="the model asked for, or all")]
+    count: int
+    results: Annotated[list[Union[BatchResult, BatchAllResults]], Field(description="one per image, in order")]
+
+
+class ModelsInfo(TypedDict):
+    """The served zoo: each model's manifest entry (metrics, parameters, parity, preprocessing,
+    sha256, ...) and the onnxruntime provider it runs on."""
+    store_tag: str
+    default: str
+    created: Union[str, None]
+    opset: Union[int, None]
+    device_reason: Union[str, None]
+    runtime: Any
+    models: dict[str, dict[str, Any]]
+
+
+class Error(TypedDict):
+    error: Annotated[str, Field(description="what is wrong and what to send instead")]
+    models: NotRequired[Annotated[list[str], Field(description="with 404 for an unknown model: the valid names")]]
