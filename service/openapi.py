@@ -65,7 +65,8 @@ def _parameters(zoo: Zoo | None) -> list[dict[str, Any]]:
 def _form(image: dict[str, Any], zoo: Zoo | None) -> dict[str, Any]:
     """A multipart form: the image field, and the options as optional form fields."""
     # No defaults here: a form field filled in with its default would contradict the query parameter.
-    fields = {name: {k: v for k, v in schema.items() if k != "default"}
+    fields = {name: {**{k: v for k, v in schema.items() if k != "default"},
+                     "description": f"instead of the query parameter {name}"}
               for name, schema in _options(zoo).items() if name in (MODEL, TOP_K)}
     return {"schema": {"type": "object", "required": [IMAGE], "properties": {IMAGE: image, **fields}}}
 

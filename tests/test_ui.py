@@ -4,7 +4,9 @@ loaded from a real `bentoml serve` of a small exported zoo.
 Uploads a Fashion-MNIST test image (the real one when it is on this machine, else the synthetic
 test set's) and a product photo, and checks that the page shows what POST /classify answers for
 the same file and model, that "compare all" shows every model, that the model input it shows is
-the service's own preprocessing, and that a bad file or a stopped server gives a clear message.
+the service's own preprocessing, that the models table shows "–" for a figure a model does not
+have, and that a bad file or a stopped server gives a clear message. Also BentoML's API docs at /:
+"Try it out" on POST /classify answers what curl does, for a multipart upload and a raw body.
 Screenshots go to $ARTIFACTS/reports/ (a temporary directory when ARTIFACTS is not set).
 Skipped, saying why, when Chromium or Playwright is missing (`.ci/run` installs both).
 """
@@ -12,8 +14,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -21,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.service_server import REPO, serve
+from tests.service_server import REPO, bentoml_env, serve
 from training.data import DEBIAN_DIR, is_real, load_pixels, prepare
 from zoo.spec import to_pixels
 
@@ -145,6 +151,11 @@ def drop(page, name: str, data: bytes, mime: str) -> None:
 
 def percent(p: float) -> str:
     return f"{100 * p:.1f}%"
+
+
+def figure(x: float | None) -> str:
+    """How the models table shows an accuracy: two decimals, or "–" when the manifest has none."""
+    return "–" if x is None else f"{100 * x:.2f}%"
 
 
 def exponential(x: float) -> str:
@@ -273,13 +284,87 @@ def test_models_table(page, server, client):
         cells = page.locator(f'#models-table tbody tr[data-model="{name}"] > *')
         expect(cells.nth(0)).to_contain_text(name)
         expect(cells.nth(3)).to_have_text(f'{entry["params"]:,}')
-        expect(cells.nth(4)).to_have_text(f'{100 * entry["metrics"]["val_acc"]:.2f}%')
-        expect(cells.nth(5)).to_have_text(f'{100 * entry["metrics"]["test_acc"]:.2f}%')
+        expect(cells.nth(4)).to_have_text(figure(entry["metrics"]["val_acc"]))
+        expect(cells.nth(5)).to_have_text(figure(entry["metrics"]["test_acc"]))
         expect(cells.nth(6)).to_contain_text(f'max |Δ| {exponential(entry["parity"]["max_abs_diff"])}')
         expect(cells.nth(7)).to_have_text(entry["provider"].removesuffix("ExecutionProvider"))
     default_row = page.locator(f'#models-table tbody tr[data-model="{info["default"]}"]')
     expect(default_row.locator(".badge")).to_have_text("default")
     expect(page.locator("#models-summary")).to_contain_text(info["store_tag"])
+
+
+# A newer version of the store's zoo in which one model has no validation accuracy, as `kaggle`
+# has none (it has no validation set): its manifest entry says "val_acc": null.
+NULL_VAL_ACC = """
+import json, shutil, sys
+from pathlib import Path
+import bentoml
+latest = bentoml.models.get("fashion-zoo:latest")
+manifest = json.loads((Path(latest.path) / "manifest.json").read_text())
+manifest["models"][sys.argv[1]]["metrics"]["val_acc"] = None
+with bentoml.models.create("fashion-zoo") as ref:
+    for entry in manifest["models"].values():
+        shutil.copyfile(Path(latest.path) / entry["onnx"], Path(ref.path) / entry["onnx"])
+    (Path(ref.path) / "manifest.json").write_text(json.dumps(manifest))
+"""
+
+
+def test_models_table_shows_a_dash_for_a_missing_figure(page, exported_zoo, tmp_path):
+    _, home = exported_zoo
+    store = tmp_path / "bentoml"
+    shutil.copytree(home, store, ignore=shutil.ignore_patterns("bentos"))
+    manifest = json.loads((exported_zoo[0] / "manifest.json").read_text())
+    name = [n for n in manifest["models"] if n != manifest["default"]][-1]
+    out = subprocess.run([sys.executable, "-c", NULL_VAL_ACC, name], cwd=REPO, env=bentoml_env(store),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with serve(store, tmp_path / "serve.log") as s:
+        assert httpx.get(f"{s.url}/models").json()["models"][name]["metrics"]["val_acc"] is None
+        open_page(page, s)
+        cells = page.locator(f'#models-table tbody tr[data-model="{name}"] > *')
+        expect(cells.nth(4)).to_have_text("–")
+        expect(cells.nth(5)).to_have_text(figure(manifest["models"][name]["metrics"]["test_acc"]))
+        expect(page.locator(f'#models-table tbody tr[data-model="{manifest["default"]}"] > *').nth(4)).to_have_text(
+            figure(manifest["models"][manifest["default"]]["metrics"]["val_acc"]))
+
+
+def test_api_docs_try_it_out(page, server, client, fashion_mnist_png, reports, tmp_path):
+    """BentoML's API docs at / list the zoo's routes (from /docs.json), and "Try it out" on
+    POST /classify with a Fashion-MNIST PNG and model numfilters answers what
+    `curl -F image=@... '/classify?model=numfilters'` does: as a multipart upload and as a raw body."""
+    data, source = fashion_mnist_png
+    path = tmp_path / "fashion-mnist-test-0.png"
+    path.write_bytes(data)
+    url = f"{server.url}/classify?model=numfilters"
+    if shutil.which("curl"):
+        out = subprocess.run(["curl", "-sS", "-F", f"image=@{path}", url], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        want = json.loads(out.stdout)
+    else:  # the same request from Python
+        want = classify(client, data, model="numfilters")
+    assert want["model"] == "numfilters"
+
+    page.goto(f"{server.url}/")
+    for operation in ("classify", "classify_batch", "models"):
+        expect(page.locator(f"#operations-fashion-zoo-{operation}")).to_be_visible()
+    op = page.locator("#operations-fashion-zoo-classify")
+    op.locator(".opblock-summary-control").click()
+    op.locator(".try-out__btn").click()
+    op.locator('tr[data-param-name="model"] select').select_option("numfilters")
+    for content_type in ("multipart/form-data", "image/*"):
+        op.locator(".body-param-content-type select").select_option(content_type)
+        op.locator('input[type="file"]').set_input_files(
+            files=[{"name": path.name, "mimeType": "image/png", "buffer": data}])
+        op.locator(".btn.execute").click()
+        expect(op.locator(".live-responses-table tbody .response-col_status")).to_have_text("200")
+        answer = json.loads(op.locator(".live-responses-table tbody .response-col_description pre").first.inner_text())
+        assert answer == want, content_type
+        expect(op.locator(".curl-command")).to_contain_text(content_type)
+        if content_type == "multipart/form-data":
+            page.screenshot(path=str(reports / "api-docs-try-it-out.png"), full_page=True)
+        op.locator(".btn-clear").click()
+        expect(op.locator(".live-responses-table")).to_have_count(0)
+    print(f"Try it out: {want['label']} ({source})")
 
 
 def test_bad_file_gives_a_clear_message(page, server, client, fashion_mnist_png, reports):

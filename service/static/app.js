@@ -42,6 +42,9 @@ const percent = (p, digits = 1) => `${(100 * p).toFixed(digits)}%`;
 const bytes = (n) => (n < 1024 ? `${n} bytes` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB`
   : `${(n / 1048576).toFixed(1)} MiB`);
 const providerName = (p) => (p || "?").replace(/ExecutionProvider$/, "");
+// A figure the manifest does not have (null or absent, e.g. kaggle's val_acc: it has no validation set).
+const MISSING = "–";
+const known = (x) => x !== undefined && x !== null;
 
 function say(text) {
   el.error.hidden = true;
@@ -114,7 +117,7 @@ async function loadModels() {
   const rows = entries.map(([name, m]) => {
     const metrics = m.metrics || {};
     const parity = m.parity || {};
-    const parityCell = parity.max_abs_diff === undefined ? h("td", { class: "num", text: "—" })
+    const parityCell = !known(parity.max_abs_diff) ? h("td", { class: "num", text: MISSING })
       : h("td", { class: "num" },
         h("span", { text: `max |Δ| ${Number(parity.max_abs_diff).toExponential(1)}` }),
         h("span", { class: "sub", text: `same top class ${percent(parity.argmax_agreement ?? 0, 0)}`,
@@ -124,10 +127,10 @@ async function loadModels() {
         name === info.default ? h("span", { class: "badge", text: "default" }) : null),
       h("td", { text: m.description || "" }),
       h("td", { class: "nowrap", text: m.dataset || "" }),
-      h("td", { class: "num", text: m.params !== undefined ? Number(m.params).toLocaleString("en") : "—" }),
-      h("td", { class: metrics.val_acc === bestVal ? "num best" : "num",
-                text: metrics.val_acc !== undefined ? percent(metrics.val_acc, 2) : "—" }),
-      h("td", { class: "num", text: metrics.test_acc !== undefined ? percent(metrics.test_acc, 2) : "—" }),
+      h("td", { class: "num", text: known(m.params) ? Number(m.params).toLocaleString("en") : MISSING }),
+      h("td", { class: known(metrics.val_acc) && metrics.val_acc === bestVal ? "num best" : "num",
+                text: known(metrics.val_acc) ? percent(metrics.val_acc, 2) : MISSING }),
+      h("td", { class: "num", text: known(metrics.test_acc) ? percent(metrics.test_acc, 2) : MISSING }),
       parityCell,
       h("td", { text: providerName(m.provider) }),
     );
