@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from training.report import write_atomic
+from zoo.auto import auto_entry, best_fashion_mnist
 from zoo.errors import ZooError
-from zoo.registry import default_preprocess, get_entry
+from zoo.registry import default_preprocess, get_entry, photo_models
 
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, metadata, model_from_checkpoint
 from .parity import check_parity, parity_problems
@@ -48,7 +49,7 @@ def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | 
 
 
 def _load_parity_images(ckpt: dict[str, Any], cfg: Any, samples: int) -> tuple[torch.Tensor, str]:
-    from training.train import load_data
+    from training.datasets import load_data
 
     try:
         splits, _ = load_data(cfg)
@@ -86,17 +87,10 @@ def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any]
     }
 
 
-def default_model(models: dict[str, dict[str, Any]]) -> str:
-    """The Fashion-MNIST model with the best validation accuracy (else the first model)."""
-    scored = {n: e["metrics"]["val_acc"] for n, e in models.items()
-              if e["dataset"] == "fashion-mnist" and e["metrics"]["val_acc"] is not None}
-    return max(scored, key=scored.get) if scored else next(iter(models))
-
-
 def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str | None,
                opset: int, cache: dict | None = None) -> dict[str, Any]:
     """Export one checkpoint and check parity; raises ZooError (and publishes nothing) on failure."""
-    from training.train import load_checkpoint
+    from training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
@@ -147,7 +141,9 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
             "format": MANIFEST_FORMAT,
             "zoo": "fashion-zoo",
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "default": default_model(models),
+            "default": best_fashion_mnist(models),  # the default single model
+            # model=auto (what a request that names no model gets): the rule and the two models.
+            "auto": auto_entry(models, photo_models()),
             "opset": opset,
             "models": models,
         }

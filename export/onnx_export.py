@@ -32,7 +32,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: Path) -> nn.Module:
     if not ckpt.get("complete"):
         raise ZooError(f"{path}: training is not finished (epoch {ckpt.get('epoch')}); "
                        f"run `make train MODEL={name}` to resume it")
-    from training.train import build_model
+    from training.checkpoint import build_model
 
     try:
         return build_model(ckpt)

@@ -12,7 +12,8 @@ from export.export import export_one
 from export.onnx_export import OPSET, read_metadata
 from export.parity import check_parity, parity_problems
 from tests.conftest import run_export
-from training.train import load_checkpoint
+from training.checkpoint import load_checkpoint
+from zoo.auto import FASHION_MNIST, RULE
 from zoo.errors import ZooError
 from zoo.registry import get_model, list_models
 
@@ -23,6 +24,10 @@ def test_every_model_exports_with_parity(exported_zoo):
     assert manifest["opset"] == OPSET and manifest["default"] in manifest["models"]
     fashion = [n for n in list_models("fashion-mnist")]
     assert set(fashion) <= set(manifest["models"])
+    # model=auto: the rule and the two models it picks from, for the service to read.
+    auto = manifest["auto"]
+    assert auto["rule"] == RULE and auto["models"][FASHION_MNIST] == manifest["default"]
+    assert set(auto["models"].values()) <= set(manifest["models"])
     for name, entry in manifest["models"].items():
         path = artifacts / "onnx" / entry["onnx"]
         proto = onnx.load(str(path))

@@ -10,10 +10,14 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from training.auto_eval import evaluate_auto
+from training.checkpoint import build_model, checkpoint_path, finished_checkpoints, load_checkpoint
 from training.config import TrainConfig
+from training.datasets import development_split
 from training.kaggle import ARTICLE_TYPES, LABELS, download, evaluate, load, load_kaggle
+from training.metrics import predict
 from training.report import write_reports
-from training.train import checkpoint_path, load_checkpoint, train
+from training.train import train
 from zoo.errors import ZooError
 from zoo.registry import default_preprocess, get_model
 from zoo.spec import CLASSES, FASHION_MNIST_PREPROCESS, preprocess
@@ -190,6 +194,55 @@ def test_evaluate_and_report_kaggle_and_cross_domain(tmp_path, kaggle_set, fmnis
     assert (tmp_path / "reports" / "kaggle_curves.png").stat().st_size > 0
     md = (tmp_path / "reports" / "results.md").read_text()
     assert "## Cross-domain" in md and "| `baseline` |" in md and "## `kaggle`" in md
+
+
+def test_development_split_is_carved_from_the_training_split(kaggle_set):
+    root, _ = kaggle_set
+    splits, _ = load_kaggle(root)
+    dev = development_split(splits["train"], 0.2, 0)
+    fit, held = set(dev["train"].ids.tolist()), set(dev["test"].ids.tolist())
+    assert dev["val"] is dev["test"] and not fit & held
+    assert fit | held == set(splits["train"].ids.tolist())  # the test split plays no part
+    for c in range(len(CLASSES)):
+        n = int((splits["train"].y == c).sum())
+        assert int((dev["test"].y == c).sum()) == round(0.2 * n)
+    again = development_split(splits["train"], 0.2, 0)
+    assert torch.equal(again["test"].ids, dev["test"].ids)
+
+
+def test_photo_model_trains_with_its_recipe_on_the_dev_split(tmp_path, kaggle_set):
+    root, _ = kaggle_set
+    c = cfg(tmp_path, root, model="photo", epochs=1, batch_size=None, dev=True)
+    ckpt = train(c, quiet=True)
+    assert checkpoint_path(c) == tmp_path / "checkpoints" / "dev" / "photo.pt"  # not what export reads
+    assert ckpt["config"]["hflip"] and ckpt["config"]["schedule"] == "cosine" and ckpt["config"]["batch_size"] == 8
+    dev = development_split(load_kaggle(root)[0]["train"], 0.2, 0)["test"]
+    pred = predict(build_model(ckpt), dev)
+    assert ckpt["metrics"]["test_acc"] == pytest.approx(float((pred == dev.y).float().mean()))  # scored on dev
+    assert sum(1 for _ in finished_checkpoints(tmp_path)) == 0
+
+
+def test_auto_scored_as_the_service_runs_it(tmp_path, kaggle_set, fmnist_dir):
+    """Fashion-MNIST test PNGs go to the best Fashion-MNIST model, photos to the photo model, and
+    auto scores what those models score on them (within 0.5 points: here, exactly)."""
+    root, _ = kaggle_set
+    train(cfg(tmp_path, root, model="photo", epochs=1), quiet=True)
+    train(cfg(tmp_path, root), quiet=True)
+    train(cfg(tmp_path, root, model="baseline", data_dir=str(fmnist_dir)), quiet=True)
+    evaluate(tmp_path, root, quiet=True)
+    out = evaluate_auto(tmp_path, fmnist_dir, root, fashion_images=300, quiet=True)
+    assert out["auto"]["models"] == {"fashion-mnist": "baseline", "photo": "photo"}
+    fm, photos = out["fashion-mnist"], out["kaggle"]
+    assert fm["images"] == 300 and fm["routed"] == {"baseline": 300}
+    assert photos["routed"] == {"photo": photos["images"]} and set(photos["single_acc"]) == {"baseline", "kaggle", "photo"}
+    assert abs(fm["auto_acc"] - max(fm["single_acc"].values())) <= 0.005
+    assert abs(photos["auto_acc"] - photos["single_acc"]["photo"]) <= 0.005
+    # The photo model's test figure from training is the one auto_eval measures from the JPEGs.
+    assert photos["single_acc"]["photo"] == pytest.approx(load_checkpoint(tmp_path / "checkpoints" / "photo.pt")["metrics"]["test_acc"])
+    write_reports(tmp_path)
+    md = (tmp_path / "reports" / "results.md").read_text()
+    assert "## `model=auto`" in md and "`photo`" in md and "## `kaggle` and `photo`" in md
+    assert json.loads((tmp_path / "reports" / "auto.json").read_text()) == json.loads(json.dumps(out))
 
 
 def test_evaluate_refuses_another_split(tmp_path, kaggle_set):

@@ -5,8 +5,9 @@ import sys
 import pytest
 import torch
 
+from training.checkpoint import checkpoint_path, load_checkpoint
 from training.config import TrainConfig
-from training.train import checkpoint_path, load_checkpoint, train
+from training.train import cosine_lr, train
 from training.train_all import run
 from zoo.errors import ZooError
 
@@ -56,6 +57,60 @@ def test_interrupted_run_resumes(tmp_path, fmnist_dir):
     assert all(torch.equal(full["state_dict"][k], resumed["state_dict"][k]) for k in full["state_dict"])
 
 
+def test_mirroring_and_cosine_schedule_are_reproducible_and_resume(tmp_path, fmnist_dir, monkeypatch):
+    """The photo recipe's knobs on any model: same seed, same weights; a stop after epoch 1 and a
+    resume end with the weights of an uninterrupted run (the schedule spans all epochs)."""
+    import training.train as trainer
+
+    knobs = dict(model="batchnorm", hflip=True, schedule="cosine", epochs=2)
+    after_epoch_1 = tmp_path / "after-epoch-1.pt"
+    save = trainer.save_atomic
+
+    def keep_epoch_1(ckpt, path):  # the file an interruption during epoch 2 would leave behind
+        save(ckpt, path)
+        if ckpt["epoch"] == 1:
+            save(ckpt, after_epoch_1)
+
+    monkeypatch.setattr(trainer, "save_atomic", keep_epoch_1)
+    a = train(cfg(tmp_path / "a", fmnist_dir, **knobs), quiet=True)
+    monkeypatch.undo()
+    b = train(cfg(tmp_path / "b", fmnist_dir, **knobs), quiet=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert "epochs" in a["config_identity"]  # under a schedule, the number of epochs shapes every step
+    path = checkpoint_path(cfg(tmp_path / "r", fmnist_dir, **knobs))
+    path.parent.mkdir(parents=True)
+    after_epoch_1.replace(path)
+    resumed = train(cfg(tmp_path / "r", fmnist_dir, **knobs), quiet=True)
+    assert resumed["history"][0] == a["history"][0]  # epoch 1 was not run again (same seconds)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in a["history"]]
+    assert all(torch.equal(a["state_dict"][k], resumed["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_cosine_lr():
+    lr = cosine_lr(1e-3, 100)
+    assert lr(0) == 1e-3 and lr(50) == pytest.approx(5e-4) and lr(100) == pytest.approx(0, abs=1e-12)
+    assert all(lr(i) > lr(i + 1) for i in range(100))
+
+
+def test_recipe_fills_what_is_not_given():
+    study = TrainConfig(model="baseline").resolved()
+    assert (study.epochs, study.batch_size, study.hflip, study.schedule) == (15, 64, False, "constant")
+    photo = TrainConfig(model="photo").resolved()
+    assert (photo.epochs, photo.batch_size, photo.hflip, photo.schedule) == (30, 8, True, "cosine")
+    assert TrainConfig(model="photo", epochs=1, hflip=False).resolved().epochs == 1
+    # Checkpoints trained before the photo recipe's knobs existed keep their identity.
+    assert set(study.identity()) == set(TrainConfig.IDENTITY)
+    assert {"hflip", "schedule", "epochs"} <= set(photo.identity())
+
+
+def test_training_modules_import_one_way():
+    """kaggle.py and train.py used to import each other: the shared helpers live below both."""
+    code = ("import sys, training.kaggle, training.checkpoint, training.metrics, training.report; "
+            "print(sorted(m for m in sys.modules if m in ('training.train', 'training.datasets')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_changed_config_starts_over(tmp_path, fmnist_dir, capsys):
     train(cfg(tmp_path, fmnist_dir, model="baseline"), quiet=True)
     train(cfg(tmp_path, fmnist_dir, model="baseline", lr=5e-4))
@@ -74,6 +129,10 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, fmnist_dir):
 def test_bad_config_values():
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="Unknown schedule 'linear'; choose one of: constant, cosine"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="--dev is for the photo models"):
+        train(TrainConfig(model="baseline", dev=True, epochs=1), quiet=True)
 
 
 def _cli(*args, cwd=None):

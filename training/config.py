@@ -10,9 +10,11 @@ from typing import Any
 @dataclass
 class TrainConfig:
     model: str = "baseline"        # a name from `python -m zoo`
-    epochs: int = 15               # the study's recipe
-    lr: float = 1e-3               # Adam learning rate
-    batch_size: int | None = None  # None: the model's recipe (the study's 64; kaggle 8)
+    epochs: int | None = None      # None: the model's recipe (the study's 15; photo 30)
+    lr: float = 1e-3               # Adam learning rate (the peak, with a schedule)
+    batch_size: int | None = None  # None: the model's recipe (the study's 64; kaggle and photo 8)
+    hflip: bool | None = None      # mirror each training image with probability 1/2 (None: the recipe's; off)
+    schedule: str | None = None    # "constant" or "cosine" learning rate over all steps (None: the recipe's)
     seed: int = 0                  # weight init, shuffling and dropout
     split_seed: int = 0            # which images form the validation (or Kaggle test) split
     val_fraction: float = 0.2      # 48,000 train / 12,000 validation of Fashion-MNIST's 60,000
@@ -22,14 +24,24 @@ class TrainConfig:
     kaggle_dir: str = "data/kaggle"  # styles.csv + images/<id>.jpg
     artifacts: str = "artifacts"   # checkpoints/, reports/, onnx/
     force: bool = False            # retrain even if a finished checkpoint with this config exists
+    dev: bool = False              # photo models: train on 80% of the training split and score on the
+                                   # other 20% (the development split), never on the test split
 
     # Fields that change the weights a run produces; a checkpoint resumes only if these match.
-    # `epochs` is not among them: training longer continues from the last finished epoch.
+    # `epochs` is not among them: training longer continues from the last finished epoch (except
+    # under a schedule, which spans all epochs).
     IDENTITY = ("model", "lr", "batch_size", "seed", "split_seed", "val_fraction", "trainval", "threads")
+    # Added after the first models were trained: part of the identity only when they differ from
+    # the study's recipe, so the checkpoints trained before them stay valid.
+    IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False}
+    RECIPE = {"epochs": 15, "batch_size": 64, "hflip": False, "schedule": "constant"}  # the study's
+    SCHEDULES = ("constant", "cosine")
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {self.epochs}")
+        if self.schedule is not None and self.schedule not in self.SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r}; choose one of: {', '.join(self.SCHEDULES)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -41,11 +53,15 @@ class TrainConfig:
         """This config with the model's own recipe filled in where a field is left at None."""
         from zoo.registry import get_entry
 
-        recipe = {**{"batch_size": 64}, **get_entry(self.model).recipe}
+        recipe = {**self.RECIPE, **get_entry(self.model).recipe}
         return dataclasses.replace(self, **{k: v for k, v in recipe.items() if getattr(self, k) is None})
 
     def identity(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.IDENTITY}
+        out = {k: getattr(self, k) for k in self.IDENTITY}
+        out.update({k: getattr(self, k) for k, off in self.IDENTITY_UNLESS.items() if getattr(self, k) != off})
+        if self.schedule not in (None, "constant"):
+            out["epochs"] = self.epochs
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,7 +87,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
-        kind = {"bool": parse_bool, "int": _parse_int, "int | None": _parse_int,
+        kind = {"bool": parse_bool, "bool | None": parse_bool, "int": _parse_int, "int | None": _parse_int,
                 "float": float}.get(str(f.type), str)
         default = "the model's recipe" if f.default is None else f.default
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=f.default,

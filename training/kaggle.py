@@ -37,7 +37,9 @@ from zoo.errors import ArgumentParser, ZooError, cli
 from zoo.registry import default_preprocess
 from zoo.spec import CLASSES, normalize, to_pixels
 
+from .checkpoint import build_model, finished_checkpoints, save_atomic
 from .data import Split
+from .metrics import confusion_matrix, per_class_accuracy, predict
 
 KAGGLE_HANDLE = "paramaggarwal/fashion-product-images-small"
 KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_HANDLE}"
@@ -232,12 +234,6 @@ def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: i
     return {"train": part(train_idx), "val": test, "test": test}, spec, summary
 
 
-def confusion_matrix(y: torch.Tensor, pred: torch.Tensor) -> list[list[int]]:
-    """Counts [true class][predicted class]."""
-    n = len(CLASSES)
-    return torch.bincount(y * n + pred, minlength=n * n).reshape(n, n).tolist()
-
-
 def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fraction: float = 0.2,
              split_seed: int = 0, quiet: bool = False) -> dict[str, float]:
     """Score every finished checkpoint on the Kaggle test split; store the figures in them.
@@ -245,8 +241,6 @@ def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fr
     The `kaggle` checkpoint gains metrics['test_confusion'] and 'kaggle_data' (the loader's
     counts); each Fashion-MNIST checkpoint gains metrics['cross_domain']. Returns {model: top-1}.
     """
-    from .train import build_model, finished_checkpoints, per_class_accuracy, predict, save_atomic
-
     splits: dict[str, tuple[KaggleSplit, Summary]] = {}  # by preprocessing spec
     out: dict[str, float] = {}
     for key, path, ckpt in finished_checkpoints(artifacts):

@@ -53,12 +53,12 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
-def results_markdown(results: dict[str, dict[str, Any]]) -> str:
+def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | None = None) -> str:
     lines = [
         "# Results", "",
         "Top-1 accuracy (%), ours beside the study's. Train accuracy is measured during the last",
         "epoch (in training mode, as the study did), validation on the fixed 12,000-image split,",
-        "test on the 10,000 Fashion-MNIST test images (for `kaggle`: its own held-out 20%).", "",
+        "test on the 10,000 Fashion-MNIST test images (for the photo models: Kaggle's held-out 20%).", "",
         "| model | params | train | val | test | study train | study val | epochs | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -79,33 +79,40 @@ def results_markdown(results: dict[str, dict[str, Any]]) -> str:
             f"{STUDY_TEST['numfilters+trainval']:.2f} |",
         ]
     lines += kaggle_markdown(results)
+    lines += auto_markdown(auto)
     total = sum(r["seconds"] for r in results.values())
     lines += ["", f"Training time, all models: {total:.0f} s of compute (see `seconds` per model)."]
     return "\n".join(lines) + "\n"
 
 
 def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
-    """The `kaggle` model per class, and every Fashion-MNIST model on the same Kaggle test split."""
+    """The photo-trained models per class, and every Fashion-MNIST model on the same Kaggle test split."""
     lines: list[str] = []
-    k = results.get("kaggle")
-    if k is not None:
-        confusion = k.get("test_confusion")
+    photos = {n: r for n, r in results.items() if r["dataset"] == "kaggle"}
+    if photos:
+        first = next(iter(photos.values()))
+        confusion = first.get("test_confusion")
         n = [sum(r) for r in confusion] if confusion else None
+        names = " and ".join(f"`{name}`" for name in photos)
         lines += [
-            "", "## `kaggle`: Kaggle product photos", "",
-            f"Test top-1 {_pct(k['test_acc'])}% on a fixed, stratified 20% of the usable photos"
-            + (f" ({sum(n):,} images)" if n else "") + f"; the study reported {STUDY_TEST['kaggle']:.2f}% "
-            "on the full dataset. That 20% is the model's test set and its per-epoch curve: it has no "
-            "separate validation accuracy.", "",
-            "| class | test images | top-1 |", "|---|---:|---:|",
+            "", f"## {names}: Kaggle product photos", "",
+            "Test top-1 on a fixed, stratified 20% of the usable photos"
+            + (f" ({sum(n):,} images)" if n else "") + ": "
+            + ", ".join(f"`{name}` {_pct(r['test_acc'])}%" for name, r in photos.items())
+            + f"; the study reported {STUDY_TEST['kaggle']:.2f}% for `kaggle` on the full dataset. That 20% "
+            "is these models' test set and their per-epoch curve: they have no separate validation accuracy.", "",
+            "| class | test images | " + " | ".join(f"`{name}`" for name in photos) + " |",
+            "|---|---:|" + "---:|" * len(photos),
         ]
         for i, c in enumerate(CLASSES):
             images = f"{n[i]:,}" if n else "–"
-            lines.append(f"| {c} | {images} | {_pct(k.get('test_per_class', {}).get(c))} |")
-        if confusion:
-            lines += ["", "Confusion matrix: `kaggle_confusion.png`."]
-        if "data" in k:
-            d = k["data"]
+            cells = " | ".join(_pct(r.get("test_per_class", {}).get(c)) for r in photos.values())
+            lines.append(f"| {c} | {images} | {cells} |")
+        drawn = [name for name, r in photos.items() if r.get("test_confusion")]
+        if drawn:
+            lines += ["", "Confusion matrices: " + ", ".join(f"`{name}_confusion.png`" for name in drawn) + "."]
+        if "data" in first:
+            d = first["data"]
             lines += ["", f"Data: {d['rows']:,} rows in styles.csv, {d['repaired']} repaired malformed rows, "
                           f"{d['malformed']} malformed rows skipped, {d['unmapped']:,} rows of "
                           f"{len(d['unmapped_types'])} unmapped article types, {d['missing']:,} missing "
@@ -118,17 +125,40 @@ def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
             "", "## Cross-domain: every model on the Kaggle test split", "",
             f"Top-1 (%) on the same {any_cd['images']:,} held-out Kaggle photos, each model with the "
             "preprocessing its checkpoint carries (what the service applies to an upload); \"own test\" is "
-            "the model's own test set (Fashion-MNIST's 10,000 images, or Kaggle's for `kaggle`).", "",
+            "the model's own test set (Fashion-MNIST's 10,000 images, or Kaggle's for the photo models).", "",
             "| model | own test | Kaggle test | " + " | ".join(CLASSES) + " |",
             "|---|---:|---:|" + "---:|" * len(CLASSES),
         ]
         rows = [(n, r["test_acc"], r["cross_domain"]["test_acc"], r["cross_domain"]["test_per_class"])
                 for n, r in cross.items()]
-        if k is not None:
-            rows.append(("kaggle", k["test_acc"], k["test_acc"], k.get("test_per_class", {})))
+        rows += [(n, r["test_acc"], r["test_acc"], r.get("test_per_class", {})) for n, r in photos.items()]
         for name, own, acc, per_class in rows:
             cells = " | ".join(_pct(per_class.get(c)) for c in CLASSES)
             lines.append(f"| `{name}` | {_pct(own)} | {_pct(acc)} | {cells} |")
+    return lines
+
+
+def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
+    """model=auto (the service's default) against the single models, from reports/auto.json."""
+    if not auto:
+        return []
+    models = auto["auto"]["models"]
+    lines = [
+        "", "## `model=auto`: the service's default", "",
+        f"Rule: {auto['auto']['rule']['description']}. Here Fashion-MNIST-style images go to "
+        f"`{models['fashion-mnist']}`, photos to `{models['photo']}`. Each image is sent as the service "
+        "receives it, routed, preprocessed and classified as the service does "
+        "(`python -m training.auto_eval`).", "",
+        "| images | `auto` | routed | best single model | every single model |", "|---|---:|---|---|---|",
+    ]
+    for key in ("fashion-mnist", "kaggle"):
+        if key in auto:
+            r = auto[key]
+            best = max(r["single_acc"], key=r["single_acc"].get)
+            routed = ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items())
+            every = ", ".join(f"`{n}` {_pct(a)}" for n, a in r["single_acc"].items())
+            lines.append(f"| {r['data']} | {_pct(r['auto_acc'])} | {routed} | `{best}` {_pct(r['single_acc'][best])} "
+                         f"({100 * (r['auto_acc'] - r['single_acc'][best]):+.2f} points) | {every} |")
     return lines
 
 
@@ -208,7 +238,7 @@ def _save_fig(fig: Any, path: Path) -> None:
 
 def write_reports(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Collect every finished checkpoint into results.json/.md and draw the curves."""
-    from .train import finished_checkpoints
+    from .checkpoint import finished_checkpoints
 
     reports = Path(artifacts) / "reports"
     results: dict[str, dict[str, Any]] = {}
@@ -228,8 +258,14 @@ def write_reports(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:
     if histories:
         plot_val_loss(histories, reports / "val_loss_all.png")
     write_atomic(reports / "results.json", json.dumps(results, indent=2) + "\n")
-    write_atomic(reports / "results.md", results_markdown(results))
+    write_atomic(reports / "results.md", results_markdown(results, read_auto(artifacts)))
     return results
+
+
+def read_auto(artifacts: str | os.PathLike) -> dict[str, Any] | None:
+    """reports/auto.json (written by training.auto_eval), or None."""
+    path = Path(artifacts) / "reports" / "auto.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 @cli
@@ -238,7 +274,7 @@ def main() -> None:
     parser.add_argument("--artifacts", default="artifacts")
     args = parser.parse_args()
     results = write_reports(args.artifacts)
-    print(results_markdown(results))
+    print(results_markdown(results, read_auto(args.artifacts)))
 
 
 if __name__ == "__main__":

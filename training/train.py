@@ -10,95 +10,40 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import default_preprocess, get_entry, get_model, list_models
+from zoo.registry import default_preprocess, get_entry, get_model
 from zoo.spec import CLASSES
 
+from .checkpoint import CHECKPOINT_FORMAT, checkpoint_path, load_checkpoint, save_atomic
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import Split
-
-CHECKPOINT_FORMAT = 1
-
-
-def checkpoint_path(cfg: TrainConfig) -> Path:
-    sub = "trainval" if cfg.trainval else ""
-    return Path(cfg.artifacts) / "checkpoints" / sub / f"{cfg.model}.pt"
+from .datasets import load_data
+from .metrics import evaluate, per_class_accuracy, predict
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def steps_per_epoch(split: Split, batch_size: int) -> int:
+    return math.ceil(len(split) / batch_size)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint dict, with a one-line error for a truncated or foreign file."""
-    path = Path(path)
-    if not path.exists():
-        raise ZooError(f"{path}: no such checkpoint; train it with `make train MODEL={path.stem}`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ZooError(f"{path}: unreadable checkpoint ({type(e).__name__}); delete it and retrain") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ZooError(f"{path}: not a fashion-zoo checkpoint (format {CHECKPOINT_FORMAT}); delete it and retrain")
-    return ckpt
-
-
-def finished_checkpoints(artifacts: str | os.PathLike) -> Iterator[tuple[str, Path, dict[str, Any]]]:
-    """(key, path, checkpoint) of every finished checkpoint, in registry order; the train+validation
-    retrain of a model comes right after it, keyed "<name>+trainval"."""
-    ckpt_dir = Path(artifacts) / "checkpoints"
-    for name in list_models():
-        for sub, key in (("", name), ("trainval", f"{name}+trainval")):
-            path = ckpt_dir / sub / f"{name}.pt"
-            if path.exists():
-                ckpt = load_checkpoint(path)
-                if ckpt["complete"]:
-                    yield key, path, ckpt
-
-
-def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
-    """The dataset splits for cfg.model and the preprocessing they were made with."""
-    entry = get_entry(cfg.model)
-    if entry.dataset == "kaggle":
-        from .kaggle import load_kaggle
-
-        if cfg.trainval:
-            raise ValueError(f"{cfg.model} has no validation split to train on: its held-out "
-                             f"{cfg.val_fraction:.0%} is its test set; train it without --trainval")
-        return load_kaggle(cfg.kaggle_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
-    from .data import load_fashion_mnist
-
-    return load_fashion_mnist(cfg.data_dir, cfg.val_fraction, cfg.split_seed), default_preprocess(cfg.model)
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) of `model` on `split`."""
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for i in range(0, len(split), batch_size):
-        logits = model(split.x[i:i + batch_size])
-        y = split.y[i:i + batch_size]
-        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return loss_sum / len(split), correct / len(split)
+def cosine_lr(peak: float, total_steps: int) -> Callable[[int], float]:
+    """Learning rate at each optimiser step: `peak` at step 0, halfway down a cosine to 0 at the end."""
+    return lambda step: peak * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batch_size: int,
-                gen: torch.Generator, progress: Any) -> tuple[float, float]:
-    """One pass over `split` in a random order; returns (mean loss, accuracy) measured while training."""
+                gen: torch.Generator, progress: Any, hflip: bool = False,
+                lr_at: Callable[[int], float] | None = None, first_step: int = 0) -> tuple[float, float]:
+    """One pass over `split` in a random order; returns (mean loss, accuracy) measured while training.
+
+    `hflip` mirrors each image with probability 1/2 (drawn from `gen`, so a run is reproducible);
+    `lr_at(first_step + k)` sets the learning rate of the epoch's k-th step."""
     model.train()
     order = torch.randperm(len(split), generator=gen)
     loss_sum = torch.zeros(())
@@ -107,6 +52,12 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batc
     for step, i in enumerate(range(0, len(split), batch_size)):
         idx = order[i:i + batch_size]
         x, y = split.x[idx], split.y[idx]
+        if hflip:
+            mirror = torch.rand(len(idx), generator=gen) < 0.5
+            x[mirror] = x[mirror].flip(3)  # x is a copy (advanced indexing), so this leaves the data alone
+        if lr_at is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(first_step + step)
         logits = model(x)
         loss = nn.functional.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -177,12 +128,15 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
     if not quiet and not history:
         print(f"[{cfg.model}] {params:,} parameters, {len(train_split):,} training images, "
               f"config {cfg.to_dict()}", file=sys.stderr)
+    steps = steps_per_epoch(train_split, cfg.batch_size)
+    lr_at = cosine_lr(cfg.lr, steps * cfg.epochs) if cfg.schedule == "cosine" else None
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         desc = f"{cfg.model}{'+trainval' if cfg.trainval else ''} {epoch}/{cfg.epochs}"
         with tqdm(total=len(train_split), desc=desc, unit="img", unit_scale=True, position=position,
                   leave=False, disable=quiet, file=sys.stderr, mininterval=0.5) as bar:
-            train_loss, train_acc = train_epoch(model, opt, train_split, cfg.batch_size, gen, bar)
+            train_loss, train_acc = train_epoch(model, opt, train_split, cfg.batch_size, gen, bar,
+                                                hflip=cfg.hflip, lr_at=lr_at, first_step=steps * (epoch - 1))
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if not cfg.trainval:
             row["val_loss"], row["val_acc"] = evaluate(model, splits["val"])
@@ -229,29 +183,6 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
         print(f"[{cfg.model}] done in {seconds:.0f}s: train {m['train_acc']:.4f}{val} "
               f"test {m['test_acc']:.4f} -> {path}", file=sys.stderr)
     return ckpt
-
-
-@torch.inference_mode()
-def predict(model: nn.Module, split: Split, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted class of every image in `split` (eval mode)."""
-    model.eval()
-    return torch.cat([model(split.x[i:i + batch_size]).argmax(1) for i in range(0, len(split), batch_size)])
-
-
-def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float | None]:
-    """Accuracy per class label (None for a class with no images)."""
-    out: dict[str, float | None] = {}
-    for c, label in enumerate(CLASSES):
-        mask = y == c
-        out[label] = (pred[mask] == c).float().mean().item() if mask.any() else None
-    return out
-
-
-def build_model(ckpt: dict[str, Any]) -> nn.Module:
-    """The registry's architecture for the checkpoint's name, with its weights, in eval mode."""
-    model = get_model(ckpt["name"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
 
 
 @cli

@@ -1,4 +1,4 @@
-"""Train the whole zoo with the study's recipe, retrain the best on train+validation, report.
+"""Train the whole zoo with each model's recipe, retrain the best on train+validation, report.
 
     python -m training.train_all                 # what `make train-all` runs
     python -m training.train_all --epochs 1      # a quick pass
@@ -48,7 +48,7 @@ def kaggle_available(cfg: TrainConfig) -> bool:
 
 def run(cfg: TrainConfig, jobs: int) -> int:
     from .data import load_pixels
-    from .report import results_markdown, write_reports
+    from .report import read_auto, results_markdown, write_reports
 
     for train in (True, False):  # fail fast, in one line, if the data is missing or corrupt
         load_pixels(cfg.data_dir, train=train)
@@ -93,8 +93,17 @@ def run(cfg: TrainConfig, jobs: int) -> int:
         except (ZooError, ValueError, FileNotFoundError) as e:
             failed["kaggle evaluation"] = str(e)
             print(f"error: {e}", file=sys.stderr)
+    # model=auto, the service's default, scored as the service runs it (reports/auto.json).
+    from .auto_eval import evaluate_auto
+
+    try:
+        evaluate_auto(cfg.artifacts, cfg.data_dir, cfg.kaggle_dir if kaggle_available(cfg) else None,
+                      cfg.val_fraction, cfg.split_seed)
+    except (ZooError, ValueError, FileNotFoundError) as e:
+        failed["auto evaluation"] = str(e)
+        print(f"error: {e}", file=sys.stderr)
     results = write_reports(cfg.artifacts)
-    print(results_markdown(results))
+    print(results_markdown(results, read_auto(cfg.artifacts)))
     print(f"train-all finished in {time.perf_counter() - t0:.0f}s wall-clock; reports in "
           f"{os.path.join(cfg.artifacts, 'reports')}", file=sys.stderr)
     if failed:

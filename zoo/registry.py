@@ -14,6 +14,7 @@ class ModelEntry:
     kwargs: dict[str, Any] = field(default_factory=dict)  # LeNet5 keyword arguments
     dataset: str = "fashion-mnist"                        # "fashion-mnist" | "kaggle"
     recipe: dict[str, Any] = field(default_factory=dict)  # training defaults that differ from the study's
+    photos: bool = False                                  # model=auto sends product photos to it (zoo/auto.py)
 
 
 _ENTRIES = [
@@ -28,6 +29,10 @@ _ENTRIES = [
     # the study's 15 epochs (batch 8 chosen on a development split, README "The Kaggle model").
     ModelEntry("kaggle", "baseline trained on Kaggle product photos mapped to the 10 classes",
                dataset="kaggle", recipe=dict(batch_size=8)),
+    # The photo model: chosen on a development split of the training photos (README, "The photo model").
+    ModelEntry("photo", "batchnorm trained on Kaggle product photos: mirrored copies, cosine schedule, 30 epochs",
+               dict(batchnorm=True), dataset="kaggle", photos=True,
+               recipe=dict(batch_size=8, epochs=30, hflip=True, schedule="cosine")),
 ]
 MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
 
@@ -45,6 +50,11 @@ PREPROCESS: dict[str, dict[str, Any]] = {"fashion-mnist": FASHION_MNIST_PREPROCE
 def list_models(dataset: str | None = None) -> list[str]:
     """Registered model names, optionally only those trained on `dataset`."""
     return [n for n, e in MODELS.items() if dataset is None or e.dataset == dataset]
+
+
+def photo_models() -> list[str]:
+    """The models model=auto may send product photos to, in registry order."""
+    return [n for n, e in MODELS.items() if e.photos]
 
 
 def get_entry(name: str) -> ModelEntry:

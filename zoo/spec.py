@@ -61,11 +61,10 @@ def border_mean(gray: np.ndarray) -> float:
     return int(frame.sum()) / frame.size
 
 
-def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
-    """A PIL image of any mode and size -> (size, size) uint8 grey pixels, as the model sees them."""
-    from PIL import Image, ImageOps
+def to_grey(image, mode: str = "L"):
+    """A PIL image of any mode -> an 8-bit grey PIL image of the same size (transparency on white)."""
+    from PIL import Image
 
-    size = int(spec["size"])
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent areas become white, the background of a product photo.
         rgba = image.convert("RGBA")
@@ -76,8 +75,15 @@ def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
         arr = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if arr.max() > 255 else 255.0
         image = Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8), "L")
-    gray = image.convert(spec["grayscale"]) if image.mode != "L" else image
+    return image.convert(mode) if image.mode != "L" else image
 
+
+def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
+    """A PIL image of any mode and size -> (size, size) uint8 grey pixels, as the model sees them."""
+    from PIL import Image, ImageOps
+
+    size = int(spec["size"])
+    gray = to_grey(image, spec["grayscale"])
     arr = np.asarray(gray, dtype=np.uint8)
     invert = spec["invert"] == "always" or (spec["invert"] == "auto" and border_mean(arr) > 127.5)
     if invert:

@@ -1,0 +1,150 @@
+"""Score `model=auto` the way the service runs it, from the checkpoints.
+
+    python -m training.auto_eval --artifacts artifacts --data-dir data --kaggle-dir data/kaggle
+
+Each image is encoded as the service receives it (a Fashion-MNIST test image as a PNG file, a
+Kaggle test photo as its original JPEG), opened with PIL, routed by zoo.auto's rule, preprocessed
+by zoo.spec with the chosen model's own preprocessing, and classified by that model. The two
+models are those the export writes into the manifest (`zoo.auto.auto_entry`). Writes
+<artifacts>/reports/auto.json; `training.report` puts it in results.md.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.auto import auto_entry, route
+from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.registry import photo_models
+from zoo.spec import preprocess
+
+from .checkpoint import build_model, finished_checkpoints
+
+FASHION_IMAGES = 2000  # Fashion-MNIST test images sent through the rule (the first ones)
+
+
+def served_models(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The checkpoints the export would publish, by name (train+validation retrains are not)."""
+    return {key: ckpt for key, _, ckpt in finished_checkpoints(artifacts) if key == ckpt["name"]}
+
+
+@torch.inference_mode()
+def classify(images: list[Any], auto: dict[str, Any], ckpts: dict[str, dict[str, Any]]
+             ) -> tuple[np.ndarray, list[str]]:
+    """(predicted class, model that answered) of every PIL image under `auto`."""
+    chosen = [route(img, auto) for img in images]
+    pred = np.zeros(len(images), np.int64)
+    for name in sorted(set(chosen)):
+        idx = [i for i, c in enumerate(chosen) if c == name]
+        spec = ckpts[name]["preprocess"]
+        x = torch.from_numpy(np.stack([preprocess(images[i], spec) for i in idx]))
+        pred[idx] = build_model(ckpts[name])(x).argmax(1).numpy()
+    return pred, chosen
+
+
+@torch.inference_mode()
+def single(images: list[Any], ckpt: dict[str, Any]) -> np.ndarray:
+    """Predicted class of every PIL image by one model, with its own preprocessing."""
+    x = torch.from_numpy(np.stack([preprocess(img, ckpt["preprocess"]) for img in images]))
+    return build_model(ckpt)(x).argmax(1).numpy()
+
+
+def _score(images: list[Any], labels: np.ndarray, auto: dict[str, Any],
+           ckpts: dict[str, dict[str, Any]], compare: list[str]) -> dict[str, Any]:
+    pred, chosen = classify(images, auto, ckpts)
+    return {
+        "images": len(images),
+        "auto_acc": float((pred == labels).mean()),
+        "routed": {n: chosen.count(n) for n in sorted(set(chosen))},
+        "single_acc": {n: float((single(images, ckpts[n]) == labels).mean()) for n in compare},
+    }
+
+
+def fashion_mnist_pngs(data_dir: str | os.PathLike, n: int) -> tuple[list[Any], np.ndarray]:
+    """The first `n` Fashion-MNIST test images as the service gets them: PNG files opened by PIL."""
+    from PIL import Image
+
+    from .data import load_pixels
+
+    pixels, labels = load_pixels(data_dir, train=False)
+    images = []
+    for p in pixels[:n].numpy():
+        buf = io.BytesIO()
+        Image.fromarray(p, "L").save(buf, format="PNG")
+        images.append(Image.open(io.BytesIO(buf.getvalue())))
+    return images, labels[:n].numpy()
+
+
+def kaggle_photos(kaggle_dir: str | os.PathLike, val_fraction: float, split_seed: int
+                  ) -> tuple[list[Any], np.ndarray]:
+    """The Kaggle held-out test photos as their original JPEGs, opened by PIL."""
+    from PIL import Image
+
+    from .kaggle import load
+
+    splits, _, _ = load(kaggle_dir, val_fraction, split_seed, quiet=True)
+    test = splits["test"]
+    images = []
+    for pid in test.ids.tolist():
+        with Image.open(Path(kaggle_dir) / "images" / f"{pid}.jpg") as img:
+            img.load()
+            images.append(img)
+    return images, test.y.numpy()
+
+
+def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | None,
+                  kaggle_dir: str | os.PathLike | None, val_fraction: float = 0.2, split_seed: int = 0,
+                  fashion_images: int = FASHION_IMAGES, quiet: bool = False) -> dict[str, Any]:
+    """Score auto on Fashion-MNIST test PNGs and Kaggle test photos; write reports/auto.json."""
+    from .report import write_atomic
+
+    ckpts = served_models(artifacts)
+    if not ckpts:
+        raise ZooError(f"no finished checkpoints in {Path(artifacts) / 'checkpoints'}; run `make train-all` first")
+    entries = {n: {"dataset": c["dataset"], "metrics": c["metrics"]} for n, c in ckpts.items()}
+    auto = auto_entry(entries, photo_models())
+    fashion = [n for n, c in ckpts.items() if c["dataset"] == "fashion-mnist"]
+    photo = [n for n, c in ckpts.items() if c["dataset"] != "fashion-mnist"]
+    out: dict[str, Any] = {"auto": auto}
+    if data_dir is not None and fashion:
+        images, labels = fashion_mnist_pngs(data_dir, fashion_images)
+        out["fashion-mnist"] = {"data": f"the first {len(images):,} Fashion-MNIST test images as PNG",
+                                **_score(images, labels, auto, ckpts, fashion)}
+    if kaggle_dir is not None and (Path(kaggle_dir) / "styles.csv").exists():
+        images, labels = kaggle_photos(kaggle_dir, val_fraction, split_seed)
+        out["kaggle"] = {"data": f"the {len(images):,} Kaggle held-out test photos (original JPEGs)",
+                         **_score(images, labels, auto, ckpts, fashion + photo)}
+    write_atomic(Path(artifacts) / "reports" / "auto.json", json.dumps(out, indent=2) + "\n")
+    if not quiet:
+        for key in ("fashion-mnist", "kaggle"):
+            if key in out:
+                r = out[key]
+                best = max(r["single_acc"], key=r["single_acc"].get)
+                print(f"[auto] {r['data']}: {100 * r['auto_acc']:.2f}% top-1 (best single model "
+                      f"{best} {100 * r['single_acc'][best]:.2f}%); routed {r['routed']}", file=sys.stderr)
+    return out
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m training.auto_eval", description=__doc__)
+    parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--kaggle-dir", default="data/kaggle")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each Kaggle class")
+    parser.add_argument("--fashion-images", type=int, default=FASHION_IMAGES)
+    args = parser.parse_args()
+    evaluate_auto(args.artifacts, args.data_dir, args.kaggle_dir, args.val_fraction, args.split_seed,
+                  args.fashion_images)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Which data a model trains on: the registry's `dataset` field -> its splits and preprocessing."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.registry import default_preprocess, get_entry
+
+from .config import TrainConfig
+from .data import Split
+from .kaggle import KaggleSplit, load_kaggle, stratified_split
+
+
+def development_split(train: KaggleSplit, fraction: float, split_seed: int) -> dict[str, KaggleSplit]:
+    """{'train', 'val', 'test'} carved from the training split alone: a fixed, stratified `fraction`
+    of it (split seed + 1) is the development set the photo recipes were chosen on."""
+    fit, dev = stratified_split(train.y.numpy(), fraction, split_seed + 1)
+
+    def part(idx: np.ndarray) -> KaggleSplit:
+        t = torch.from_numpy(idx)
+        return KaggleSplit(train.x[t], train.y[t], train.ids[t])
+
+    held_out = part(dev)
+    return {"train": part(fit), "val": held_out, "test": held_out}
+
+
+def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
+    """The dataset splits for cfg.model and the preprocessing they were made with."""
+    entry = get_entry(cfg.model)
+    if entry.dataset == "kaggle":
+        if cfg.trainval:
+            raise ValueError(f"{cfg.model} has no validation split to train on: its held-out "
+                             f"{cfg.val_fraction:.0%} is its test set; train it without --trainval")
+        splits, spec = load_kaggle(cfg.kaggle_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
+        return (development_split(splits["train"], cfg.val_fraction, cfg.split_seed) if cfg.dev else splits), spec
+    if cfg.dev:
+        raise ValueError(f"--dev is for the photo models; {cfg.model} has a validation split of its own")
+    from .data import load_fashion_mnist
+
+    return load_fashion_mnist(cfg.data_dir, cfg.val_fraction, cfg.split_seed), default_preprocess(cfg.model)
