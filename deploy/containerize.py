@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ DEPLOY = Path(__file__).resolve().parent
 REPO = DEPLOY.parent
 BENTOFILES = {"gpu": "bentofile.yaml", "cpu": "bentofile-cpu.yaml"}
 BACKENDS = ("docker", "podman")
-REGISTRY = ("registry-1.docker.io", 443)   # where python:3.11-slim comes from
+REGISTRY = "https://registry-1.docker.io/v2/"   # where python:3.11-slim comes from
 
 
 class ContainerError(Exception):
@@ -74,11 +73,17 @@ def choose_backend(wanted: str | None = None) -> str:
 
 
 def registry_reachable(timeout: float = 5.0) -> bool:
+    """Whether Docker Hub's registry answers HTTPS (401 to an anonymous /v2/ counts: it is there)."""
+    import urllib.error
+    import urllib.request
+
     try:
-        with socket.create_connection(REGISTRY, timeout=timeout):
-            return True
-    except OSError:
+        urllib.request.urlopen(REGISTRY, timeout=timeout)
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
         return False
+    return True
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
