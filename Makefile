@@ -25,7 +25,7 @@ TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS) )--data-dir $(DATA_DIR) --kaggle
               --artifacts $(ARTIFACTS) --force $(FORCE)
 
 .PHONY: help install data data-kaggle train train-all report export test bench build serve clean models \
-        container container-test
+        container container-test publish-weights verify-weights
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -80,8 +80,16 @@ container-test: install  ## run the image and check it over HTTP against the exp
 	FASHION_ZOO_IMAGE=$(IMAGE) FASHION_ZOO_IMAGE_DEVICE=$(DEVICE) ARTIFACTS=$(ARTIFACTS) \
 	  $(PY) -m pytest -q -m container tests/test_container.py
 
-serve: install  ## serve the zoo on http://$(HOST):$(PORT) (after make export)
+# With no fashion-zoo in the model store (a fresh clone), the shipped weights/ are imported first.
+serve: install  ## serve the zoo on http://$(HOST):$(PORT) (your make export, else the shipped weights)
+	@$(PY) -m service.shipped
 	$(VENV)/bin/bentoml serve service.service:FashionZoo --host $(HOST) --port $(PORT)
+
+publish-weights: install  ## copy the full-recipe zoo (make train-all export) into weights/; refuses anything else
+	@$(PY) -m export.publish --artifacts $(ARTIFACTS)
+
+verify-weights: data  ## retrain the zoo in a temporary directory and compare every sha256 with weights/
+	@$(PY) -m export.verify_weights --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) --jobs $(JOBS)
 
 clean:  ## remove artifacts (not data, not .venv)
 	rm -rf $(ARTIFACTS)

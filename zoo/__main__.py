@@ -1,8 +1,17 @@
-"""List the zoo: `python -m zoo` prints a table, `python -m zoo --json` a JSON list."""
+"""List the zoo: `python -m zoo` prints a table, `python -m zoo --json` a JSON list.
+
+Each model's row says whether weights/ ships its trained weights (`zoo.load_model(name,
+pretrained=True)`) and their validation and test accuracy.
+"""
 import argparse
 import json
 
+from .pretrained import shipped_manifest
 from .registry import describe, list_models
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
 
 
 def main() -> None:
@@ -13,13 +22,29 @@ def main() -> None:
     if args.names:
         print(" ".join(list_models()))
         return
+    shipped = shipped_manifest()
     rows = [describe(n) for n in list_models()]
+    for r in rows:
+        e = shipped["models"].get(r["name"])
+        r["shipped_weights"] = e is not None
+        r["metrics"] = {k: e["metrics"].get(k) for k in ("val_acc", "test_acc")} if e else None
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'name':<15} {'params':>8}  {'MACs/image':>10}  {'dataset':<14} description")
+    print(f"{'name':<15} {'params':>8}  {'MACs/image':>10}  {'dataset':<14} {'weights':<8} {'val':>6} "
+          f"{'test':>6}  description")
     for r in rows:
-        print(f"{r['name']:<15} {r['params']:>8,}  {r['macs']:>10,}  {r['dataset']:<14} {r['description']}")
+        m = r["metrics"] or {}
+        print(f"{r['name']:<15} {r['params']:>8,}  {r['macs']:>10,}  {r['dataset']:<14} "
+              f"{'shipped' if r['shipped_weights'] else 'none':<8} {_pct(m.get('val_acc')):>6} "
+              f"{_pct(m.get('test_acc')):>6}  {r['description']}")
+    missing = [r["name"] for r in rows if not r["shipped_weights"]]
+    if shipped["models"]:
+        print(f"\nshipped weights: {len(shipped['models'])} models in weights/, published "
+              f"{shipped.get('published')} from commit {str(shipped.get('source_commit'))[:12]}; "
+              f"zoo.load_model(name, pretrained=True) loads them, `make serve` serves them")
+    if missing:
+        print(f"no shipped weights: {', '.join(missing)} (`make train-all export publish-weights`)")
 
 
 if __name__ == "__main__":

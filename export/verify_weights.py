@@ -1,0 +1,91 @@
+"""Prove the shipped weights are what this code trains: `python -m export.verify_weights`
+(`make verify-weights`).
+
+Retrains the whole zoo with the full recipe into a temporary directory (`python -m
+training.train_all`, then `python -m export` without the model store), builds the files `make
+publish-weights` would ship from it, and compares every sha256 (each state_dict and ONNX file) and
+every accuracy with weights/manifest.json. Prints the exact list of what differs and exits 1 if
+anything does. Takes as long as `make train-all export` (minutes); not part of `make test`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.pretrained import shipped_manifest, weights_dir
+
+from .publish import REPO, collect
+
+
+def differences(shipped: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
+    """Every shipped file whose sha256 differs from the rebuilt one, every differing accuracy,
+    and every model present in only one of the two."""
+    out = []
+    a, b = shipped.get("models", {}), rebuilt.get("models", {})
+    out += [f"{n}: shipped, but not rebuilt" for n in a if n not in b]
+    out += [f"{n}: rebuilt, but not shipped" for n in b if n not in a]
+    for name in (n for n in a if n in b):
+        for file_key, sha_key in (("state_dict", "state_dict_sha256"), ("onnx", "sha256")):
+            if a[name][sha_key] != b[name][sha_key]:
+                out.append(f"{name}: {a[name][file_key]} sha256 {a[name][sha_key][:16]}... shipped, "
+                           f"{b[name][sha_key][:16]}... rebuilt")
+        for key, value in a[name]["metrics"].items():
+            if b[name]["metrics"].get(key) != value:
+                out.append(f"{name}: {key} {value} shipped, {b[name]['metrics'].get(key)} rebuilt")
+    return out
+
+
+def rebuild(workdir: Path, data_dir: str, kaggle_dir: str, jobs: int) -> dict[str, Any]:
+    """`make train-all export` (without the store) into `workdir`; the manifest publishing it would write."""
+    common = ["--artifacts", str(workdir)]
+    steps = [
+        [sys.executable, "-m", "training.train_all", *common, "--data-dir", data_dir,
+         "--kaggle-dir", kaggle_dir, "--jobs", str(jobs)],
+        [sys.executable, "-m", "export", *common, "--no-store"],
+    ]
+    for cmd in steps:
+        print(f"$ {' '.join(cmd[1:])}", file=sys.stderr)
+        if subprocess.run(cmd, cwd=REPO).returncode != 0:
+            raise ZooError(f"`{' '.join(cmd[1:])}` failed (its error is above); nothing compared")
+    manifest, _ = collect(workdir, strict=False)
+    return manifest
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m export.verify_weights", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--kaggle-dir", default="data/kaggle")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--workdir", default=None, help="train here (kept) instead of a temporary directory")
+    args = parser.parse_args()
+    shipped = shipped_manifest()
+    if not shipped["models"]:
+        raise ZooError(f"nothing shipped in {weights_dir()}; run `make train-all export publish-weights`")
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="fashion-zoo-verify-"))
+    try:
+        rebuilt = rebuild(workdir, args.data_dir, args.kaggle_dir, args.jobs)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    diffs = differences(shipped, rebuilt)
+    files = 2 * len(shipped["models"])
+    if diffs:
+        print(f"{len(diffs)} difference(s) between weights/ (commit "
+              f"{str(shipped.get('source_commit'))[:12]}) and a retrain of this checkout:", file=sys.stderr)
+        for line in diffs:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
+    print(f"weights/ verified: all {files} files ({len(shipped['models'])} state_dicts, "
+          f"{len(shipped['models'])} ONNX files) and every accuracy equal, bit for bit, to a "
+          f"fresh `make train-all export` of this checkout", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

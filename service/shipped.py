@@ -1,0 +1,83 @@
+"""Serve the shipped weights when there is nothing else: `python -m service.shipped` (`make serve`
+runs it before `bentoml serve`).
+
+On a fresh clone the BentoML model store holds no `fashion-zoo`: this imports the zoo shipped in
+`weights/` (its manifest and ONNX files, each checked against its sha256) as a `fashion-zoo` version
+labelled `source=shipped`, so `make serve` classifies without training. A store that already holds a
+`fashion-zoo` is left alone: your own `make export` is a newer version and is served instead. When
+the version to be served is the shipped one, it says so in one line (published when, from which
+commit, how to train your own). Torch-free, like the service.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from zoo.errors import ZooError, cli
+from zoo.pretrained import RESTORE, weights_dir
+
+from .runtime import MANIFEST, ZooLoadError, read_verified
+
+STORE_NAME = "fashion-zoo"
+
+
+def import_shipped(root: str | os.PathLike | None = None):
+    """Save the shipped zoo as a new `fashion-zoo` version; returns the bentoml.Model."""
+    import bentoml
+
+    root = Path(root or weights_dir())
+    if not (root / MANIFEST).exists():
+        raise ZooError(f"no fashion-zoo in the BentoML model store and no shipped weights in {root}; "
+                       f"run `make train-all export` first")
+    try:
+        manifest, onnx = read_verified(root, "shipped weights")
+    except ZooLoadError as e:
+        raise ZooError(f"{str(e).split('; re-run')[0]}; {RESTORE}") from None
+    labels = {"project": "fashion-zoo", "format": str(manifest["format"]), "source": "shipped"}
+    meta = {"models": sorted(manifest["models"]), "default": manifest["default"],
+            "opset": manifest.get("opset"), "published": manifest.get("published"),
+            "source_commit": manifest.get("source_commit")}
+    with bentoml.models.create(STORE_NAME, labels=labels, metadata=meta) as ref:
+        for name, data in onnx.items():  # the bytes that were verified are the bytes stored
+            (Path(ref.path) / manifest["models"][name]["onnx"]).write_bytes(data)
+        (Path(ref.path) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return ref
+
+
+def ensure_store(root: str | os.PathLike | None = None) -> tuple[object, bool]:
+    """(the `fashion-zoo` version `make serve` will serve, whether it was imported just now)."""
+    import bentoml
+
+    try:
+        return bentoml.models.get(f"{STORE_NAME}:latest"), False
+    except bentoml.exceptions.NotFound:
+        return import_shipped(root), True
+
+
+def shipped_line(model, imported: bool = False) -> str | None:
+    """The log line for a store version imported from the shipped weights (None for any other)."""
+    info = model.info
+    if info.labels.get("source") != "shipped":
+        return None
+    meta = info.metadata
+    commit = str(meta.get("source_commit") or "unknown")[:12]
+    how = ", imported into the empty model store just now" if imported else ""
+    return (f"serving the shipped weights ({model.tag}{how}: {len(meta.get('models', []))} models published "
+            f"{meta.get('published')} from commit {commit}); to serve your own, "
+            f"`make train-all export` then `make serve` again")
+
+
+@cli
+def main() -> None:
+    if os.environ.get("FASHION_ZOO_MODEL"):  # the user named the version to serve
+        return
+    model, imported = ensure_store()
+    line = shipped_line(model, imported)
+    if line:
+        print(line, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The zoo's shipped weights, loaded the way torchvision loads its pretrained models.
+
+    import zoo
+    model = zoo.load_model("numfilters", pretrained=True)   # eval-mode torch module, shipped weights
+    zoo.weights_meta("numfilters")    # classes, params, MACs, accuracy, recipe, preprocessing, ...
+
+`weights/` (package data, so it is in the wheel too) holds, for every published model, its
+state_dict (`<name>.pt`, weights only), its ONNX file and one `manifest.json` in the export's
+format with the sha256 of every file. `make publish-weights` writes it from `make train-all
+export`; `make verify-weights` retrains and proves the code gives the same files bit for bit.
+Every file is checked against its sha256 before it is used. Torch-free except `load_model`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ZooError
+from .registry import get_entry, get_model
+
+MANIFEST = "manifest.json"
+# How `weights_meta` names each dataset's splits in "_metrics" (torchvision: "ImageNet-1K").
+DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "kaggle": "Kaggle fashion products"}
+RESTORE = "restore it with `git checkout -- weights/` (or reinstall fashion-zoo)"
+
+
+def weights_dir() -> Path:
+    """Where the shipped weights live: the `weights` package (weights/ in a clone)."""
+    import weights
+
+    return Path(weights.__file__).parent
+
+
+def shipped_manifest(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The shipped manifest; an empty zoo ({"models": {}}) when nothing has been published."""
+    path = Path(root or weights_dir()) / MANIFEST
+    if not path.exists():
+        return {"models": {}}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ZooError(f"{path}: unreadable ({type(e).__name__}: {e}); {RESTORE}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise ZooError(f"{path}: not a fashion-zoo manifest (no models); {RESTORE}")
+    return manifest
+
+
+def shipped_models(root: str | os.PathLike | None = None) -> list[str]:
+    """Names of the models with shipped weights."""
+    return list(shipped_manifest(root)["models"])
+
+
+def _shipped_entry(name: str, root: str | os.PathLike | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    get_entry(name)  # ValueError naming the valid choices for an unknown model
+    manifest = shipped_manifest(root)
+    if name not in manifest["models"]:
+        shipped = ", ".join(manifest["models"]) or "none"
+        raise ZooError(f"no shipped weights for {name!r} (shipped: {shipped}); train it with "
+                       f"`make train MODEL={name}`, or publish the whole zoo with "
+                       f"`make train-all export publish-weights`")
+    return manifest, manifest["models"][name]
+
+
+def verified_file(name: str, field: str, root: str | os.PathLike | None = None) -> bytes:
+    """The bytes of model `name`'s shipped file `field` ("state_dict" or "onnx"), read once and
+    checked against the manifest's sha256 (`state_dict_sha256` or `sha256`)."""
+    _, entry = _shipped_entry(name, root)
+    filename, expected = entry.get(field), entry.get("sha256" if field == "onnx" else f"{field}_sha256")
+    # The manifest names files; never follow one out of the weights directory.
+    if not isinstance(filename, str) or Path(filename).name != filename or filename.startswith("."):
+        raise ZooError(f"shipped weights: model {name!r} names the file {filename!r}, not a plain file "
+                       f"name in weights/; {RESTORE}")
+    path = Path(root or weights_dir()) / filename
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ZooError(f"{path}: cannot read the shipped file ({e.strerror or e}); {RESTORE}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ZooError(f"{path}: sha256 {digest[:12]}... does not match its manifest "
+                       f"({str(expected)[:12]}...): the file is corrupt or was changed; {RESTORE}")
+    return data
+
+
+def weights_meta(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a user chooses a model's weights by, in the shape of torchvision's `Weights.meta`:
+    `categories`, `num_params`, `min_size`, `recipe`, `_metrics` (top-1 in percent, per dataset
+    split), `_file_size` (MB), `_docs`, plus `macs` per image, `preprocess` (what an input must get),
+    `dataset`, `parity` (ONNX vs PyTorch), the files with their sha256, `published`, `source_commit`
+    and `command`. Torch-free."""
+    manifest, e = _shipped_entry(name, root)
+    dataset = DATASET_NAMES.get(e["dataset"], e["dataset"])
+    metrics = {f"{dataset} {split}": {"acc@1": round(100 * e["metrics"][key], 2)}
+               for split, key in (("test", "test_acc"), ("validation", "val_acc"), ("train", "train_acc"))
+               if e["metrics"].get(key) is not None}
+    size = int(e["preprocess"]["size"])
+    path = Path(root or weights_dir()) / e["state_dict"]
+    return {
+        "categories": list(e["classes"]),
+        "num_params": e["params"],
+        "min_size": (size, size),
+        "recipe": e["config"],
+        "_metrics": metrics,
+        "_file_size": round(path.stat().st_size / 2**20, 3) if path.exists() else None,
+        "_docs": e["description"],
+        "macs": e["macs"],
+        "preprocess": e["preprocess"],
+        "dataset": e["dataset"],
+        "parity": {k: e["parity"][k] for k in ("max_abs_diff", "argmax_agreement", "samples", "data")},
+        "state_dict": e["state_dict"], "state_dict_sha256": e["state_dict_sha256"],
+        "onnx": e["onnx"], "onnx_sha256": e["sha256"],
+        "published": manifest.get("published"),
+        "source_commit": manifest.get("source_commit"),
+        "command": manifest.get("command"),
+    }
+
+
+def load_model(name: str, pretrained: bool = True, root: str | os.PathLike | None = None):
+    """The registry model `name` as a torch module: with the shipped weights (checked against their
+    sha256) in eval mode, or freshly initialised (train mode) with `pretrained=False`."""
+    if not pretrained:
+        return get_model(name)
+    _, entry = _shipped_entry(name, root)
+    data = verified_file(name, "state_dict", root)  # the bytes checked are the bytes loaded
+    registry_kwargs = json.loads(json.dumps(get_entry(name).kwargs))  # tuples -> lists, as shipped
+    if entry.get("kwargs") != registry_kwargs:
+        raise ZooError(f"the shipped weights of {name!r} were trained as LeNet5(**{entry.get('kwargs')}) "
+                       f"but the registry now builds LeNet5(**{registry_kwargs}); publish them again "
+                       f"with `make train-all export publish-weights`")
+    import torch
+
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    model = get_model(name)
+    model.load_state_dict(state)
+    return model.eval()
