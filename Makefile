@@ -16,6 +16,9 @@ JOBS       ?= 2
 HOST       ?= 127.0.0.1
 PORT       ?= 3000
 QUICK      ?= 0
+SOAK       ?= 0
+# Worker processes for make serve; empty: one per CPU core (FASHION_ZOO_WORKERS).
+WORKERS    ?=
 # make container: gpu (bentofile.yaml, onnxruntime-gpu) or cpu (bentofile-cpu.yaml, onnxruntime).
 DEVICE     ?= gpu
 CONTAINER_BACKEND ?=
@@ -67,8 +70,8 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 test: install  ## run the test suite (CPU, no network, a few minutes)
 	ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q
 
-bench: install  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 for a short run
-	@$(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK)
+bench: install  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
+	@$(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK) --soak $(SOAK)
 
 build: install  ## bentoml build (after make export)
 	$(VENV)/bin/bentoml build
@@ -83,7 +86,7 @@ container-test: install  ## run the image and check it over HTTP against the exp
 # With no fashion-zoo in the model store (a fresh clone), the shipped weights/ are imported first.
 serve: install  ## serve the zoo on http://$(HOST):$(PORT) (your make export, else the shipped weights)
 	@$(PY) -m service.shipped
-	$(VENV)/bin/bentoml serve service.service:FashionZoo --host $(HOST) --port $(PORT)
+	$(if $(WORKERS),FASHION_ZOO_WORKERS=$(WORKERS) )$(VENV)/bin/bentoml serve service.service:FashionZoo --host $(HOST) --port $(PORT)
 
 publish-weights: install  ## copy the full-recipe zoo (make train-all export) into weights/; refuses anything else
 	@$(PY) -m export.publish --artifacts $(ARTIFACTS)

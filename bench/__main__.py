@@ -3,6 +3,7 @@
     python -m bench --artifacts artifacts --data-dir data            # the full run (several minutes)
     python -m bench --artifacts artifacts --data-dir data --quick 1  # under two minutes
     python -m bench --sections inference --models baseline,numfilters
+    python -m bench --sections service --soak 1                      # + 50,000 requests, memory per worker
 
 Writes <artifacts>/reports/bench.json and bench.md and prints the tables. Sections: training
 (bench.training), inference (bench.inference), quantization (bench.quantization: INT8 copies),
@@ -32,12 +33,13 @@ def log(msg: str) -> None:
 
 
 def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = SECTIONS,
-        models: list[str] | None = None, command: str = "") -> dict[str, Any]:
+        models: list[str] | None = None, command: str = "", soak: bool = False) -> dict[str, Any]:
     """Run the sections and return the report (also written to <artifacts>/reports)."""
     from . import machine, report
 
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"format": 1, "command": command, "quick": quick, "machine": machine.describe(),
+    out: dict[str, Any] = {"format": 2, "command": command, "quick": quick, "soak": soak,
+                           "machine": machine.describe(),
                            "sections": {}}
     m = out["machine"]
     log(f"bench on {machine.short(m)}{' (QUICK)' if quick else ''}; other processes use "
@@ -68,7 +70,7 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
             elif name == "service":
                 from . import service
 
-                out[name] = service.run(data_dir, quick, log=log)
+                out[name] = service.run(data_dir, quick, do_soak=soak, log=log)
         except Exception as e:  # one section's failure is reported there; the rest still runs
             out[name] = {"error": f"{type(e).__name__}: {e}"}
             log(f"  {name} failed: {type(e).__name__}: {e}")
@@ -104,6 +106,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default="data", help="Fashion-MNIST in <data-dir>/FashionMNIST/raw")
     parser.add_argument("--quick", type=parse_bool, default=False, metavar="0|1",
                         help="fewer images and requests: under two minutes")
+    parser.add_argument("--soak", type=parse_bool, default=False, metavar="0|1",
+                        help="also soak the service: 50,000 requests, every worker's memory at 10,000 and 50,000")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {SECTIONS}")
     parser.add_argument("--models", default="", help="comma-separated model names (default: every model)")
     args = parser.parse_args()
@@ -112,7 +116,7 @@ def main() -> None:
     for n in models or ():
         get_entry(n)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    run(args.artifacts, args.data_dir, args.quick, sections, models, command)
+    run(args.artifacts, args.data_dir, args.quick, sections, models, command, args.soak)
 
 
 if __name__ == "__main__":

@@ -97,9 +97,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
 
 
 async def _run(host: str, port: int, request: bytes, concurrency: int, requests: int, warmup: int,
-               timeout: float) -> Result:
+               timeout: float, seconds: float | None = None) -> Result:
     res = Result(concurrency)
     remaining = requests
+    deadline = float("inf")
 
     async def connect():
         return await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -125,7 +126,7 @@ async def _run(host: str, port: int, request: bytes, concurrency: int, requests:
         if len(ready) == concurrency:
             barrier.set()
         await barrier.wait()
-        while remaining > 0:
+        while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
             t0 = time.perf_counter()
             try:
@@ -152,17 +153,22 @@ async def _run(host: str, port: int, request: bytes, concurrency: int, requests:
     tasks = [asyncio.create_task(worker(barrier, ready)) for _ in range(concurrency)]
     await barrier.wait()
     t_start, cpu_start = time.perf_counter(), time.process_time()
+    if seconds is not None:
+        deadline = t_start + seconds
     await asyncio.gather(*tasks)
     res.seconds = time.perf_counter() - t_start
     res.client_cpu_s = time.process_time() - cpu_start
     return res
 
 
-def load(url: str, body: bytes, content_type: str, concurrency: int, requests: int, warmup: int = 2,
-         timeout: float = 30.0) -> dict[str, Any]:
-    """Closed-loop load on `url`: rps, p50/p99 latency (ms, successful requests), errors."""
+def load(url: str, body: bytes, content_type: str, concurrency: int, requests: int | None = None,
+         warmup: int = 2, timeout: float = 30.0, seconds: float | None = None) -> dict[str, Any]:
+    """Closed-loop load on `url` until `requests` have completed or `seconds` have passed (either or
+    both): rps, p50/p99 latency (ms, successful requests), errors."""
+    assert requests is not None or seconds is not None
     host, port, request = build_request(url, body, content_type)
-    return asyncio.run(_run(host, port, request, concurrency, requests, warmup, timeout)).summary()
+    return asyncio.run(_run(host, port, request, concurrency, requests if requests is not None else 2**62,
+                            warmup, timeout, seconds)).summary()
 
 
 def main() -> None:

@@ -52,4 +52,7 @@ app = Starlette(routes=[
 @bentoml.service(**_zoo_config())
 @bentoml.asgi_app(app, path="/", name="noop")
 class Noop:
-    pass
+    def __init__(self) -> None:
+        from service import workers
+
+        workers.freeze_startup_heap()  # as the zoo's workers do

@@ -1,28 +1,42 @@
-"""The service under load: single-image /classify at several concurrencies, the batch route, and
-the same load on a no-op BentoML service (bench/noop_service.py) as the framework's ceiling.
+"""The service under load: single-image /classify at several concurrencies and the batch route,
+with one worker process and with the default (one per core), each against a no-op BentoML service
+(bench/noop_service.py) with the same workers: the framework's ceiling.
 
-Both servers run side by side (`bentoml serve`, one process each, on free local ports) and the load
-alternates between them, repetition by repetition, so a change in machine load hits both alike. The
-load generator is bench/loadgen.py (asyncio raw sockets, keep-alive, closed loop) in this process;
-it shares the machine's cores with the server, as any client on the same machine would.
+For each worker count, the zoo and the no-op start side by side (`bentoml serve`, free local ports),
+both get WARMUP_S of steady load at the top concurrency at once (figures from a fresh server say
+little about one that has served for hours), then the measured runs alternate between them,
+repetition by repetition, so a change in machine load hits both alike. The resident memory of every
+worker is recorded before and after the warm-up and after the runs. With the default workers, the
+server CPU of the largest requests the service accepts (and of some it refuses) is measured, one
+request at a time; with `soak`, the service then serves SOAK_REQUESTS more at concurrency 64, its
+workers' memory read at SOAK_AT.
+
+The load comes from wrk when it is installed (bench.wrk; it costs the shared cores least), else
+from bench.loadgen; the soak always uses bench.loadgen, which counts requests exactly.
 """
 from __future__ import annotations
 
 import io
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .loadgen import load, multipart
+from . import loadgen, wrk
 from .server import Server
 from .stats import summary
 
 CONCURRENCY = (1, 16, 64)
-REQUESTS = {False: {1: 1000, 16: 3000, 64: 6000}, True: {1: 150, 16: 400, 64: 800}}  # by quick
+SECONDS = {False: {1: 3, 16: 4, 64: 5}, True: {1: 1, 16: 1, 64: 2}}  # per run, by quick
+WARMUP_S = {False: 120, True: 5}
 BATCH_IMAGES = 64
-BATCH_REQUESTS = {False: 100, True: 20}
+BATCH_SECONDS = {False: 4, True: 1}
+REPS = {False: 3, True: 2}
+SOAK_REQUESTS, SOAK_AT, SOAK_CONCURRENCY = 50_000, (10_000, 50_000), 64
 STORE_MODEL = os.environ.get("FASHION_ZOO_MODEL", "fashion-zoo:latest")
+WORKER_SCRIPT = "_bentoml_impl.worker.service"
 
 
 def sample_pngs(data_dir: str, n: int) -> tuple[list[bytes], str]:
@@ -67,11 +81,34 @@ def store_default_model() -> tuple[str | None, str]:
         return None, f"{stored.tag} has no readable manifest.json ({type(e).__name__})"
 
 
+def default_workers() -> tuple[int, str]:
+    """The service's default worker count on this machine, and why (service.workers)."""
+    from service import workers
+
+    return workers.choose(gpu=False, env={})
+
+
+def worker_rss_mb(server: Server) -> list[float]:
+    """Resident memory (MB) of each worker process of a `bentoml serve`, by pid."""
+    import psutil
+
+    out = []
+    for p in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            if WORKER_SCRIPT in " ".join(p.cmdline()):
+                out.append((p.pid, round(p.memory_info().rss / 2**20, 1)))
+        except psutil.Error:  # gone meanwhile
+            continue
+    return [mb for _, mb in sorted(out)]
+
+
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in runs if r["p50_ms"] is not None]
     return {
         "rps": summary(r["rps"] for r in runs),
-        "p50_ms": summary(r["p50_ms"] for r in runs if r["p50_ms"] is not None) if any(r["p50_ms"] for r in runs) else None,
-        "p99_ms": summary(r["p99_ms"] for r in runs if r["p99_ms"] is not None) if any(r["p99_ms"] for r in runs) else None,
+        "p50_ms": summary(r["p50_ms"] for r in ok) if ok else None,
+        "p99_ms": summary(r["p99_ms"] for r in ok) if ok else None,
+        "p99_over_p50": summary(r["p99_ms"] / r["p50_ms"] for r in ok if r["p50_ms"]) if ok else None,
         "client_cpu_share": summary(r["client_cpu_share"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
@@ -79,86 +116,241 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _loader(use_wrk: bool) -> Callable[..., dict[str, Any]]:
+    if use_wrk:
+        return wrk.load
+    return lambda url, body, ctype, c, seconds: loadgen.load(url, body, ctype, c, seconds=seconds)
+
+
+def _at_once(jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Run the jobs in parallel threads (each load generator has its own event loop or process)."""
+    results: list[Any] = [None] * len(jobs)
+
+    def go(i: int) -> None:
+        try:
+            results[i] = jobs[i]()
+        except Exception as e:  # reported, not raised: a warm-up failure shows in the runs after it
+            results[i] = {"error": f"{type(e).__name__}: {e}"}
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def _image(fmt: str, side: int, noise: float = 0) -> bytes:
+    """A side x side RGB image of smooth gradients (a PNG of it is small and decodes at full cost),
+    with Gaussian noise of `noise` grey levels (a detailed photo: the dearest JPEG to decode)."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = (np.arange(side, dtype=np.uint16) * 255 // max(1, side - 1)).astype(np.uint8)
+    grey = np.add.outer(ramp // 2, ramp // 2).astype(np.uint8)
+    rgb = np.stack([grey, grey[::-1], grey.T], axis=-1)
+    if noise:
+        rgb = np.clip(rgb + np.random.default_rng(0).normal(0, noise, (side, side, 1)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def worst_requests(url: str, server: Server, log=print) -> dict[str, Any]:
+    """Server CPU seconds (all workers) of single requests at the service's limits, one at a time:
+    the largest images it accepts, with every model, and requests it refuses."""
+    import httpx
+    import psutil
+
+    from service import imaging
+    from service.params import MAX_BATCH_BYTES
+
+    def cpu() -> float:
+        total = 0.0
+        for p in psutil.Process(server.proc.pid).children(recursive=True):
+            try:
+                if WORKER_SCRIPT in " ".join(p.cmdline()):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
+    side = int(imaging.MAX_REQUEST_PIXELS ** 0.5)       # one image at the request's pixel limit
+    small = int((imaging.MAX_REQUEST_PIXELS / 256) ** 0.5)  # 256 images that together reach it
+    big = _image("PNG", side)
+    jpeg = _image("JPEG", 3464, noise=30)  # 12 MP: a sixth of it counts against the pixel limit
+    n_jpeg = min(imaging.MAX_REQUEST_PIXELS // imaging.pixel_cost(imaging.open_image(jpeg)),
+                 (MAX_BATCH_BYTES - 2**20) // len(jpeg))  # as many as the request's limits allow
+    cases = {
+        f"/classify?model=all, one {side}x{side} RGB PNG ({len(big) / 2**20:.1f} MiB)":
+            ("/classify?model=all", [("image", "big.png", big)]),
+        f"/classify/batch?model=all, 256 {small}x{small} RGB PNGs":
+            ("/classify/batch?model=all", [("image", "small.png", _image("PNG", small))] * 256),
+        f"/classify/batch?model=all, {n_jpeg} detailed 3464x3464 JPEGs ({len(jpeg) / 2**20:.1f} MiB each)":
+            ("/classify/batch?model=all", [("image", "photo.jpg", jpeg)] * n_jpeg),
+        f"/classify/batch, 3 {side}x{side} RGB PNGs (refused: 413)":
+            ("/classify/batch", [("image", f"{i}.png", big) for i in range(3)]),
+    }
+    out: dict[str, Any] = {}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        for name, (path, files) in cases.items():
+            times = []
+            for _ in range(2):  # the smaller of two: the request's own cost
+                before = cpu()
+                r = client.post(path, files=[(f, (n, d, "application/octet-stream")) for f, n, d in files])
+                time.sleep(0.3)  # the worker's CPU counters settle
+                times.append(cpu() - before)
+            out[name] = {"status": r.status_code, "server_cpu_s": round(min(times), 3),
+                         "answer": r.text[:160] if r.status_code != 200 else "200"}
+            log(f"  worst requests: {name}: HTTP {r.status_code}, {min(times):.2f} s of server CPU")
+    accepted = [v["server_cpu_s"] for v in out.values() if v["status"] == 200]
+    return {"cases": out, "max_accepted_cpu_s": max(accepted) if accepted else None}
+
+
+def soak(url: str, body: bytes, ctype: str, server: Server, at_requests: tuple[int, ...] = SOAK_AT,
+         log=print) -> dict[str, Any]:
+    """at_requests[-1] requests at SOAK_CONCURRENCY; every worker's resident memory at each of
+    at_requests (a request count)."""
+    out: dict[str, Any] = {"requests": 0, "errors": 0, "rss_mb": {}, "error_samples": []}
+    done, t0 = 0, time.perf_counter()
+    for at in at_requests:
+        r = loadgen.load(url, body, ctype, SOAK_CONCURRENCY, requests=at - done)
+        done = at
+        out["requests"] += r["requests"]
+        out["errors"] += r["errors"]
+        out["error_samples"] += r["error_samples"][:3]
+        out["rss_mb"][str(at)] = worker_rss_mb(server)
+        out.setdefault("p99_ms", {})[str(at)] = r["p99_ms"]
+        log(f"  soak: {at:,} requests, worker memory {out['rss_mb'][str(at)]} MB, {out['errors']} errors")
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    first, last = out["rss_mb"][str(at_requests[0])], out["rss_mb"][str(at_requests[-1])]
+    out["rss_growth"] = [round(b / a - 1, 4) for a, b in zip(first, last)] if len(first) == len(last) else None
+    return out
+
+
+def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes, str]], quick: bool,
+                reps: int, concurrency: tuple[int, ...], seconds: dict[int, float], warmup_s: float,
+                batch_seconds: float, use_wrk: bool, logs: Path, is_default: bool, do_soak: bool,
+                log=print) -> dict[str, Any]:
+    """The zoo and the no-op with `n_workers` workers each: warm-up, alternating runs, memory; with
+    the default workers also the cost of the largest requests and (`do_soak`) the soak."""
+    load = _loader(use_wrk)
+    env = {"FASHION_ZOO_WORKERS": str(n_workers)}
+    servers = {"noop": Server("bench.noop_service:Noop", logs / f"noop-{n_workers}.log", env=env)}
+    out: dict[str, Any] = {"workers": n_workers}
+    if model is not None:
+        servers["zoo"] = Server("service.service:FashionZoo", logs / f"zoo-{n_workers}.log", env=env)
+    single, single_type = bodies["single"]
+    batch, batch_type = bodies["batch"]
+    query = f"?model={model}" if model else ""
+    try:
+        for s in servers.values():
+            s.start()  # both start at once; their start-up overlaps
+        urls = {"noop": servers["noop"].wait_ready()}
+        if "zoo" in servers:
+            try:
+                urls["zoo"] = servers["zoo"].wait_ready()
+            except RuntimeError as e:  # the ceiling is still worth measuring
+                out["skipped"] = f"zoo service did not start: {e}"
+                log(f"  service: {out['skipped']}")
+                servers.pop("zoo").stop()
+        top = max(concurrency)
+        rss: dict[str, dict[str, list[float]]] = {k: {"start": worker_rss_mb(servers[k])} for k in urls}
+        log(f"  {n_workers} worker(s): warm-up, {warmup_s:.0f} s of concurrency {top} on "
+            f"{' and '.join(urls)} at once")
+        t0 = time.perf_counter()
+        warm = _at_once([lambda u=u: load(f"{u}/classify{query}", single, single_type, top, warmup_s)
+                         for u in urls.values()])
+        out["warmup"] = {"seconds": round(time.perf_counter() - t0, 1), "concurrency": top,
+                         **{k: {f: w.get(f) for f in ("requests", "errors", "rps", "p99_ms", "error")}
+                            for k, w in zip(urls, warm)}}
+        for k in urls:
+            rss[k]["after_warmup"] = worker_rss_mb(servers[k])
+        runs: dict[str, dict[int, list]] = {k: {c: [] for c in concurrency} for k in urls}
+        for c in concurrency:
+            for _ in range(reps):
+                for k, url in urls.items():
+                    runs[k][c].append(load(f"{url}/classify{query}", single, single_type, c, seconds[c]))
+            line = ", ".join(f"{k} {sorted(r['rps'] for r in runs[k][c])[len(runs[k][c]) // 2]:,.0f} rps "
+                             f"p99 {sorted(r['p99_ms'] or 0 for r in runs[k][c])[len(runs[k][c]) // 2]:.0f} ms"
+                             for k in urls)
+            log(f"  {n_workers} worker(s), concurrency {c}: {line}")
+        batch_concurrency = min(4, max(1, n_workers * 2))
+        batch_runs: dict[str, list] = {k: [] for k in urls}
+        for _ in range(reps):
+            for k, url in urls.items():
+                batch_runs[k].append(load(f"{url}/classify/batch{query}", batch, batch_type, batch_concurrency,
+                                          batch_seconds))
+        for k in urls:
+            rss[k]["end"] = worker_rss_mb(servers[k])
+        if is_default and "zoo" in urls:  # the default workers: the limits, and the soak
+            out["worst_requests"] = worst_requests(urls["zoo"], servers["zoo"], log=log)
+        if is_default and do_soak and "zoo" in urls:
+            out["soak"] = soak(f"{urls['zoo']}/classify{query}", single, single_type, servers["zoo"], log=log)
+    finally:
+        for s in servers.values():
+            s.stop()
+
+    out["rss_mb"] = rss
+    out["batch_concurrency"] = batch_concurrency
+    noop = {str(c): _summarise(runs["noop"][c]) for c in concurrency}
+    out["noop"] = noop
+    out["noop_batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in batch_runs["noop"])
+    if "zoo" in urls:
+        zoo = {str(c): _summarise(runs["zoo"][c]) for c in concurrency}
+        out["single"] = zoo
+        out["errors"] = sum(v["errors"] for v in zoo.values()) + sum(r["errors"] for r in batch_runs["zoo"])
+        out["vs_noop"] = {str(c): summary(z["rps"] / n["rps"] for z, n in zip(runs["zoo"][c], runs["noop"][c])
+                                          if n["rps"]) for c in concurrency}
+        out["batch"] = _summarise(batch_runs["zoo"])
+        out["batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in batch_runs["zoo"])
+        t = str(top)
+        log(f"  {n_workers} worker(s): {zoo[t]['rps']['median']:,.0f} rps at concurrency {t} = "
+            f"{out['vs_noop'][t]['median']:.0%} of the no-op, p99/p50 {zoo[t]['p99_over_p50']['median']:.1f}, "
+            f"{out['errors']} errors; batch route {out['batch_images_per_s']['median']:,.0f} images/s")
+    return out
+
+
 def run(data_dir: str, quick: bool, reps: int | None = None, concurrency: tuple[int, ...] = CONCURRENCY,
-        requests: dict[int, int] | None = None, batch_requests: int | None = None, real: bool = True,
-        log=print) -> dict[str, Any]:
-    """Load both servers; returns the `service` section of bench.json."""
-    reps = reps or 3
-    requests = requests or REQUESTS[quick]
-    batch_requests = batch_requests or BATCH_REQUESTS[quick]
+        seconds: dict[int, float] | None = None, warmup_s: float | None = None,
+        batch_seconds: float | None = None, workers: tuple[int, ...] | None = None, do_soak: bool = False,
+        use_wrk: bool | None = None, real: bool = True, log=print) -> dict[str, Any]:
+    """Load both servers with each worker count; returns the `service` section of bench.json."""
+    reps = reps or REPS[quick]
+    seconds = seconds or SECONDS[quick]
+    warmup_s = WARMUP_S[quick] if warmup_s is None else warmup_s
+    batch_seconds = batch_seconds or BATCH_SECONDS[quick]
+    use_wrk = wrk.available() if use_wrk is None else use_wrk
+    n_default, why_default = default_workers()
+    workers = workers or tuple(dict.fromkeys((1, n_default)))
     pngs, image_source = sample_pngs(data_dir, BATCH_IMAGES)
-    single, single_type = multipart([("image", "item.png", pngs[0], "image/png")])
-    batch, batch_type = multipart([("image", f"item{i}.png", p, "image/png") for i, p in enumerate(pngs)])
-    batch_concurrency = min(4, max(1, len(os.sched_getaffinity(0))))
+    bodies = {"single": loadgen.multipart([("image", "item.png", pngs[0], "image/png")]),
+              "batch": loadgen.multipart([("image", f"item{i}.png", p, "image/png") for i, p in enumerate(pngs)])}
 
     model, why = store_default_model() if real else (None, "not requested")
     out: dict[str, Any] = {
         "settings": {
-            "load_generator": "bench.loadgen: asyncio raw sockets, HTTP/1.1 keep-alive, closed loop, "
-                              "in the benchmark process on the same machine",
+            "load_generator": (f"{wrk.version()}, one thread, keep-alive, closed loop" if use_wrk else
+                               "bench.loadgen: asyncio raw sockets, HTTP/1.1 keep-alive, closed loop, "
+                               "in the benchmark process") + ", on the same machine",
             "image": f"{image_source}, 28x28 PNG, {len(pngs[0])} bytes, multipart field 'image'",
-            "requests": {str(c): requests[c] for c in concurrency}, "repetitions": reps,
-            "batch": {"images_per_request": len(pngs), "concurrency": batch_concurrency,
-                      "requests": batch_requests},
-            "noop": "bench.noop_service:Noop (same BentoML configuration and routes, answers a constant)",
+            "seconds_per_run": {str(c): seconds[c] for c in concurrency}, "repetitions": reps,
+            "warmup_s": warmup_s, "workers": list(workers), "default_workers": n_default,
+            "default_workers_why": why_default,
+            "batch": {"images_per_request": len(pngs), "seconds_per_run": batch_seconds},
+            "noop": "bench.noop_service:Noop (same BentoML configuration, workers and routes, answers a constant)",
         },
     }
+    if model is None:
+        out["skipped"] = f"zoo service not measured: {why}"
+        log(f"  service: {out['skipped']} (no-op ceiling only)")
+    else:
+        out["store_tag"], out["model"] = why, model
     with tempfile.TemporaryDirectory(prefix="fashion-zoo-bench-") as tmp:  # server logs, for errors
-        logs = Path(tmp)
-        servers = {"noop": Server("bench.noop_service:Noop", logs / "noop.log")}
-        if model is None:
-            out["skipped"] = f"zoo service not measured: {why}"
-            log(f"  service: {out['skipped']} (no-op ceiling only)")
-        else:
-            out["store_tag"], out["model"] = why, model
-            servers["zoo"] = Server("service.service:FashionZoo", logs / "service.log")
-        try:
-            for s in servers.values():
-                s.start()  # both start at once; their start-up overlaps
-            urls = {"noop": servers["noop"].wait_ready()}
-            if "zoo" in servers:
-                try:
-                    urls["zoo"] = servers["zoo"].wait_ready()
-                except RuntimeError as e:  # the ceiling is still worth measuring
-                    out["skipped"] = f"zoo service did not start: {e}"
-                    log(f"  service: {out['skipped']}")
-                    servers.pop("zoo").stop()
-            query = f"?model={model}" if model else ""
-            runs: dict[str, dict[int, list]] = {k: {c: [] for c in concurrency} for k in urls}
-            for c in concurrency:
-                for _ in range(reps):
-                    for k, url in urls.items():
-                        runs[k][c].append(load(f"{url}/classify{query}", single, single_type, c, requests[c]))
-                line = ", ".join(f"{k} {sorted(r['rps'] for r in runs[k][c])[len(runs[k][c]) // 2]:,.0f} rps"
-                                 for k in urls)
-                log(f"  service concurrency {c}: {line}")
-            batch_runs: dict[str, list] = {k: [] for k in urls}
-            for _ in range(reps):
-                for k, url in urls.items():
-                    batch_runs[k].append(load(f"{url}/classify/batch{query}", batch, batch_type,
-                                              batch_concurrency, batch_requests))
-        finally:
-            for s in servers.values():
-                s.stop()
-
-    noop = {str(c): _summarise(runs["noop"][c]) for c in concurrency}
-    out["noop"] = noop
-    out["noop_rps"] = {c: v["rps"] for c, v in noop.items()}
-    out["noop_batch_images_per_s"] = summary(r["rps"] * len(pngs) for r in batch_runs["noop"])
-    if "zoo" in urls:
-        zoo = {str(c): _summarise(runs["zoo"][c]) for c in concurrency}
-        out["single"] = zoo
-        out["rps"] = {c: v["rps"] for c, v in zoo.items()}
-        out["p50_ms"] = {c: v["p50_ms"] for c, v in zoo.items()}
-        out["p99_ms"] = {c: v["p99_ms"] for c, v in zoo.items()}
-        out["errors"] = sum(v["errors"] for v in zoo.values()) + sum(r["errors"] for r in batch_runs["zoo"])
-        out["errors_by_concurrency"] = {c: v["errors"] for c, v in zoo.items()}
-        out["vs_noop"] = {str(c): summary(z["rps"] / n["rps"] for z, n in zip(runs["zoo"][c], runs["noop"][c])
-                                          if n["rps"]) for c in concurrency}
-        out["batch"] = _summarise(batch_runs["zoo"])
-        out["batch_images_per_s"] = summary(r["rps"] * len(pngs) for r in batch_runs["zoo"])
-        top = str(max(concurrency))
-        log(f"  service: {out['rps'][top]['median']:,.0f} rps at concurrency {top} = "
-            f"{out['vs_noop'][top]['median']:.0%} of the no-op ceiling, p99 {out['p99_ms'][top]['median']:.0f} ms, "
-            f"{out['errors']} errors; batch route {out['batch_images_per_s']['median']:,.0f} images/s")
+        out["by_workers"] = {
+            str(n): run_workers(n, model, bodies, quick, reps, concurrency, seconds, warmup_s, batch_seconds,
+                                use_wrk, Path(tmp), n == n_default, do_soak, log)
+            for n in workers}
     return out

@@ -12,8 +12,10 @@ Decoding and preprocessing cost about 10-25 ns of CPU per pixel (PNG, WebP, TIFF
 dearest), so the largest request accepted costs about a second of one core (`make bench` measures
 it). A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, `Image.draft`), never
 with a side below DRAFT_MIN_SIDE: eight times the models' 28-pixel input, so the model's input
-hardly changes (resampled from at least 224 pixels instead of all of them) and a phone photo costs
-a sixtieth of its full decode. Its decoded size is what counts against the limits.
+hardly changes (resampled from at least 224 pixels instead of all of them). libjpeg still reads
+every coefficient of the file at reduced scale: a 12 MP photo costs 11-56 ms (more for more detail)
+instead of 65-85 ms, about what a sixth of its pixels cost at full scale, so a JPEG counts against
+the request's limit as max(its decoded pixels, its full pixels / JPEG_COST_DIVISOR) (`pixel_cost`).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ MAX_BYTES = 10 * 1024 * 1024        # 10 MiB per image
 MAX_PIXELS = 40_000_000             # 40 megapixels per frame, decoded
 MAX_REQUEST_PIXELS = 40_000_000     # decoded pixels in one request, all its images together
 DRAFT_MIN_SIDE = 8 * 28             # a JPEG is decoded at reduced scale down to this side, no smaller
+JPEG_COST_DIVISOR = 6               # a reduced-scale JPEG costs at least its full pixels / this
+_FULL_SIZE = "fashion_zoo_full_size"  # image.info key: a JPEG's size before reduced-scale decoding
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 WHAT_TO_SEND = (f"send a PNG, JPEG, WebP, GIF, BMP or TIFF image of at most {MAX_BYTES // 2**20} MiB "
                 f"and {MAX_PIXELS // 1_000_000} megapixels")
@@ -72,6 +76,7 @@ def open_image(data: bytes) -> Image.Image:
     except Exception as e:  # PIL raises many types for a damaged header
         raise ImageError(f"not an image this service reads ({_why(e)}); {WHAT_TO_SEND}") from None
     if image.format == "JPEG":
+        image.info[_FULL_SIZE] = image.size
         _draft(image)
     width, height = image.size
     if width * height > MAX_PIXELS:
@@ -90,6 +95,13 @@ def _draft(image: Image.Image) -> None:
         logger.debug("no reduced-scale decoding: %r", e)
 
 
+def pixel_cost(image: Image.Image) -> int:
+    """What decoding an image from `open_image` costs, in pixels decoded at full scale."""
+    width, height = image.size
+    full_width, full_height = image.info.get(_FULL_SIZE, image.size)
+    return max(width * height, full_width * full_height // JPEG_COST_DIVISOR)
+
+
 def open_all(images: list[tuple[str | None, bytes]]) -> list[tuple[str | None, Image.Image]]:
     """Each (filename, bytes) of a request -> (filename, `open_image`'s image), headers only.
 
@@ -102,13 +114,13 @@ def open_all(images: list[tuple[str | None, bytes]]) -> list[tuple[str | None, I
             image = open_image(data)
         except ImageError as e:
             raise ImageError(f"image {i + 1} ({filename}): {e}" if len(images) > 1 else str(e), e.status) from None
-        total += image.width * image.height
+        total += pixel_cost(image)
         out.append((filename, image))
     if total > MAX_REQUEST_PIXELS:
         raise ImageError(f"the {len(images)} images decode to {total:,} pixels together, over the limit of "
                          f"{MAX_REQUEST_PIXELS:,} per request; send them in several requests, or smaller "
-                         f"images (a JPEG counts at the reduced scale it is decoded at, at least "
-                         f"{DRAFT_MIN_SIDE} pixels a side)", 413)
+                         f"images (a large JPEG counts a sixth of its pixels, or what it is decoded to at "
+                         f"reduced scale if more)", 413)
     return out
 
 

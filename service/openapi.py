@@ -18,7 +18,7 @@ import numpy as np
 
 from zoo.spec import CLASSES
 
-from .imaging import WHAT_TO_SEND
+from .imaging import MAX_REQUEST_PIXELS, WHAT_TO_SEND
 from .params import (ALL, DEFAULT_TOP_K, FORMATS, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES, MAX_BATCH_IMAGES,
                      MAX_BYTES, MAX_PIXELS, MODEL, RAW_TYPES, TOP_K)
 from .results import result
@@ -122,7 +122,8 @@ def _errors(*statuses: int) -> dict[int, dict[str, Any]]:
                     f"unknown model 'resnet50'; choose one of: baseline, numfilters, {ALL}",
                     models=["baseline", "numfilters", ALL]),
         413: _error(f"over {MAX_BYTES // MiB} MiB per image or {MAX_PIXELS // 1_000_000} megapixels "
-                         f"(for a batch: over {MAX_BATCH_IMAGES} images or {MAX_BATCH_BYTES // MiB} MiB)",
+                         f"(for a batch: over {MAX_BATCH_IMAGES} images, {MAX_BATCH_BYTES // MiB} MiB or "
+                         f"{MAX_REQUEST_PIXELS // 1_000_000} megapixels decoded in all)",
                     f"request body is over the limit of {MAX_BYTES:,} bytes"),
         503: _error("the models are still loading",
                     "the models are still loading; try again shortly (GET /readyz says when)"),

@@ -34,7 +34,7 @@ from zoo.spec import normalize, to_pixels
 
 from . import openapi
 from .forms import Part, parse_plain
-from .imaging import ImageError, decode, load, open_image
+from .imaging import ImageError, decode, load, open_all, open_image
 from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES,
                      MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
 from .results import JSON, result
@@ -272,7 +272,11 @@ async def classify_batch(request: Request) -> JSON:
         options = choose(zoo, request, upload)
         if not upload.images:
             raise RequestError(400, f"no image in the request; {HOW_BATCH}")
-        results = await _in_thread(classify_images, zoo, options, upload.images)
+        try:  # every header first: a request over the pixel limit is refused before decoding
+            images = open_all(upload.images)
+        except ImageError as e:
+            raise RequestError(e.status, str(e)) from None
+        results = await _in_thread(classify_images, zoo, options, images)
     except RequestError as e:
         return _error(e.status, e.message, **e.extra)
     model = options.names[0] if len(options.names) == 1 else ALL

@@ -76,6 +76,7 @@ class FashionZoo:
         app.state.zoo = self.zoo
         self.readiness = workers.Readiness(WORKERS)
         self.readiness.mark_ready()
+        workers.freeze_startup_heap()
 
     def __is_ready__(self) -> bool:
         """Ready when this worker's zoo is loaded and verified and so is every other worker's."""

@@ -16,9 +16,17 @@ Readiness with N workers: BentoML answers GET /readyz from whichever worker take
 so each worker, once its zoo is loaded and verified, writes a marker (its pid) into a directory
 shared by the workers of one `bentoml serve` (keyed by that process's pid), and a worker is ready
 only when markers of N live workers are there. A worker that dies takes its readiness with it.
+
+Garbage collection: a worker holds ~135,000 container objects after start-up (BentoML, Starlette,
+onnxruntime, numpy, the zoo), none of which ever become garbage, and a full collection scans them all:
+under load that was ~5 full collections per 20 s, each a 100-250 ms stall of the event loop (the
+p99 latency). `freeze_startup_heap()` moves them out of the collector's sight once the worker is
+loaded (`gc.freeze()`, as the gc module's documentation suggests for forking servers); full
+collections then scan only what requests allocate (~400 objects, under 5 ms per collection).
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -107,3 +115,10 @@ class Readiness:
                 live += 1
         self._all = live >= self.expected
         return self._all
+
+
+def freeze_startup_heap() -> None:
+    """At the end of a worker's start-up: collect once, then exempt everything alive from future
+    collections (see the module docstring)."""
+    gc.collect()
+    gc.freeze()

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench import loadgen, service
+from bench import loadgen, service, wrk
 from bench.__main__ import run
 from bench.server import Server
 
@@ -66,13 +66,36 @@ def test_loadgen_against_the_noop_service(tmp_path, monkeypatch):
     assert bad["requests"] == 10 and bad["errors"] == 10 and "HTTP 404" in bad["error_samples"][0]
 
 
-def test_service_section_without_a_stored_zoo_measures_the_ceiling(tmp_path, monkeypatch, fmnist_dir):
+@pytest.mark.parametrize("use_wrk", [False, True])
+def test_service_section_without_a_stored_zoo_measures_the_ceiling(tmp_path, monkeypatch, fmnist_dir, use_wrk):
+    """Warm-up, alternating runs and worker memory, with 2 workers, from either load generator."""
+    if use_wrk and not wrk.available():
+        pytest.skip("wrk is not installed (apt-get install wrk); bench.loadgen is used instead")
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    out = service.run(str(fmnist_dir), quick=True, reps=1, concurrency=(1, 4), requests={1: 10, 4: 20},
-                      batch_requests=2)
+    out = service.run(str(fmnist_dir), quick=True, reps=1, concurrency=(1, 4), seconds={1: 1, 4: 1},
+                      warmup_s=1, batch_seconds=1, workers=(2,), use_wrk=use_wrk)
     assert "make export" in out["skipped"]
-    assert set(out["noop_rps"]) == {"1", "4"} and out["noop"]["4"]["errors"] == 0
-    assert out["noop_batch_images_per_s"]["median"] > 0
+    two = out["by_workers"]["2"]
+    assert set(two["noop"]) == {"1", "4"} and two["noop"]["4"]["errors"] == 0
+    assert two["noop"]["4"]["requests"] > 0 and two["noop"]["4"]["p50_ms"]["median"] > 0
+    assert two["noop_batch_images_per_s"]["median"] > 0
+    assert two["warmup"]["noop"]["requests"] > 0
+    assert [len(two["rss_mb"]["noop"][k]) for k in ("start", "after_warmup", "end")] == [2, 2, 2]
+    assert ("wrk" in out["settings"]["load_generator"]) is use_wrk
+
+
+def test_soak_reports_every_workers_memory_at_each_count(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    body, ctype = loadgen.multipart([("image", "a.png", b"\x89PNG fake", "image/png")])
+    server = Server("bench.noop_service:Noop", tmp_path / "noop.log", env={"FASHION_ZOO_WORKERS": "2"})
+    url = server.start().wait_ready()
+    try:
+        out = service.soak(f"{url}/classify", body, ctype, server, at_requests=(100, 300), log=lambda m: None)
+    finally:
+        server.stop()
+    assert out["requests"] == 300 and out["errors"] == 0
+    assert set(out["rss_mb"]) == {"100", "300"} and all(len(v) == 2 for v in out["rss_mb"].values())
+    assert len(out["rss_growth"]) == 2
 
 
 @pytest.mark.parametrize("text", ["0", "1"])

@@ -73,9 +73,12 @@ def test_a_request_over_the_pixel_limit_is_refused_before_decoding_with_the_figu
     opened = imaging.open_all(images[:2])
     assert [name for name, _ in opened] == ["0.png", "1.png"]
     assert all(im.size == (4000, 4000) for _, im in opened)
-    # Many large JPEGs fit: each counts at the scale it is decoded at (500x500 here).
+    # A large JPEG is decoded at 1/8 scale (500x500) but counts a sixth of its pixels (2,666,666):
+    # libjpeg still reads every coefficient.
     jpeg = encode(Image.new("RGB", (4000, 4000), (200, 180, 160)), "JPEG")
-    assert len(imaging.open_all([(f"{i}.jpg", jpeg) for i in range(64)])) == 64
+    assert len(imaging.open_all([(f"{i}.jpg", jpeg) for i in range(15)])) == 15
+    with pytest.raises(imaging.ImageError, match="42,666,656 pixels"):
+        imaging.open_all([(f"{i}.jpg", jpeg) for i in range(16)])
 
 
 def test_open_all_names_the_bad_image():
@@ -83,3 +86,16 @@ def test_open_all_names_the_bad_image():
     with pytest.raises(imaging.ImageError, match=r"image 2 \(b.png\): not an image") as e:
         imaging.open_all([("a.png", good), ("b.png", b"hello"), ("c.png", good)])
     assert e.value.status == 400
+
+
+def test_the_batch_route_refuses_a_request_over_the_pixel_limit_and_serves_one_under_it(client):
+    """Over HTTP, on the real server: 413 with the figure and the limit; the server keeps serving."""
+    png = encode(Image.new("RGB", (4000, 4000), (200, 180, 160)), "PNG")  # 16 MP each
+    r = client.post("/classify/batch", files=[("image", (f"{i}.png", png, "image/png")) for i in range(3)])
+    assert r.status_code == 413
+    assert "48,000,000 pixels" in r.json()["error"] and "40,000,000" in r.json()["error"]
+    r = client.post("/classify/batch", files=[("image", (f"{i}.png", png, "image/png")) for i in range(2)])
+    assert r.status_code == 200 and r.json()["count"] == 2
+    jpeg = encode(photo(4000, 3000), "JPEG", quality=90)
+    r = client.post("/classify/batch", files=[("image", (f"{i}.jpg", jpeg, "image/jpeg")) for i in range(4)])
+    assert r.status_code == 200 and r.json()["count"] == 4

@@ -1,0 +1,68 @@
+"""Load from wrk (https://github.com/wg/wrk), a C load generator, when it is installed.
+
+On a small machine the load generator shares the cores with the server it measures; wrk costs a
+fraction of the CPU per request that bench.loadgen (Python) does, so the server keeps more of the
+machine. Same shape of load: keep-alive connections, closed loop, a pre-built multipart request.
+The result has the same fields as `bench.loadgen.load`'s; bench.service uses wrk when `wrk` is on
+PATH (Debian: apt-get install wrk) and bench.loadgen otherwise.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# wrk runs this script: the request body and type, and one JSON line of results at the end.
+SCRIPT = """
+wrk.method = "POST"
+local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()
+wrk.headers["Content-Type"] = "{content_type}"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK_RESULT {{"requests": %d, "non_2xx": %d, "socket_errors": %d, ' ..
+    '"timeouts": %d, "micros": %d, "p50_us": %d, "p99_us": %d}}\\n', summary.requests, e.status,
+    e.connect + e.read + e.write, e.timeout, summary.duration, latency:percentile(50),
+    latency:percentile(99)))
+end
+"""
+
+
+def available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def version() -> str:
+    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    first = (out.stdout + out.stderr).strip().splitlines()[:1]
+    return first[0].split(" Copyright")[0] if first else "wrk"
+
+
+def load(url: str, body: bytes, content_type: str, concurrency: int, seconds: float,
+         timeout_s: int = 30) -> dict[str, Any]:
+    """`seconds` of closed-loop load on `url` from `concurrency` connections (one wrk thread)."""
+    with tempfile.TemporaryDirectory(prefix="fashion-zoo-wrk-") as tmp:
+        body_path, script = Path(tmp) / "body", Path(tmp) / "post.lua"
+        body_path.write_bytes(body)
+        script.write_text(SCRIPT.format(body=body_path, content_type=content_type))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+                               f"--timeout={timeout_s}s", "-s", str(script), url],
+                              capture_output=True, text=True, timeout=seconds + timeout_s + 30)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("WRK_RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
+    r = json.loads(line[len("WRK_RESULT "):])
+    secs = r["micros"] / 1e6
+    errors = r["non_2xx"] + r["socket_errors"] + r["timeouts"]
+    ok = r["requests"] - r["non_2xx"]
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    samples = [f"{k} {r[k]}" for k in ("non_2xx", "socket_errors", "timeouts") if r[k]]
+    return {"concurrency": concurrency, "requests": r["requests"], "errors": errors, "seconds": round(secs, 3),
+            "rps": round(ok / secs, 1) if secs else 0.0,
+            "p50_ms": r["p50_us"] / 1000 if ok else None, "p99_ms": r["p99_us"] / 1000 if ok else None,
+            "client_cpu_share": round(cpu / secs, 3) if secs else None, "error_samples": samples}
