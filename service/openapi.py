@@ -16,6 +16,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from zoo.auto import AUTO, RULE
 from zoo.spec import CLASSES
 
 from .imaging import MAX_REQUEST_PIXELS, WHAT_TO_SEND
@@ -31,8 +32,8 @@ MiB = 1024 * 1024
 # ---------------------------------------------------------------------------------------------
 # parameters and request bodies, for the zoo being served
 
-MODEL_HELP = (f"a served model's name, or `{ALL}` for every model side by side; "
-              "without it, the zoo's default model (the best Fashion-MNIST model by validation accuracy)")
+MODEL_HELP = (f"`{AUTO}` (the default) picks a model per image: {RULE['description']}; or a served "
+              f"model's name; or `{ALL}` for every model side by side")
 TOP_K_HELP = "how many of the most probable classes to list in `top`"
 INCLUDE_INPUT_HELP = ("add `input_png`: the 28x28 greyscale image the model receives, as a base64 PNG "
                       "(the service's own preprocessing)")
@@ -49,7 +50,7 @@ def _options(zoo: Zoo | None) -> dict[str, dict[str, Any]]:
     model: dict[str, Any] = {"type": "string"}
     n_classes = len(CLASSES)
     if zoo is not None:  # None only before the zoo has loaded
-        model.update(enum=[*zoo.models, ALL], default=zoo.default)
+        model.update(enum=[AUTO, *zoo.models, ALL], default=AUTO)
         n_classes = min(len(m.classes) for m in zoo.models.values())
     return {MODEL: model,
             TOP_K: {"type": "integer", "minimum": 1, "maximum": n_classes, "default": min(DEFAULT_TOP_K, n_classes)},
@@ -104,6 +105,8 @@ _LOGITS = np.array([0.375, -2.125, 1.25, -0.25, 0.875, -4.0, 2.625, -3.5, 0.125,
 _ONE = result("numfilters", _LOGITS, list(CLASSES), DEFAULT_TOP_K)
 _OTHER = result("baseline", _LOGITS[::-1].copy(), list(CLASSES), DEFAULT_TOP_K)
 EXAMPLES = {
+    "model=auto (the default)": {"value": {**result("photo", _LOGITS, list(CLASSES), DEFAULT_TOP_K),
+                                           "chosen_by": AUTO}},
     "one model": {"value": _ONE},
     "model=all": {"value": {"model": ALL, "default": "baseline", "results": [_OTHER, _ONE]}},
 }
@@ -119,8 +122,8 @@ def _errors(*statuses: int) -> dict[int, dict[str, Any]]:
         400: _error("missing, empty, truncated or non-image upload, or a bad option",
                     f"the upload is empty; {WHAT_TO_SEND}"),
         404: _error("unknown model",
-                    f"unknown model 'resnet50'; choose one of: baseline, numfilters, {ALL}",
-                    models=["baseline", "numfilters", ALL]),
+                    f"unknown model 'resnet50'; choose one of: {AUTO}, baseline, numfilters, {ALL}",
+                    models=[AUTO, "baseline", "numfilters", ALL]),
         413: _error(f"over {MAX_BYTES // MiB} MiB per image or {MAX_PIXELS // 1_000_000} megapixels "
                          f"(for a batch: over {MAX_BATCH_IMAGES} images, {MAX_BATCH_BYTES // MiB} MiB or "
                          f"{MAX_REQUEST_PIXELS // 1_000_000} megapixels decoded in all)",
@@ -134,8 +137,9 @@ def _errors(*statuses: int) -> dict[int, dict[str, Any]]:
 CLASSIFY = dict(
     summary="Classify one image",
     description=("Decodes the image, applies each chosen model's own preprocessing (from the manifest) "
-                 "and answers the model's classes, most probable first. "
-                 f"`{MODEL}={ALL}` answers every model side by side."),
+                 "and answers the model's classes, most probable first. Without `model` (or with "
+                 f"`{MODEL}={AUTO}`) the service picks the model for the image and says so "
+                 f"(`\"chosen_by\": \"{AUTO}\"`); `{MODEL}={ALL}` answers every model side by side."),
     tags=TAGS, operation_id="classify",
     openapi_extra=classify_request,
     responses={200: {"model": Union[Result, AllResults], "description": "the answer",

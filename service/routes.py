@@ -30,6 +30,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from zoo.auto import AUTO, route
 from zoo.spec import normalize, to_pixels
 
 from . import openapi
@@ -145,14 +146,15 @@ async def _parse_form(request: Request, body: bytes, how: str, limits: dict[str,
 
 @dataclass
 class Options:
-    names: list[str]             # the models to run
+    names: list[str]             # the models to run (with auto: those it may pick)
     top_k: int
     include_input: bool = False  # add each model's input image ("input_png", base64 PNG)
+    auto: dict[str, Any] | None = None  # model=auto: the zoo's rule, which picks one model per image
 
 
 def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
-    """What the request asks for, from the query or the form: model (the manifest's default if
-    not given), top_k, include_input."""
+    """What the request asks for, from the query or the form: model (auto if not given), top_k,
+    include_input."""
     def param(name: str) -> str | None:
         # An empty value counts as not given (an HTML form, or the API docs' "Try it out", sends
         # every field, filled in or not).
@@ -163,14 +165,16 @@ def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
         return query if query is not None else form
 
     model = param(MODEL)
-    if model is None:
-        names = [zoo.default]
+    auto = None
+    if model is None or model == AUTO:
+        auto = zoo.auto
+        names = list(dict.fromkeys(auto["models"].values()))
     elif model == ALL:
         names = list(zoo.models)
     elif model in zoo.models:
         names = [model]
     else:
-        valid = [*zoo.models, ALL]
+        valid = [AUTO, *zoo.models, ALL]
         raise RequestError(404, f"unknown model {model!r}; choose one of: {', '.join(valid)}", models=valid)
     n_classes = min(len(zoo.models[n].classes) for n in names)
     top_k = param(TOP_K)
@@ -185,7 +189,7 @@ def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
     include = (param(INCLUDE_INPUT) or "0").lower()
     if include not in TRUE + FALSE:
         raise RequestError(400, f"{INCLUDE_INPUT} must be 1 or 0, got {include!r}")
-    return Options(names, k, include in TRUE)
+    return Options(names, k, include in TRUE, auto)
 
 
 def _png(pixels: np.ndarray) -> str:
@@ -199,18 +203,28 @@ def classify_images(zoo: Zoo, options: Options,
     """Decode, preprocess (per model, as its manifest says) and classify; one result per image.
 
     An image is (filename or None, the file's bytes or the image `imaging.open_image` made of them).
+    With model=auto, the zoo's rule picks each image's model (zoo/auto.py), and only that model runs
+    on it.
     """
-    names = options.names
-    specs = {zoo.models[n].preprocess_key: zoo.models[n].preprocess for n in names}
+    names, auto = options.names, options.auto
+    key_of = {n: zoo.models[n].preprocess_key for n in names}
+    specs = {key_of[n]: zoo.models[n].preprocess for n in names}
     # zoo.spec.preprocess is normalize(to_pixels(...)); the two steps are kept apart here only to
     # batch the normalisation and to show a client the pixels a model sees.
     pixels: dict[str, list[np.ndarray]] = {key: [] for key in specs}
+    rows: list[dict[str, int]] = []    # per image: its row in pixels[key] for each preprocessing it got
+    chosen: list[list[str]] = []       # per image: the models that answer it
     for i, (filename, data) in enumerate(images):
         which = f"image {i + 1} ({filename})" if len(images) > 1 else "the image"
         try:
             image = load(data) if isinstance(data, Image.Image) else decode(data)
-            for key, spec in specs.items():  # one decode, each distinct preprocessing once
-                pixels[key].append(to_pixels(image, spec))
+            mine = [route(image, auto)] if auto else names
+            row = {}
+            for key in dict.fromkeys(key_of[n] for n in mine):  # one decode, each distinct preprocessing once
+                row[key] = len(pixels[key])
+                pixels[key].append(to_pixels(image, specs[key]))
+            rows.append(row)
+            chosen.append(mine)
         except ImageError as e:
             raise RequestError(e.status, f"{which}: {e}" if len(images) > 1 else str(e)) from None
         except Exception as e:  # e.g. a pixel mode PIL cannot convert to grey
@@ -219,16 +233,20 @@ def classify_images(zoo: Zoo, options: Options,
                                     f"({type(e).__name__}: {e})") from None
         del image
     batches = {key: normalize(np.stack(px) if len(px) > 1 else px[0][None], specs[key])[:, None]
-               for key, px in pixels.items()}
-    logits = {n: zoo.logits(n, batches[zoo.models[n].preprocess_key]) for n in names}
+               for key, px in pixels.items() if px}
+    used = dict.fromkeys(n for mine in chosen for n in mine)
+    logits = {n: zoo.logits(n, batches[key_of[n]]) for n in used}
     out = []
     for i, (filename, _) in enumerate(images):
-        per_model = [result(n, logits[n][i], zoo.models[n].classes, options.top_k) for n in names]
+        per_model = [result(n, logits[n][rows[i][key_of[n]]], zoo.models[n].classes, options.top_k)
+                     for n in chosen[i]]
         if options.include_input:
-            shown = {key: _png(px[i]) for key, px in pixels.items()}
+            shown = {key: _png(pixels[key][row]) for key, row in rows[i].items()}
             for r in per_model:
-                r["input_png"] = shown[zoo.models[r["model"]].preprocess_key]
-        one = per_model[0] if len(names) == 1 else {"model": ALL, "default": zoo.default, "results": per_model}
+                r["input_png"] = shown[key_of[r["model"]]]
+        if auto:
+            per_model[0]["chosen_by"] = AUTO
+        one = per_model[0] if len(per_model) == 1 else {"model": ALL, "default": zoo.default, "results": per_model}
         if filename is not None:
             one = {"filename": filename, **one}
         out.append(one)
@@ -279,7 +297,7 @@ async def classify_batch(request: Request) -> JSON:
         results = await _in_thread(classify_images, zoo, options, images)
     except RequestError as e:
         return _error(e.status, e.message, **e.extra)
-    model = options.names[0] if len(options.names) == 1 else ALL
+    model = AUTO if options.auto else options.names[0] if len(options.names) == 1 else ALL
     return JSON({"model": model, "count": len(results), "results": results})
 
 

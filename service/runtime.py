@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.auto import AUTO
 from zoo.errors import ZooError
 
 MANIFEST = "manifest.json"
@@ -86,7 +87,17 @@ class Zoo:
 
     @property
     def default(self) -> str:
+        """The default single model (the best Fashion-MNIST model); `model=all` answers name it."""
         return self.manifest["default"]
+
+    @functools.cached_property
+    def auto(self) -> dict[str, Any]:
+        """model=auto, what a request that names no model gets: the manifest's rule and two models
+        (zoo/auto.py); a manifest written before auto existed gets them from the same function."""
+        from zoo.auto import auto_entry
+        from zoo.registry import photo_models
+
+        return self.manifest.get("auto") or auto_entry(self.manifest["models"], photo_models())
 
     @property
     def ready(self) -> bool:
@@ -101,7 +112,8 @@ class Zoo:
         """GET /models: every model's manifest entry and the provider it runs on."""
         return {
             "store_tag": self.tag,
-            "default": self.default,
+            "default": AUTO,
+            "auto": self.auto,
             "created": self.manifest.get("created"),
             "opset": self.manifest.get("opset"),
             "device_reason": self.device.reason if self.device else None,
@@ -166,10 +178,20 @@ def read_manifest(root: Path, tag: str) -> dict[str, Any]:
         problems.append("it lists no models")
     elif manifest.get("default") not in manifest["models"]:
         problems.append(f"its default {manifest.get('default')!r} is not one of its models")
+    elif "auto" in manifest and not _auto_ok(manifest["auto"], manifest["models"]):
+        problems.append(f"its auto entry {manifest['auto']!r} does not name two of its models and a rule")
     if problems:
         raise ZooLoadError(f"{tag}: {path} is not a fashion-zoo manifest ({'; '.join(problems)}); "
                            f"re-run `make export`")
     return manifest
+
+
+def _auto_ok(auto: Any, models: dict[str, Any]) -> bool:
+    from zoo.auto import FASHION_MNIST, PHOTO, RULE
+
+    return (isinstance(auto, dict) and isinstance(auto.get("models"), dict)
+            and all(auto["models"].get(k) in models for k in (FASHION_MNIST, PHOTO))
+            and isinstance(auto.get("rule"), dict) and set(RULE) <= set(auto["rule"]))
 
 
 def verified_bytes(root: Path, name: str, entry: dict[str, Any], tag: str) -> bytes:

@@ -31,6 +31,8 @@ class Result(TypedDict):
     logits: Annotated[list[float], Field(description="the model's raw output, in class order")]
     input_png: NotRequired[Annotated[str, Field(description="with include_input: the model's 28x28 input, "
                                                             "a base64 PNG")]]
+    chosen_by: NotRequired[Annotated[Literal["auto"], Field(description="with model=auto (the default): the "
+                                                                        "model was picked for this image")]]
 
 
 class AllResults(TypedDict):
@@ -51,7 +53,7 @@ class BatchAllResults(AllResults):
 
 class BatchResults(TypedDict):
     __pydantic_config__ = _EXACT
-    model: Annotated[str, Field(description="the model asked for, or all")]
+    model: Annotated[str, Field(description="the model asked for: auto, a model's name, or all")]
     count: int
     results: Annotated[list[Union[BatchResult, BatchAllResults]], Field(description="one per image, in order")]
 
@@ -60,7 +62,9 @@ class ModelsInfo(TypedDict):
     """The served zoo: each model's manifest entry (metrics, parameters, parity, preprocessing,
     sha256, ...) and the onnxruntime provider it runs on."""
     store_tag: str
-    default: str
+    default: Annotated[str, Field(description="what a request that names no model gets: auto")]
+    auto: Annotated[dict[str, Any], Field(description="model=auto: its rule, and the model for each kind "
+                                                      "of image (fashion-mnist, photo)")]
     created: Union[str, None]
     opset: Union[int, None]
     device_reason: Union[str, None]

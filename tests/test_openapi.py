@@ -137,23 +137,24 @@ def test_the_documented_models_are_the_served_ones(docs, client, manifest):
     assert served == list(manifest["models"])
     for path in ("/classify", "/classify/batch"):
         for schema in (options(docs, path)["model"], form(docs, path)["properties"]["model"]):
-            assert schema["enum"] == [*served, "all"]
-        assert options(docs, path)["model"]["default"] == manifest["default"]
-    image = png()
+            assert schema["enum"] == ["auto", *served, "all"]
+        assert options(docs, path)["model"]["default"] == "auto"
+    image = png()  # 28x28 grey: auto sends it to the best Fashion-MNIST model
     for name in options(docs, "/classify")["model"]["enum"]:
         r = client.post("/classify", params={"model": name}, files={"image": ("x.png", image, "image/png")})
         assert r.status_code == 200, r.text
         assert_documented(docs, "/classify", r)
-        assert r.json()["model"] == name
+        assert r.json()["model"] == (manifest["auto"]["models"]["fashion-mnist"] if name == "auto" else name)
     r = client.post("/classify", params={"model": "not-a-model"}, files={"image": ("x.png", image, "image/png")})
-    assert r.status_code == 404 and r.json()["models"] == [*served, "all"]
+    assert r.status_code == 404 and r.json()["models"] == ["auto", *served, "all"]
     assert_documented(docs, "/classify", r)
 
 
 def test_documented_defaults_are_the_applied_ones(docs, client, manifest):
     r = client.post("/classify", files={"image": ("x.png", png(), "image/png")})
     top_k = options(docs, "/classify")["top_k"]
-    assert r.json()["model"] == options(docs, "/classify")["model"]["default"] == manifest["default"]
+    assert options(docs, "/classify")["model"]["default"] == "auto" and r.json()["chosen_by"] == "auto"
+    assert r.json()["model"] == manifest["auto"]["models"]["fashion-mnist"]
     assert len(r.json()["top"]) == top_k["default"]
     assert "input_png" not in r.json() and options(docs, "/classify")["include_input"]["default"] is False
     r = client.post("/classify", params={"include_input": "true"}, files={"image": ("x.png", png(), "image/png")})

@@ -134,8 +134,11 @@ def test_real_fashion_mnist_png_gets_exactly_the_training_pipelines_logits(clien
 
 
 def test_default_model_is_the_manifests(client, manifest, fmnist_test):
+    """No model named: auto, which sends a Fashion-MNIST image to the best Fashion-MNIST model
+    (tests/test_auto_service.py has the photo model's side)."""
     r = post_image(client, png_of(fmnist_test[0][1]))
-    assert r.status_code == 200 and r.json()["model"] == manifest["default"]
+    assert r.status_code == 200 and r.json()["model"] == manifest["default"] == manifest["auto"]["models"]["fashion-mnist"]
+    assert r.json()["chosen_by"] == "auto"
 
 
 def test_all_models_side_by_side(client, manifest, fmnist_test):
@@ -336,7 +339,7 @@ def test_bad_input(client, manifest, fmnist_test, case):
     body = r.json()
     assert words in body["error"], body
     if status == 404:
-        assert body["models"] == [*manifest["models"], "all"]
+        assert body["models"] == ["auto", *manifest["models"], "all"]
         for name in manifest["models"]:
             assert name in body["error"]
     if status == 400 and case not in ("model-twice", "include-input-maybe") and not case.startswith("top-k"):
@@ -443,7 +446,7 @@ def test_models_route(client, manifest, exported_zoo):
     r = client.get("/models")
     assert r.status_code == 200
     body = r.json()
-    assert body["default"] == manifest["default"]
+    assert body["default"] == "auto" and body["auto"] == manifest["auto"]
     version = (home / "models" / "fashion-zoo" / "latest").read_text().strip()
     assert body["store_tag"] == f"fashion-zoo:{version}"
     assert list(body["models"]) == list(manifest["models"])
@@ -559,7 +562,7 @@ def test_build_packs_the_model_and_the_service(exported_zoo, tmp_path, fmnist_te
     # ...unless FASHION_ZOO_MODEL names a version.
     with serve(copy, tmp_path / "override.log", FASHION_ZOO_MODEL=newer_tag) as s:
         body = httpx.get(f"{s.url}/models").json()
-        assert body["store_tag"] == newer_tag and body["default"] == MODELS[-1]
+        assert body["store_tag"] == newer_tag and body["auto"]["models"]["fashion-mnist"] == MODELS[-1]
 
 
 # Saves the latest store version again with another default model: a newer version of the zoo.
@@ -569,7 +572,7 @@ from pathlib import Path
 import bentoml
 latest = bentoml.models.get("fashion-zoo:latest")
 manifest = json.loads((Path(latest.path) / "manifest.json").read_text())
-manifest["default"] = {MODELS[-1]!r}
+manifest["default"] = manifest["auto"]["models"]["fashion-mnist"] = {MODELS[-1]!r}
 with bentoml.models.create("fashion-zoo") as ref:
     for entry in manifest["models"].values():
         shutil.copyfile(Path(latest.path) / entry["onnx"], Path(ref.path) / entry["onnx"])

@@ -219,11 +219,16 @@ def test_fashion_mnist_image_shows_what_classify_answers(page, server, client, f
     data, source = fashion_mnist_png
     open_page(page, server)
     models = client.get("/models").json()
-    expect(page.locator("#model")).to_have_value(models["default"])
+    # The picker starts on auto, the service's default: it picks the model for each image.
+    expect(page.locator("#model")).to_have_value("auto")
+    expect(page.locator("#model option").first).to_have_text("auto — picks per image")
     upload(page, "fashion-mnist-test-0.png", data, "image/png")
-    want = classify(client, data, model=models["default"], include_input=1)
+    want = classify(client, data, model="auto", include_input=1)
+    assert want["model"] == models["auto"]["models"]["fashion-mnist"] and want["chosen_by"] == "auto"
     assert_card_shows(page, want)
-    expect(page.locator("#message")).to_have_text(f'{want["model"]} says {want["label"]} ({percent(want["confidence"])}).')
+    expect(page.locator(".result .badge")).to_have_text("picked by auto")
+    expect(page.locator("#message")).to_have_text(
+        f'{want["model"]} (picked by auto for this image) says {want["label"]} ({percent(want["confidence"])}).')
     # The picture of what the model sees is the service's preprocessing of this very file.
     seen = shown_inputs(page)
     assert list(seen) == [want["model"]]
@@ -288,8 +293,10 @@ def test_models_table(page, server, client):
         expect(cells.nth(5)).to_have_text(figure(entry["metrics"]["test_acc"]))
         expect(cells.nth(6)).to_contain_text(f'max |Δ| {exponential(entry["parity"]["max_abs_diff"])}')
         expect(cells.nth(7)).to_have_text(entry["provider"].removesuffix("ExecutionProvider"))
-    default_row = page.locator(f'#models-table tbody tr[data-model="{info["default"]}"]')
-    expect(default_row.locator(".badge")).to_have_text("default")
+    # The models auto picks from carry a badge saying for which images (one model for both here:
+    # this zoo has no photo model).
+    auto_row = page.locator(f'#models-table tbody tr[data-model="{info["auto"]["models"]["fashion-mnist"]}"]')
+    expect(auto_row.locator(".badge")).to_have_text("auto: Fashion-MNIST-style, photos")
     expect(page.locator("#models-summary")).to_contain_text(info["store_tag"])
 
 

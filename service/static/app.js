@@ -7,6 +7,8 @@
 // The page lives at <service>/ui/, so the service's routes are one level up.
 const API = new URL("../", document.baseURI);
 const ALL = "all";
+const AUTO = "auto";  // picks a model per image (the service's default)
+const KINDS = { "fashion-mnist": "Fashion-MNIST-style", photo: "photos" };  // model=auto's kinds of image
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -102,15 +104,22 @@ async function loadModels() {
   }
   state.models = info.models;
   state.defaultModel = info.default;
+  // Which kinds of image model=auto sends to each model: its badge in the table.
+  const autoFor = new Map();
+  for (const [kind, name] of Object.entries((info.auto || {}).models || {})) {
+    autoFor.set(name, [...(autoFor.get(name) || []), KINDS[kind] || kind]);
+  }
 
   const chosen = el.model.value;
   el.model.replaceChildren(
+    ...(info.auto ? [h("option", { value: AUTO, text: "auto — picks per image" })] : []),
     ...Object.keys(info.models).map((name) => h("option", {
       value: name, text: name === info.default ? `${name} (default)` : name,
     })),
     h("option", { value: ALL, text: "Compare all models" }),
   );
-  el.model.value = (chosen && chosen in info.models) || chosen === ALL ? chosen : info.default;
+  const valid = (chosen && chosen in info.models) || chosen === ALL || (chosen === AUTO && info.auto);
+  el.model.value = valid ? chosen : info.default;
 
   const entries = Object.entries(info.models);
   const bestVal = Math.max(...entries.map(([, m]) => (m.metrics || {}).val_acc ?? -1));
@@ -124,7 +133,8 @@ async function loadModels() {
                     title: parity.samples ? `on ${parity.samples} images (${parity.data || "validation"})` : null }));
     return h("tr", { "data-model": name },
       h("th", { scope: "row" }, h("code", { text: name }),
-        name === info.default ? h("span", { class: "badge", text: "default" }) : null),
+        name === info.default ? h("span", { class: "badge", text: "default" }) : null,
+        autoFor.has(name) ? h("span", { class: "badge", text: `auto: ${autoFor.get(name).join(", ")}` }) : null),
       h("td", { text: m.description || "" }),
       h("td", { class: "nowrap", text: m.dataset || "" }),
       h("td", { class: "num", text: known(m.params) ? Number(m.params).toLocaleString("en") : MISSING }),
@@ -249,7 +259,8 @@ async function classify() {
 function summary(results) {
   if (results.length === 1) {
     const r = results[0];
-    return `${r.model} says ${r.label} (${percent(r.confidence)}).`;
+    const picked = r.chosen_by === AUTO ? " (picked by auto for this image)" : "";
+    return `${r.model}${picked} says ${r.label} (${percent(r.confidence)}).`;
   }
   const votes = new Map();
   for (const r of results) votes.set(r.label, (votes.get(r.label) || 0) + 1);
@@ -288,8 +299,9 @@ function showResults(results, compare) {
   el.results.classList.toggle("compare", compare);
   const cards = results.map((r) => {
     const isDefault = r.model === state.defaultModel;
+    const badge = r.chosen_by === AUTO ? "picked by auto" : isDefault ? "default" : null;
     return h("article", { class: "result", "data-model": r.model, "data-label": r.label },
-      h("h3", {}, h("code", { text: r.model }), isDefault ? h("span", { class: "badge", text: "default" }) : null),
+      h("h3", {}, h("code", { text: r.model }), badge ? h("span", { class: "badge", text: badge }) : null),
       h("p", { class: "answer" }, h("span", { class: "label", text: r.label }), " ",
         h("span", { class: "confidence", text: percent(r.confidence) })),
       h("ol", { class: "bars", "aria-label": `Top ${r.top.length} classes by ${r.model}` },
