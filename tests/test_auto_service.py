@@ -149,3 +149,14 @@ def test_models_route_shows_auto(client, manifest):
     body = client.get("/models").json()
     assert body["default"] == "auto" and body["auto"] == manifest["auto"]
     assert "dark" in body["auto"]["rule"]["description"]
+
+
+def test_auto_eval_over_http(client, manifest, fmnist_dir, photo_zoo):
+    """`python -m training.auto_eval --url ...`: the figures the README quotes, on small data."""
+    from training.auto_eval import evaluate_http
+
+    out = evaluate_http(str(client.base_url), fmnist_dir, photo_zoo[2], fashion_images=50)
+    fm, photos = out["fashion-mnist"], out["kaggle"]
+    assert fm["images"] == 50 and fm["routed"] == {manifest["default"]: 50}
+    assert fm["auto"] == fm[manifest["default"]]
+    assert photos["routed"] == {"photo": photos["images"]} and photos["auto"] == photos["photo"]

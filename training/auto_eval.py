@@ -1,6 +1,7 @@
 """Score `model=auto` the way the service runs it, from the checkpoints.
 
     python -m training.auto_eval --artifacts artifacts --data-dir data --kaggle-dir data/kaggle
+    python -m training.auto_eval --url http://127.0.0.1:3000 ...   # the same images over HTTP
 
 Each image is encoded as the service receives it (a Fashion-MNIST test image as a PNG file, a
 Kaggle test photo as its original JPEG), opened with PIL, routed by zoo.auto's rule, preprocessed
@@ -132,6 +133,44 @@ def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | No
     return out
 
 
+def evaluate_http(url: str, data_dir: str | os.PathLike, kaggle_dir: str | os.PathLike | None,
+                  val_fraction: float = 0.2, split_seed: int = 0, fashion_images: int = FASHION_IMAGES,
+                  ) -> dict[str, Any]:
+    """The same images sent to a running service (`make serve`), with no model named (auto) and
+    with each model auto picks from named: {image set: {"auto": top-1, "<model>": top-1, "routed"}}."""
+    import httpx
+
+    def files(img: Any) -> bytes:
+        if img.format == "JPEG" and getattr(img, "filename", ""):
+            return Path(img.filename).read_bytes()
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+
+    out: dict[str, Any] = {}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        info = client.get("/models").json()
+        sets = {"fashion-mnist": fashion_mnist_pngs(data_dir, fashion_images)}
+        if kaggle_dir is not None and (Path(kaggle_dir) / "styles.csv").exists():
+            sets["kaggle"] = kaggle_photos(kaggle_dir, val_fraction, split_seed)
+        for key, (images, labels) in sets.items():
+            blobs = [files(img) for img in images]
+            r: dict[str, Any] = {"images": len(blobs), "routed": {}}
+            for model in (None, *dict.fromkeys(info["auto"]["models"].values())):
+                answers = [client.post("/classify", params={"model": model} if model else {},
+                                       files={"image": ("image", b, "application/octet-stream")}).json()
+                           for b in blobs]
+                r["auto" if model is None else model] = float(np.mean([a["class_id"] == y for a, y in zip(answers, labels)]))
+                if model is None:
+                    for a in answers:
+                        r["routed"][a["model"]] = r["routed"].get(a["model"], 0) + 1
+            out[key] = r
+            print(f"[auto over HTTP] {key}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in r.items()
+                                                         if isinstance(v, float)) + f"; routed {r['routed']}",
+                  file=sys.stderr)
+    return out
+
+
 @cli
 def main() -> None:
     parser = ArgumentParser(prog="python -m training.auto_eval", description=__doc__)
@@ -141,7 +180,12 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each Kaggle class")
     parser.add_argument("--fashion-images", type=int, default=FASHION_IMAGES)
+    parser.add_argument("--url", help="score a running service over HTTP instead (e.g. http://127.0.0.1:3000)")
     args = parser.parse_args()
+    if args.url:
+        evaluate_http(args.url, args.data_dir, args.kaggle_dir, args.val_fraction, args.split_seed,
+                      args.fashion_images)
+        return
     evaluate_auto(args.artifacts, args.data_dir, args.kaggle_dir, args.val_fraction, args.split_seed,
                   args.fashion_images)
 
