@@ -26,6 +26,7 @@ collections then scan only what requests allocate (~400 objects, under 5 ms per 
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import shutil
@@ -79,10 +80,12 @@ def _ready_dir(server_pid: int) -> Path:
 
 
 def reset_markers() -> None:
-    """In the `bentoml serve` process, before the workers start: an empty marker directory."""
+    """In the `bentoml serve` process, before the workers start: an empty marker directory, removed
+    when that process exits."""
     d = _ready_dir(os.getpid())
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(mode=0o700)
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
 
 
 class Readiness:
