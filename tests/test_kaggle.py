@@ -284,3 +284,18 @@ def test_real_kaggle_subset():
     assert s.unreadable == 0 and s.images + s.missing + s.unmapped == s.rows
     assert s.per_class["Ankle boot"] == 0 and all(s.per_class[c] > 0 for c in CLASSES[:-1])
     assert len(splits["test"]) == s.test and abs(s.test - 0.2 * s.images) < len(CLASSES)
+
+
+def test_ablation_ends_with_the_registry_recipe(tmp_path, kaggle_set):
+    """`python -m training.ablation`: one row per ingredient, on the development split, the last
+    row being exactly the `photo` recipe (so the README's table describes the shipped model)."""
+    from training.ablation import STEPS, markdown, run
+
+    rows = run(TrainConfig(kaggle_dir=str(kaggle_set[0]), artifacts=str(tmp_path)), seeds=[0])
+    assert [r["step"] for r in rows] == [s for s, _ in STEPS] and all(0 <= r["mean"] <= 100 for r in rows)
+    last = load_checkpoint(tmp_path / f"step{len(STEPS) - 1}" / "checkpoints" / "dev" / "photo.pt")
+    recipe = TrainConfig(model="photo").resolved()
+    assert {k: last["config"][k] for k in ("epochs", "batch_size", "hflip", "schedule", "dev")} == {
+        "epochs": recipe.epochs, "batch_size": recipe.batch_size, "hflip": recipe.hflip,
+        "schedule": recipe.schedule, "dev": True}
+    assert len(markdown(rows, [0]).splitlines()) == 2 + len(STEPS)
