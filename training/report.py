@@ -151,7 +151,7 @@ def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
         "(`python -m training.auto_eval`).", "",
         "| images | `auto` | routed | best single model | every single model |", "|---|---:|---|---|---|",
     ]
-    for key in ("fashion-mnist", "kaggle"):
+    for key in ("fashion-mnist", "fashion-mnist-all", "kaggle"):
         if key in auto:
             r = auto[key]
             best = max(r["single_acc"], key=r["single_acc"].get)
