@@ -230,8 +230,9 @@ def main() -> None:
         print(f"a DRAFT (the tests fail on it): left out {d['left_out'] or 'nothing'}; "
               f"{len(d['uncommitted'])} uncommitted file(s) in the code that trains", file=sys.stderr)
     size = sum(len(d) for d in files.values()) / 2**20
+    shown = os.path.relpath(out) if not os.path.relpath(out).startswith("..") else out
     print(f"published {len(manifest['models'])} models ({size:.1f} MiB) into {out} from commit "
-          f"{manifest['source_commit'][:12]}; commit them with `git add {os.path.relpath(out)} && git commit`",
+          f"{manifest['source_commit'][:12]}; commit them with `git add {shown} && git commit`",
           file=sys.stderr)
 
 
