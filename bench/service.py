@@ -102,6 +102,30 @@ def worker_rss_mb(server: Server) -> list[float]:
     return [mb for _, mb in sorted(out)]
 
 
+def worker_cpu_s(server: Server) -> float:
+    """CPU seconds (user + system) used so far by the worker processes of a `bentoml serve`."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.Process(server.proc.pid).children(recursive=True):
+        try:
+            if WORKER_SCRIPT in " ".join(p.cmdline()):
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:  # gone meanwhile
+            continue
+    return total
+
+
+def _measured(load: Callable[..., dict[str, Any]], server: Server, *args: Any) -> dict[str, Any]:
+    """One load run, with the server's CPU per answered request (ms): unlike requests/s, this
+    hardly depends on what else the machine is doing."""
+    before = worker_cpu_s(server)
+    r = load(*args)
+    answered = r["requests"] or 1
+    return {**r, "server_cpu_ms_per_request": round((worker_cpu_s(server) - before) * 1000 / answered, 4)}
+
+
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in runs if r["p50_ms"] is not None]
     return {
@@ -110,6 +134,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_ms": summary(r["p99_ms"] for r in ok) if ok else None,
         "p99_over_p50": summary(r["p99_ms"] / r["p50_ms"] for r in ok if r["p50_ms"]) if ok else None,
         "client_cpu_share": summary(r["client_cpu_share"] for r in runs),
+        "server_cpu_ms_per_request": summary(r["server_cpu_ms_per_request"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "error_samples": [s for r in runs for s in r["error_samples"]][:3],
@@ -161,21 +186,9 @@ def worst_requests(url: str, server: Server, log=print) -> dict[str, Any]:
     """Server CPU seconds (all workers) of single requests at the service's limits, one at a time:
     the largest images it accepts, with every model, and requests it refuses."""
     import httpx
-    import psutil
 
     from service import imaging
     from service.params import MAX_BATCH_BYTES
-
-    def cpu() -> float:
-        total = 0.0
-        for p in psutil.Process(server.proc.pid).children(recursive=True):
-            try:
-                if WORKER_SCRIPT in " ".join(p.cmdline()):
-                    t = p.cpu_times()
-                    total += t.user + t.system
-            except psutil.Error:
-                continue
-        return total
 
     side = int(imaging.MAX_REQUEST_PIXELS ** 0.5)       # one image at the request's pixel limit
     small = int((imaging.MAX_REQUEST_PIXELS / 256) ** 0.5)  # 256 images that together reach it
@@ -198,10 +211,10 @@ def worst_requests(url: str, server: Server, log=print) -> dict[str, Any]:
         for name, (path, files) in cases.items():
             times = []
             for _ in range(2):  # the smaller of two: the request's own cost
-                before = cpu()
+                before = worker_cpu_s(server)
                 r = client.post(path, files=[(f, (n, d, "application/octet-stream")) for f, n, d in files])
                 time.sleep(0.3)  # the worker's CPU counters settle
-                times.append(cpu() - before)
+                times.append(worker_cpu_s(server) - before)
             out[name] = {"status": r.status_code, "server_cpu_s": round(min(times), 3),
                          "answer": r.text[:160] if r.status_code != 200 else "200"}
             log(f"  worst requests: {name}: HTTP {r.status_code}, {min(times):.2f} s of server CPU")
@@ -272,7 +285,8 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         for c in concurrency:
             for _ in range(reps):
                 for k, url in urls.items():
-                    runs[k][c].append(load(f"{url}/classify{query}", single, single_type, c, seconds[c]))
+                    runs[k][c].append(_measured(load, servers[k], f"{url}/classify{query}", single, single_type,
+                                                c, seconds[c]))
             line = ", ".join(f"{k} {sorted(r['rps'] for r in runs[k][c])[len(runs[k][c]) // 2]:,.0f} rps "
                              f"p99 {sorted(r['p99_ms'] or 0 for r in runs[k][c])[len(runs[k][c]) // 2]:.0f} ms"
                              for k in urls)
@@ -281,14 +295,15 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         batch_runs: dict[str, list] = {k: [] for k in urls}
         for _ in range(reps):
             for k, url in urls.items():
-                batch_runs[k].append(load(f"{url}/classify/batch{query}", batch, batch_type, batch_concurrency,
-                                          batch_seconds))
+                batch_runs[k].append(_measured(load, servers[k], f"{url}/classify/batch{query}", batch, batch_type,
+                                               batch_concurrency, batch_seconds))
         for k in urls:
             rss[k]["end"] = worker_rss_mb(servers[k])
-        if is_default and "zoo" in urls:  # the default workers: the limits, and the soak
-            out["worst_requests"] = worst_requests(urls["zoo"], servers["zoo"], log=log)
         if is_default and do_soak and "zoo" in urls:
             out["soak"] = soak(f"{urls['zoo']}/classify{query}", single, single_type, servers["zoo"], log=log)
+        if is_default and "zoo" in urls:  # last: a 40-megapixel image leaves a worker's heap large
+            out["worst_requests"] = worst_requests(urls["zoo"], servers["zoo"], log=log)
+            out["rss_after_worst_requests_mb"] = worker_rss_mb(servers["zoo"])
     finally:
         for s in servers.values():
             s.stop()
@@ -304,6 +319,11 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         out["errors"] = sum(v["errors"] for v in zoo.values()) + sum(r["errors"] for r in batch_runs["zoo"])
         out["vs_noop"] = {str(c): summary(z["rps"] / n["rps"] for z, n in zip(runs["zoo"][c], runs["noop"][c])
                                           if n["rps"]) for c in concurrency}
+        # The same ratio from the workers' CPU per request: what the requests/s ratio is on a machine
+        # where the workers have every core to themselves.
+        out["vs_noop_by_cpu"] = {str(c): summary(n["server_cpu_ms_per_request"] / z["server_cpu_ms_per_request"]
+                                                 for z, n in zip(runs["zoo"][c], runs["noop"][c])
+                                                 if z["server_cpu_ms_per_request"]) for c in concurrency}
         out["batch"] = _summarise(batch_runs["zoo"])
         out["batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in batch_runs["zoo"])
         t = str(top)
