@@ -7,7 +7,7 @@ service reads them from there and calls `route` on each upload.
 
 Why this rule (README, "model=auto"): on the 60,000 Fashion-MNIST training images and the 6,345
 usable Kaggle photos, the one-pixel border of every Fashion-MNIST image has a mean grey level of
-at most 104 of 255, and that of all but 5 photos at least 173 (the 5 are photos on a dark
+at most 104.1 of 255, and that of all but 5 photos at least 170.2 (the 5 are photos on a dark
 background). Any threshold between the two routes 100% of Fashion-MNIST and 99.9% of the photos
 right; mid-grey, 127.5, is the threshold the preprocessing already uses to decide to invert.
 """
