@@ -9,6 +9,11 @@ The image is `<bento name>:<bento version>`, as `make container` tags it; the ho
 their default worker count. Each round loads one then the other (the order alternates), with
 bench.loadgen; the report gives every round, the medians, the container/host ratio, seconds from
 start to /readyz for each, and the cores other processes used before each run (a shared machine).
+
+On a busy machine, mind where the CPU goes: the container's processes live in their own cgroup,
+which the kernel weighs as one task against every other process (cpu.shares), while the host
+server's processes count one each. `--equal-cgroups` (root) gives the host server a cgroup of its
+own with the same weight, so that the comparison measures the container, not its placement.
 """
 from __future__ import annotations
 
@@ -58,6 +63,14 @@ def wait_ready(url: str, alive, start: float, timeout: float = 300) -> float:
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
+def own_cgroup(name: str) -> Path:
+    """A new cpu cgroup at the top level (cgroup v1 `cpu` hierarchy, else v2), default weight."""
+    v1 = Path("/sys/fs/cgroup/cpu")
+    path = (v1 if v1.is_dir() else Path("/sys/fs/cgroup")) / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def test_png() -> bytes:
     """The first Fashion-MNIST test image (Debian's file), else a grey square, as PNG."""
     if FASHION_MNIST.exists():
@@ -77,6 +90,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("-n", "--requests", type=int, default=4000, help="requests per run")
     p.add_argument("--model", default="", help="?model= (default: the manifest's default)")
+    p.add_argument("--equal-cgroups", action="store_true",
+                   help="run the host server in a cgroup of its own, as the container is (root)")
     args = p.parse_args()
 
     import bentoml
@@ -92,6 +107,10 @@ def main() -> int:
     # One after the other, so that neither start-up slows the other's.
     urls = {k: f"http://127.0.0.1:{v}" for k, v in ports.items()}
     host = None
+    cgroup = own_cgroup(name) if args.equal_cgroups else None
+    report["host_cgroup"] = str(cgroup) if cgroup else "the caller's"
+    # The server and the workers it starts join the cgroup before bentoml runs.
+    join = (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid()))) if cgroup else None
     try:
         start = time.monotonic()
         subprocess.run([backend, "run", "-d", "--name", name, "--network", "host", bento, "--host",
@@ -103,7 +122,7 @@ def main() -> int:
         start = time.monotonic()
         host = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", bento, "--host",
                                  "127.0.0.1", "--port", str(ports["host"])], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=join)
         report["ready_s"]["host"] = round(wait_ready(urls["host"], lambda: host.poll() is None, start), 2)
 
         body, ctype = multipart([("image", "x.png", test_png(), "image/png")])
@@ -123,6 +142,10 @@ def main() -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(host.pid, signal.SIGTERM)
             host.wait(timeout=30)
+        if cgroup is not None:
+            time.sleep(1)  # the workers' exit
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
 
     med = {t: round(statistics.median(r["rps"] for r in report["runs"] if r["target"] == t), 1)
            for t in ("container", "host")}
