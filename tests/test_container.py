@@ -66,7 +66,8 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 
 
 def _requires(dist: str, seen: set[str]) -> set[str]:
-    """`dist` and everything it requires (installed here), transitively; names normalised."""
+    """`dist` and everything it requires, transitively, as installed in this environment (the same
+    pins as the image's); names normalised."""
     name = re.sub(r"[-_.]+", "-", dist).lower()
     if name in seen:
         return seen
@@ -134,9 +135,10 @@ def _service_imports(entry: str, packed: list[str]) -> set[str]:
 def test_bentofile_installs_what_the_service_imports(bentofile):
     """Every third-party module the packed code imports comes from the bentofile's packages (or
     what they require), and every package is pinned as in pyproject.toml."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
     config = _bentofile(bentofile)
     pins = _pins(config["python"]["packages"])
-    project = _pins(__import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    project = _pins(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
     for name, version in pins.items():
         twin = "onnxruntime-gpu" if name == "onnxruntime" else name
         assert project.get(twin) == version, f"{bentofile}: {name}=={version}, pyproject.toml pins {twin}=={project.get(twin)}"
