@@ -3,8 +3,9 @@ runs it before `bentoml serve`).
 
 On a fresh clone the BentoML model store holds no `fashion-zoo`: this imports the zoo shipped in
 `weights/` (its manifest and ONNX files, each checked against its sha256) as a `fashion-zoo` version
-labelled `source=shipped`, so `make serve` classifies without training. A store that already holds a
-`fashion-zoo` is left alone: your own `make export` is a newer version and is served instead. When
+labelled `source=shipped`, so `make serve` classifies without training; it imports again when new
+shipped weights replace the ones imported before. Your own `make export` is a newer version that is
+not labelled so, and is served from then on. When
 the version to be served is the shipped one, it says so in one line (published when, from which
 commit, how to train your own). Torch-free, like the service.
 """
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from zoo.errors import ZooError, cli
-from zoo.pretrained import RESTORE, weights_dir
+from zoo.pretrained import RESTORE, shipped_manifest, weights_dir
 
 from .runtime import MANIFEST, ZooLoadError, read_verified
 
@@ -47,13 +48,25 @@ def import_shipped(root: str | os.PathLike | None = None):
 
 
 def ensure_store(root: str | os.PathLike | None = None) -> tuple[object, bool]:
-    """(the `fashion-zoo` version `make serve` will serve, whether it was imported just now)."""
+    """(the `fashion-zoo` version `make serve` will serve, whether it was imported just now).
+
+    Imports the shipped zoo when the store has none, and again when the latest version is an
+    earlier import of other shipped weights (a `git pull` brought new ones); never over an export."""
     import bentoml
 
     try:
-        return bentoml.models.get(f"{STORE_NAME}:latest"), False
+        latest = bentoml.models.get(f"{STORE_NAME}:latest")
     except bentoml.exceptions.NotFound:
         return import_shipped(root), True
+    if latest.info.labels.get("source") == "shipped":
+        shipped = shipped_manifest(root)["models"]
+        try:
+            stored = json.loads((Path(latest.path) / MANIFEST).read_text())["models"]
+        except (OSError, ValueError, KeyError):
+            stored = None
+        if shipped and stored != shipped:
+            return import_shipped(root), True
+    return latest, False
 
 
 def shipped_line(model, imported: bool = False) -> str | None:
@@ -63,7 +76,7 @@ def shipped_line(model, imported: bool = False) -> str | None:
         return None
     meta = info.metadata
     commit = str(meta.get("source_commit") or "unknown")[:12]
-    how = ", imported into the empty model store just now" if imported else ""
+    how = ", imported into the model store just now" if imported else ""
     return (f"serving the shipped weights ({model.tag}{how}: {len(meta.get('models', []))} models published "
             f"{meta.get('published')} from commit {commit}); to serve your own, "
             f"`make train-all export` then `make serve` again")

@@ -340,6 +340,16 @@ def test_serve_imports_the_shipped_zoo_into_an_empty_store_and_an_export_wins(ex
         models = httpx.get(f"{server.url}/models", timeout=60).json()
         assert models["store_tag"].startswith("fashion-zoo:")
         assert all(m["sha256"] == SHIPPED[n]["sha256"] for n, m in models["models"].items())
+    # new shipped weights (a `git pull`) replace an earlier import of shipped weights
+    newer = tmp_path / "weights"
+    shutil.copytree(weights_dir(), newer, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = json.loads((newer / "manifest.json").read_text())
+    next(iter(manifest["models"].values()))["description"] += " (republished)"
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    code = f"from service.shipped import ensure_store; print(ensure_store({str(newer)!r})[1])"
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                           env=bentoml_env(home))
+    assert again.stdout.strip() == "True", again.stderr
     # the user's own export is a newer version: it is served, and the shipped line is gone
     artifacts = tmp_path / "artifacts"
     shutil.copytree(exported_zoo[0], artifacts)
