@@ -31,6 +31,8 @@ from zoo.registry import default_preprocess, describe, get_entry, list_models
 REPO = Path(__file__).resolve().parents[1]
 # The code whose uncommitted changes could make the weights differ from the recorded commit's.
 CODE_PATHS = ("zoo", "training", "export", "pyproject.toml")
+# What decides the weights a run trains (a change here after a checkpoint was written is worth a note).
+TRAINING_CODE = ("zoo/registry.py", "zoo/model.py", "zoo/spec.py", "training")
 COMMAND = "make train-all export publish-weights"
 # Per-run settings that do not change the weights (and local paths that say nothing to a user).
 LOCAL_CONFIG = ("artifacts", "force")
@@ -83,6 +85,16 @@ def dirty_code(repo: Path = REPO, paths: tuple[str, ...] = CODE_PATHS) -> list[s
         raise ZooError(f"cannot ask git about {repo} ({out.stderr.strip() or 'git failed'}); "
                        f"publish from a git checkout, whose commit the manifest records")
     return [line[3:] for line in out.stdout.splitlines()]
+
+
+def trained_before_code_change(artifacts: Path, names: list[str], repo: Path = REPO) -> tuple[str, list[str]]:
+    """(the last commit that changed the training code, the models whose checkpoints are older)."""
+    out = subprocess.run(["git", "log", "-1", "--format=%h %ct", "--", *TRAINING_CODE],
+                         cwd=repo, capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        return "", []
+    commit, when = out.stdout.split()
+    return commit, [n for n in names if (artifacts / "checkpoints" / f"{n}.pt").stat().st_mtime < int(when)]
 
 
 def source_commit(repo: Path = REPO) -> str:
@@ -229,6 +241,11 @@ def main() -> None:
         d = manifest["draft"]
         print(f"a DRAFT (the tests fail on it): left out {d['left_out'] or 'nothing'}; "
               f"{len(d['uncommitted'])} uncommitted file(s) in the code that trains", file=sys.stderr)
+    commit, older = trained_before_code_change(Path(args.artifacts), list(manifest["models"]))
+    if older:
+        print(f"note: {', '.join(older)} were trained before commit {commit} changed the training code; "
+              f"`make verify-weights` shows whether this commit trains them bit for bit "
+              f"(`make train-all export publish-weights FORCE=1` retrains them)", file=sys.stderr)
     size = sum(len(d) for d in files.values()) / 2**20
     shown = os.path.relpath(out) if not os.path.relpath(out).startswith("..") else out
     print(f"published {len(manifest['models'])} models ({size:.1f} MiB) into {out} from commit "

@@ -207,6 +207,16 @@ def test_load_model_errors_name_the_problem_and_the_fix(tmp_path):
     assert fresh.training
 
 
+@needs_shipped
+def test_python_m_zoo_shows_the_shipped_weights_and_their_accuracy():
+    out = subprocess.run([sys.executable, "-m", "zoo", "--json"], capture_output=True, text=True,
+                         cwd=REPO, check=True)
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    for name, e in SHIPPED.items():
+        assert rows[name]["shipped_weights"]
+        assert rows[name]["metrics"] == {k: e["metrics"][k] for k in ("val_acc", "test_acc")}
+
+
 # --- make publish-weights ---------------------------------------------------------------------
 
 def test_publish_refuses_short_epoch_models_in_one_line(exported_zoo, tmp_path):
