@@ -15,7 +15,8 @@
 # The result is imported and tagged docker.io/library/python:3.11-slim, so a build uses it without
 # pulling. Idempotent: an image already there is reused, unless it is a stand-in made with other
 # CA certificates than the host's now (then it is rebuilt). A real pulled image is never replaced.
-# Needs root, debootstrap and podman (or docker). About a minute and a half, ~200 MB.
+# Making it needs root, debootstrap and podman (or docker): one to three and a half minutes, 183 MB.
+# MIRROR=<url> names another Debian mirror.
 set -euo pipefail
 
 BACKEND=${1:-podman}
@@ -28,8 +29,6 @@ die() { echo "deploy/base_image.sh: $*" >&2; exit 2; }
 # runc and explicit ulimits (see containers.conf), unless the caller chose its own settings.
 [ "$BACKEND" != podman ] || export CONTAINERS_CONF=${CONTAINERS_CONF:-$(dirname "$(readlink -f "$0")")/containers.conf}
 
-[ "$(id -u)" = 0 ] || die "debootstrap needs root; run as root (sudo)"
-command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
 command -v "$BACKEND" >/dev/null || die "$BACKEND not found: apt-get install podman (or use docker)"
 [ -r "$CA_BUNDLE" ] || die "$CA_BUNDLE not found: apt-get install ca-certificates"
 
@@ -43,6 +42,8 @@ if "$BACKEND" image inspect "$IMAGE" >/dev/null 2>&1; then
   fi
   echo "$IMAGE: the host's CA certificates changed since the stand-in was made; rebuilding it"
 fi
+[ "$(id -u)" = 0 ] || die "making $IMAGE needs root (debootstrap); run this script as root"
+command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
 
 # The host's Debian mirror: the first URI of an enabled apt source for a Debian release suite
 # (deb822 *.sources and one-line *.list files; -security, -updates and -backports are skipped).

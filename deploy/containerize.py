@@ -106,13 +106,17 @@ def build_bento(bentofile: str) -> str:
     return tags[-1]
 
 
+def ensure_base_image(backend: str) -> None:
+    """Where no registry answers, the local stand-in for python:3.11-slim (made, or reused)."""
+    if not registry_reachable():
+        print("no container registry reachable: the base image is made here", flush=True)
+        run(["bash", str(DEPLOY / "base_image.sh"), backend], env=backend_env(backend))
+
+
 def containerize(bento: str, backend: str, name: str | None = None) -> str:
     """The image of `bento` (name:version), tagged `<name>:<version>` and `<name>:latest` (name:
     the bento's unless given); the first of the two."""
     env = backend_env(backend)
-    if not registry_reachable():
-        print(f"no container registry reachable: making the base image locally", flush=True)
-        run(["bash", str(DEPLOY / "base_image.sh"), backend], env=env)
     bento_name, version = bento.split(":")
     name = name or bento_name
     cmd = [bentoml_bin(), "containerize", bento, "--backend", backend,
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend = choose_backend(args.backend)
         print(f"container backend: {backend}", flush=True)
+        ensure_base_image(backend)   # first: it is what fails for want of root or debootstrap
         bento = args.bento or build_bento(BENTOFILES[args.device])
         image = containerize(bento, backend, args.name)
     except ContainerError as e:
