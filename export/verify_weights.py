@@ -23,7 +23,7 @@ from zoo.errors import ArgumentParser, ZooError, cli
 from zoo.pretrained import shipped_manifest, weights_dir
 from zoo.registry import describe, list_models
 
-from .publish import REPO, collect, source_commit
+from .publish import REPO, collect, dirty_code, source_commit
 
 
 def differences(shipped: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
@@ -81,6 +81,9 @@ def main() -> None:
     shipped = shipped_manifest()
     if not shipped["models"]:
         raise ZooError(f"nothing shipped in {weights_dir()}; run `make train-all export publish-weights`")
+    # What is trained is the checkout as it is now: its commit and any uncommitted training code.
+    dirty = dirty_code()
+    checkout = f"commit {source_commit()[:12]}" + (f" plus uncommitted {', '.join(dirty)}" if dirty else "")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="fashion-zoo-verify-"))
     try:
         rebuilt = rebuild(workdir, args.data_dir, args.kaggle_dir, args.jobs)
@@ -91,13 +94,14 @@ def main() -> None:
     files = 2 * len(shipped["models"])
     if diffs:
         print(f"{len(diffs)} difference(s) between weights/ (commit "
-              f"{str(shipped.get('source_commit'))[:12]}) and a retrain of this checkout:", file=sys.stderr)
+              f"{str(shipped.get('source_commit'))[:12]}) and a retrain of this checkout ({checkout}):",
+              file=sys.stderr)
         for line in diffs:
             print(f"  {line}", file=sys.stderr)
         sys.exit(1)
     print(f"weights/ verified: all {files} files ({len(shipped['models'])} state_dicts, "
           f"{len(shipped['models'])} ONNX files) and every accuracy equal, bit for bit, to a "
-          f"fresh retrain and export of this checkout (commit {source_commit()[:12]})", file=sys.stderr)
+          f"fresh retrain and export of this checkout ({checkout})", file=sys.stderr)
 
 
 if __name__ == "__main__":
