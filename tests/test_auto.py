@@ -76,3 +76,16 @@ def test_the_registry_names_a_photo_model_trained_on_photos():
     assert photo_models() and all(get_entry(n).dataset == "kaggle" for n in photo_models())
     assert not get_entry("kaggle").photos  # the study's model stays as the study defined it
     assert get_entry("kaggle").recipe == {"batch_size": 8} and get_entry("kaggle").kwargs == {}
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "P", "I;16", "F"])
+def test_frame_mean_is_the_border_mean_of_the_whole_grey_image(mode):
+    """kind_of converts only the frame to grey; it must see the grey levels a full conversion gives."""
+    from zoo.auto import frame_mean
+    from zoo.spec import border_mean, to_grey
+
+    rng = np.random.default_rng(0)
+    for width, height in [(1, 1), (2, 5), (37, 23), (300, 225)]:
+        pixels = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+        image = (Image.fromarray(pixels[..., 0]) if mode in ("I;16", "F") else Image.fromarray(pixels, "RGBA")).convert(mode)
+        assert frame_mean(image) == border_mean(np.asarray(to_grey(image), dtype=np.uint8))

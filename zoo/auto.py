@@ -39,8 +39,26 @@ def kind_of(image, rule: dict[str, Any] = RULE) -> str:
     size = int(rule["fashion_mnist_size"])
     if image.mode in _GREY_MODES and image.size == (size, size):
         return FASHION_MNIST
-    grey = np.asarray(to_grey(image), dtype=np.uint8)
-    return FASHION_MNIST if border_mean(grey) < rule["dark_border_below"] else PHOTO
+    return FASHION_MNIST if frame_mean(image) < rule["dark_border_below"] else PHOTO
+
+
+# Modes whose grey conversion is per pixel, so the frame's grey levels can be had from the frame alone
+# (16/32-bit modes are scaled by the whole image's peak, and palettes may carry transparency).
+_PER_PIXEL_MODES = ("1", "L", "LA", "RGB", "RGBA", "CMYK", "YCbCr")
+
+
+def frame_mean(image) -> float:
+    """`zoo.spec.border_mean` of the image's grey version, converting only the one-pixel frame to grey
+    where the conversion is per pixel: a large photo is not converted twice (here, and again by the
+    preprocessing that follows)."""
+    width, height = image.size
+    if image.mode not in _PER_PIXEL_MODES or width < 2 or height < 2:
+        return border_mean(np.asarray(to_grey(image), dtype=np.uint8))
+    # The same pixels, in the same order, as zoo.spec's frame: top row, bottom row, left and right columns.
+    strips = [image.crop(box) for box in ((0, 0, width, 1), (0, height - 1, width, height),
+                                          (0, 0, 1, height), (width - 1, 0, width, height))]
+    frame = np.concatenate([np.asarray(to_grey(s), dtype=np.uint8).ravel() for s in strips])
+    return int(frame.sum()) / frame.size
 
 
 def route(image, auto: dict[str, Any]) -> str:
