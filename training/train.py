@@ -180,7 +180,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
     if not quiet:
         m = ckpt["metrics"]
         val = f" val {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
-        print(f"[{cfg.model}] done in {seconds:.0f}s: train {m['train_acc']:.4f}{val} "
+        print(f"[{cfg.model}{'+trainval' if cfg.trainval else ''}] done in {seconds:.0f}s: train {m['train_acc']:.4f}{val} "
               f"test {m['test_acc']:.4f} -> {path}", file=sys.stderr)
     return ckpt
 
