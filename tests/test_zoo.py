@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import zoo
-from zoo.registry import get_model, list_models
+from zoo.pretrained import shipped_manifest
+from zoo.registry import ensemble_candidates, get_model, list_models
 
 # The study's parameter counts (issue table); a change to the architecture must show here.
 STUDY_PARAMS = {
@@ -14,6 +15,8 @@ STUDY_PARAMS = {
     "kernelsize": 46_874, "lesskernelsize": 61_652, "numfilters": 117_078, "kaggle": 61_706,
     "photo": 61_750,  # not the study's: batchnorm's architecture, trained on photos
 }
+# Assembled from the others: as many parameters as its members (all candidates when none are named).
+STUDY_PARAMS["ensemble"] = sum(STUDY_PARAMS[n] for n in ensemble_candidates("ensemble"))
 
 
 def test_registry_has_the_study_models():
@@ -46,8 +49,11 @@ def test_cli_json_lists_every_model():
     out = subprocess.run([sys.executable, "-m", "zoo", "--json"], capture_output=True, text=True, check=True)
     rows = json.loads(out.stdout)
     assert [r["name"] for r in rows] == list_models()
+    shipped = shipped_manifest()["models"]
     for r in rows:
-        assert r["params"] == STUDY_PARAMS[r["name"]]
+        # An assembled model's row describes the members its shipped weights hold.
+        members = shipped[r["name"]]["members"] if "members" in r and r["name"] in shipped else None
+        assert r["params"] == (sum(STUDY_PARAMS[m] for m in members) if members else STUDY_PARAMS[r["name"]])
         assert r["input_shape"] == [1, 28, 28] and r["description"]
 
 

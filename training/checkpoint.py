@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 
 from zoo.errors import ZooError
-from zoo.registry import get_model, list_models
+from zoo.registry import get_entry, get_model, list_models
 
 if TYPE_CHECKING:
     from torch import nn
@@ -63,7 +63,9 @@ def finished_checkpoints(artifacts: str | os.PathLike) -> Iterator[tuple[str, Pa
 
 
 def build_model(ckpt: dict[str, Any]) -> nn.Module:
-    """The registry's architecture for the checkpoint's name, with its weights, in eval mode."""
-    model = get_model(ckpt["name"])
+    """The registry's architecture for the checkpoint's name, with its weights, in eval mode (an
+    assembled model's members are those its checkpoint names)."""
+    assembled = get_entry(ckpt["name"]).members is not None
+    model = get_model(ckpt["name"], **(ckpt["kwargs"] if assembled else {}))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()

@@ -53,6 +53,9 @@ class TrainConfig:
         """This config with the model's own recipe filled in where a field is left at None."""
         from zoo.registry import get_entry
 
+        if get_entry(self.model).members is not None:
+            raise ValueError(f"{self.model} is not trained: it is assembled from the finished models "
+                             f"(`python -m training.ensemble`, part of `make train-all`)")
         recipe = {**self.RECIPE, **get_entry(self.model).recipe}
         return dataclasses.replace(self, **{k: v for k, v in recipe.items() if getattr(self, k) is None})
 

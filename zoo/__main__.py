@@ -1,13 +1,14 @@
 """List the zoo: `python -m zoo` prints a table, `python -m zoo --json` a JSON list.
 
 Each model's row says whether weights/ ships its trained weights (`zoo.load_model(name,
-pretrained=True)`) and their validation and test accuracy.
+pretrained=True)`) and their validation and test accuracy. An assembled model (the ensemble) is
+described with the members its shipped weights hold, else with every candidate member.
 """
 import argparse
 import json
 
 from .pretrained import shipped_manifest
-from .registry import describe, list_models
+from .registry import describe, get_entry, list_models
 
 
 def _pct(x) -> str:
@@ -23,7 +24,11 @@ def main() -> None:
         print(" ".join(list_models()))
         return
     shipped = shipped_manifest()
-    rows = [describe(n) for n in list_models()]
+    def members(name: str) -> dict:
+        e = shipped["models"].get(name)
+        return e["kwargs"] if e and get_entry(name).members is not None else {}
+
+    rows = [describe(n, **members(n)) for n in list_models()]
     for r in rows:
         e = shipped["models"].get(r["name"])
         r["shipped_weights"] = e is not None
@@ -37,7 +42,9 @@ def main() -> None:
         m = r["metrics"] or {}
         print(f"{r['name']:<15} {r['params']:>8,}  {r['macs']:>10,}  {r['dataset']:<14} "
               f"{'shipped' if r['shipped_weights'] else 'none':<8} {_pct(m.get('val_acc')):>6} "
-              f"{_pct(m.get('test_acc')):>6}  {r['description']}")
+              f"{_pct(m.get('test_acc')):>6}  {r['description']}"
+              + (f" ({'members' if r['shipped_weights'] else 'candidates'}: {' + '.join(r['members'])})"
+                 if "members" in r else ""))
     missing = [r["name"] for r in rows if not r["shipped_weights"]]
     if shipped["models"]:
         print(f"\nshipped weights: {len(shipped['models'])} models in weights/, published "

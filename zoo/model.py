@@ -1,5 +1,8 @@
-"""LeNet-5 with the knobs the study varied; every zoo model is one instance of this class."""
+"""LeNet-5 with the knobs the study varied; every trained zoo model is one instance of this class,
+and `Ensemble` averages the probabilities of several of them."""
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -49,6 +52,27 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class Ensemble(nn.Module):
+    """The mean of its members' softmax probabilities, returned as its logarithm.
+
+    The output takes the place of logits: softmax gives back the mean probability exactly (the
+    log-probabilities already sum to one) and argmax picks the class the mean ranks first, so
+    training's metrics, the ONNX parity check and the service read it like any model's logits.
+    """
+
+    def __init__(self, members: dict[str, nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.names = list(members)
+        self.members = nn.ModuleList(members.values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # log(mean(softmax)) as logsumexp of log-softmax: no underflow for confident members.
+        log_probs = torch.stack([m(x).log_softmax(dim=1) for m in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
 def macs_per_image(model) -> int:

@@ -1,4 +1,9 @@
-"""The one list of model names. Torch-free: building a model imports torch lazily."""
+"""The one list of model names. Torch-free: building a model imports torch lazily.
+
+Every entry but one is a `LeNet5(...)` trained by gradient descent. `ensemble` is not trained: it
+is assembled from the finished models of its dataset (training/ensemble.py), its members chosen on
+the validation split, so its architecture (which members) lives in its checkpoint, not here.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,6 +20,9 @@ class ModelEntry:
     dataset: str = "fashion-mnist"                        # "fashion-mnist" | "kaggle"
     recipe: dict[str, Any] = field(default_factory=dict)  # training defaults that differ from the study's
     photos: bool = False                                  # model=auto sends product photos to it (zoo/auto.py)
+    # "greedy": not trained; the mean probability of finished models of its dataset, chosen by
+    # greedy forward selection on the validation split (training/ensemble.py). None: trained.
+    members: str | None = None
 
 
 _ENTRIES = [
@@ -33,6 +41,10 @@ _ENTRIES = [
     ModelEntry("photo", "batchnorm trained on Kaggle product photos: mirrored copies, cosine schedule, 30 epochs",
                dict(batchnorm=True), dataset="kaggle", photos=True,
                recipe=dict(batch_size=8, epochs=30, hflip=True, schedule="cosine")),
+    # Assembled, not trained: which models it averages is chosen on the validation split and
+    # stored in its checkpoint (README, "The ensemble").
+    ModelEntry("ensemble", "mean probability of the Fashion-MNIST models chosen greedily on the validation split",
+               members="greedy"),
 ]
 MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
 
@@ -52,6 +64,26 @@ def list_models(dataset: str | None = None) -> list[str]:
     return [n for n, e in MODELS.items() if dataset is None or e.dataset == dataset]
 
 
+def trainable_models(dataset: str | None = None) -> list[str]:
+    """The models trained by gradient descent (all but the assembled ones), optionally of `dataset`."""
+    return [n for n in list_models(dataset) if MODELS[n].members is None]
+
+
+def ensemble_candidates(name: str) -> list[str]:
+    """The models an assembled model `name` may choose its members from: the trainable models of its
+    dataset, in registry order."""
+    entry = get_entry(name)
+    if entry.members is None:
+        raise ValueError(f"{name!r} is trained, not assembled from other models")
+    return trainable_models(entry.dataset)
+
+
+def ensemble_kwargs(members: list[str]) -> dict[str, Any]:
+    """An assembled model's keyword arguments: {"members": {name: LeNet5 keyword arguments}}, in
+    the order given (the order they were chosen in)."""
+    return {"members": {n: dict(get_entry(n).kwargs) for n in members}}
+
+
 def photo_models() -> list[str]:
     """The models model=auto may send product photos to, in registry order."""
     return [n for n, e in MODELS.items() if e.photos]
@@ -64,10 +96,17 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def get_model(name: str, **overrides: Any):
-    """Build the named model (a torch module) with freshly initialised weights."""
-    from .model import LeNet5
+    """Build the named model (a torch module) with freshly initialised weights.
 
-    return LeNet5(**{**get_entry(name).kwargs, **overrides})
+    An assembled model takes `members` ({name: LeNet5 keyword arguments}, as its checkpoint stores
+    them); without it, every candidate member (`ensemble_candidates`)."""
+    from .model import Ensemble, LeNet5
+
+    entry = get_entry(name)
+    if entry.members is not None:
+        members = overrides.pop("members", None) or ensemble_kwargs(ensemble_candidates(name))["members"]
+        return Ensemble({n: LeNet5(**{**kwargs, **overrides}) for n, kwargs in members.items()})
+    return LeNet5(**{**entry.kwargs, **overrides})
 
 
 def default_preprocess(name: str) -> dict[str, Any]:
@@ -75,12 +114,14 @@ def default_preprocess(name: str) -> dict[str, Any]:
     return dict(PREPROCESS[get_entry(name).dataset])
 
 
-def describe(name: str) -> dict[str, Any]:
-    """What a user choosing a model wants to know (needs torch to count parameters)."""
+def describe(name: str, **overrides: Any) -> dict[str, Any]:
+    """What a user choosing a model wants to know (needs torch to count parameters). An assembled
+    model is described with the `members` given (its checkpoint's), else with every candidate."""
     from .model import macs_per_image
 
     e = get_entry(name)
-    model = get_model(name)
+    model = get_model(name, **overrides)
+    extra = {"members": list(model.names)} if e.members is not None else {}
     return {
         "name": name,
         "description": e.description,
@@ -89,4 +130,5 @@ def describe(name: str) -> dict[str, Any]:
         "dataset": e.dataset,
         "input_shape": [1, INPUT_SIZE, INPUT_SIZE],
         "kwargs": e.kwargs,
+        **extra,
     }
