@@ -52,16 +52,18 @@ def fmnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def train_tiny_zoo(artifacts: Path, data_dir: Path, kaggle_dir: Path | None = None, epochs: int = 1) -> Path:
     """A checkpoint of every registry model trained briefly on small data (kaggle only when
-    `kaggle_dir` is given)."""
+    `kaggle_dir` is given), and the ensemble assembled from them."""
     from training.config import TrainConfig
+    from training.ensemble import build_all
     from training.train import train
-    from zoo.registry import get_entry, list_models
+    from zoo.registry import get_entry, trainable_models
 
-    for name in list_models():
+    for name in trainable_models():
         if get_entry(name).dataset == "kaggle" and kaggle_dir is None:
             continue
         train(TrainConfig(model=name, epochs=epochs, batch_size=32, data_dir=str(data_dir),
                           kaggle_dir=str(kaggle_dir), artifacts=str(artifacts)), quiet=True)
+    build_all(artifacts, data_dir, quiet=True)
     return artifacts
 
 
@@ -74,7 +76,8 @@ def run_export(artifacts: Path, bentoml_home: Path, *extra: str) -> subprocess.C
 
 @pytest.fixture(scope="session")
 def trained_zoo(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> Path:
-    """An artifacts dir holding a 1-epoch checkpoint of every Fashion-MNIST registry model."""
+    """An artifacts dir holding a 1-epoch checkpoint of every Fashion-MNIST registry model (the
+    ensemble assembled from them)."""
     return train_tiny_zoo(tmp_path_factory.mktemp("zoo"), fmnist_dir)
 
 

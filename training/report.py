@@ -29,10 +29,13 @@ def row(ckpt: dict[str, Any]) -> dict[str, Any]:
         "params": ckpt["params"],
         "train_acc": m["train_acc"], "val_acc": val_acc, "test_acc": m["test_acc"],
         "epochs": ckpt["epoch"], "seconds": round(ckpt["seconds"], 1),
-        "seconds_per_epoch": round(ckpt["seconds"] / ckpt["epoch"], 2),
+        "seconds_per_epoch": round(ckpt["seconds"] / ckpt["epoch"], 2) if ckpt["epoch"] else None,
         "dataset": ckpt["dataset"],
     }
-    if ckpt["config"]["trainval"]:
+    if "assembled" in ckpt:  # not trained: its members and how they were chosen instead of epochs
+        a = ckpt["assembled"]
+        out.update(epochs=None, seconds=None, members=a["members"], selection=a["selection"])
+    if ckpt["config"].get("trainval"):
         out["retrain_of"] = ckpt["name"]
     for key in ("test_per_class", "test_confusion", "cross_domain"):
         if key in m:
@@ -58,7 +61,8 @@ def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | 
         "# Results", "",
         "Top-1 accuracy (%), ours beside the study's. Train accuracy is measured during the last",
         "epoch (in training mode, as the study did), validation on the fixed 12,000-image split,",
-        "test on the 10,000 Fashion-MNIST test images (for the photo models: Kaggle's held-out 20%).", "",
+        "test on the 10,000 Fashion-MNIST test images (for the photo models: Kaggle's held-out 20%).",
+        "An assembled model is not trained: its train accuracy is measured in eval mode.", "",
         "| model | params | train | val | test | study train | study val | epochs | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -66,8 +70,9 @@ def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | 
         study = (None, None) if "retrain_of" in r else STUDY.get(name, (None, None))
         st = "–" if study[0] is None else f"{study[0]:.2f}"
         sv = "–" if study[1] is None else f"{study[1]:.2f}"
+        epochs, seconds = (("assembled", "–") if "members" in r else (r["epochs"], f"{r['seconds']:.0f}"))
         lines.append(f"| `{name}` | {r['params']:,} | {_pct(r['train_acc'])} | {_pct(r['val_acc'])} | "
-                     f"{_pct(r['test_acc'])} | {st} | {sv} | {r['epochs']} | {r['seconds']:.0f} |")
+                     f"{_pct(r['test_acc'])} | {st} | {sv} | {epochs} | {seconds} |")
     retrained = [n for n, r in results.items() if "retrain_of" in r]
     for name in retrained:
         base = results[name]["retrain_of"]
@@ -78,11 +83,34 @@ def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | 
             f"| `{name}` | 60,000 train+val | {_pct(results[name]['test_acc'])} | "
             f"{STUDY_TEST['numfilters+trainval']:.2f} |",
         ]
+    lines += ensemble_markdown(results)
     lines += kaggle_markdown(results)
     lines += auto_markdown(auto)
-    total = sum(r["seconds"] for r in results.values())
+    total = sum(r["seconds"] or 0 for r in results.values())
     lines += ["", f"Training time, all models: {total:.0f} s of compute (see `seconds` per model)."]
     return "\n".join(lines) + "\n"
+
+
+def ensemble_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Each assembled model: its members and the validation top-1 after each was added."""
+    lines: list[str] = []
+    for name, r in results.items():
+        if "members" not in r:
+            continue
+        lines += [
+            "", f"## `{name}`: assembled, not trained", "",
+            f"The mean softmax probability of {', '.join(f'`{m}`' for m in r['members'])}, chosen by greedy "
+            "forward selection on the validation split: start with no member, add the model that most improves "
+            "the validation top-1 of the mean probability, stop when none improves it "
+            "(`python -m training.ensemble`).", "",
+            "| step | member added | val top-1 of the mean | its own val | its own test |", "|---:|---|---:|---:|---:|",
+        ]
+        for i, step in enumerate(r["selection"], 1):
+            own = results.get(step["added"], {})
+            lines.append(f"| {i} | `{step['added']}` | {_pct(step['val_acc'])} | {_pct(own.get('val_acc'))} | "
+                         f"{_pct(own.get('test_acc'))} |")
+        lines.append(f"| | **`{name}`** | **{_pct(r['val_acc'])}** | | **{_pct(r['test_acc'])}** |")
+    return lines
 
 
 def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -149,17 +177,25 @@ def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
         f"`{models['fashion-mnist']}`, photos to `{models['photo']}`. Each image is sent as the service "
         "receives it, routed, preprocessed and classified as the service does "
         "(`python -m training.auto_eval`).", "",
-        "| images | `auto` | routed | best single model | every single model |", "|---|---:|---|---|---|",
+        "| images | `auto` | routed | best single model | every model |", "|---|---:|---|---|---|",
     ]
     for key in ("fashion-mnist", "fashion-mnist-all", "kaggle"):
         if key in auto:
             r = auto[key]
-            best = max(r["single_acc"], key=r["single_acc"].get)
+            # A single model is a trained one: an assembled model averages several of them.
+            singles = {n: a for n, a in r["single_acc"].items() if not _assembled(n)} or r["single_acc"]
+            best = max(singles, key=singles.get)
             routed = ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items())
             every = ", ".join(f"`{n}` {_pct(a)}" for n, a in r["single_acc"].items())
             lines.append(f"| {r['data']} | {_pct(r['auto_acc'])} | {routed} | `{best}` {_pct(r['single_acc'][best])} "
                          f"({100 * (r['auto_acc'] - r['single_acc'][best]):+.2f} points) | {every} |")
     return lines
+
+
+def _assembled(name: str) -> bool:
+    from zoo.registry import MODELS
+
+    return name in MODELS and MODELS[name].members is not None
 
 
 def plot_curves(name: str, history: list[dict[str, float]], path: Path,
@@ -249,6 +285,8 @@ def write_reports(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:
         if key != name:  # the train+validation retrain: a row, no figures
             continue
         kaggle = ckpt["dataset"] == "kaggle"
+        if not ckpt["history"]:  # assembled, not trained: no curve
+            continue
         plot_curves(name, ckpt["history"], reports / f"{name}_curves.png",
                     f"held-out test ({ckpt['config']['val_fraction']:.0%})" if kaggle else "validation")
         if "test_confusion" in ckpt["metrics"]:
