@@ -84,7 +84,18 @@ def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any]
         "input": {"name": INPUT_NAME, "shape": ["batch", 1, 28, 28], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt["classes"])], "dtype": "float32"},
         "epochs": ckpt["epoch"],
+        **assembled_entry(ckpt),
     }
+
+
+def assembled_entry(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """An assembled model's members and how they were chosen (empty for a trained model)."""
+    if "assembled" not in ckpt:
+        return {}
+    a = ckpt["assembled"]
+    return {"members": list(a["members"]),
+            "selection": {"method": a["method"], "trace": a["selection"],
+                          "candidates_val_acc": {n: c["val_acc"] for n, c in a["candidates"].items()}}}
 
 
 def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str | None,

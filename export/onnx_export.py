@@ -54,6 +54,7 @@ def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
         "params": str(ckpt["params"]),
         "metrics": json.dumps({k: m.get(k) for k in ("train_acc", "val_acc", "test_acc")}),
         "epochs": str(ckpt["epoch"]),
+        **({"members": json.dumps(ckpt["assembled"]["members"])} if "assembled" in ckpt else {}),
     }
 
 

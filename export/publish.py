@@ -42,6 +42,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def assembled_kwargs(name: str, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments that rebuild an assembled model's members (none for a trained model)."""
+    return ckpt["kwargs"] if get_entry(name).members is not None else {}
+
+
 def state_dict_bytes(ckpt: dict[str, Any]) -> bytes:
     """The slim state_dict as it ships: the registry architecture's own state_dict, loaded with the
     checkpoint's weights, saved by torch (the same weights give the same bytes)."""
@@ -54,10 +59,13 @@ def state_dict_bytes(ckpt: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def recipe_problems(name: str, ckpt: dict[str, Any]) -> list[str]:
-    """How a checkpoint falls short of the registry's full recipe (empty when it does not)."""
+def recipe_problems(name: str, ckpt: dict[str, Any], artifacts: str | os.PathLike | None = None) -> list[str]:
+    """How a checkpoint falls short of the registry's full recipe (empty when it does not); an
+    assembled model's, of being assembled from the checkpoints beside it in `artifacts`."""
     from training.config import TrainConfig
 
+    if get_entry(name).members is not None:
+        return assembled_problems(name, ckpt, artifacts)
     want = TrainConfig(model=name).resolved()
     cfg = ckpt.get("config", {})
     if not ckpt.get("complete"):
@@ -74,6 +82,32 @@ def recipe_problems(name: str, ckpt: dict[str, Any]) -> list[str]:
                         f"LeNet5(**{get_entry(name).kwargs})")
     if ckpt.get("preprocess") != default_preprocess(name):
         problems.append("trained with another preprocessing than the registry's")
+    return problems
+
+
+def assembled_problems(name: str, ckpt: dict[str, Any], artifacts: str | os.PathLike | None) -> list[str]:
+    """How an assembled checkpoint falls short: unfinished, members of another architecture or
+    preprocessing than the registry's, or assembled from other weights than the candidates' in
+    `artifacts` (their own recipe is checked as theirs)."""
+    from training.ensemble import candidate_checkpoints, stale_reason
+
+    again = "run `python -m training.ensemble` (part of `make train-all`)"
+    if not ckpt.get("complete"):
+        return [f"unfinished; {again}"]
+    problems = []
+    for member, kwargs in ckpt["kwargs"]["members"].items():
+        if json.dumps(kwargs, sort_keys=True) != json.dumps(get_entry(member).kwargs, sort_keys=True):
+            problems.append(f"member {member} is LeNet5(**{kwargs}), the registry now says "
+                            f"LeNet5(**{get_entry(member).kwargs}); {again}")
+    if ckpt.get("preprocess") != default_preprocess(name):
+        problems.append("assembled with another preprocessing than the registry's")
+    if artifacts is not None:
+        try:
+            why = stale_reason(ckpt, candidate_checkpoints(artifacts, name))
+        except ZooError as e:
+            why = str(e)
+        if why:
+            problems.append(f"not assembled from the checkpoints beside it ({why}); {again}")
     return problems
 
 
@@ -139,7 +173,7 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
         except ZooError as e:
             problems[name] = [str(e)]
             continue
-        mine = recipe_problems(name, ckpt) if strict else ([] if ckpt.get("complete") else ["unfinished"])
+        mine = recipe_problems(name, ckpt, artifacts) if strict else ([] if ckpt.get("complete") else ["unfinished"])
         if entry is None or not ckpt.get("complete"):
             mine += [] if not ckpt.get("complete") else ["not exported (run `make export`)"]
             problems[name] = mine
@@ -163,7 +197,8 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
         files[f"{name}.pt"], files[entry["onnx"]] = weights_bytes, onnx_bytes
         config = {k: v for k, v in ckpt["config"].items() if k not in LOCAL_CONFIG}
         models[name] = {**entry, "state_dict": f"{name}.pt", "state_dict_sha256": sha256(weights_bytes),
-                        "kwargs": ckpt["kwargs"], "macs": describe(name)["macs"], "config": config}
+                        "kwargs": ckpt["kwargs"], "macs": describe(name, **assembled_kwargs(name, ckpt))["macs"],
+                        "config": config}
     dirty = dirty_code() if strict else []
     if problems and draft and models:
         left_out = {name: ", ".join(p) for name, p in problems.items()}

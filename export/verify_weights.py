@@ -3,7 +3,8 @@
 
 Retrains every registry model with its full recipe into a temporary directory (`python -m
 training.train`, two at a time as `make train-all` trains them; not the train+validation retrain
-or the reports, which ship nothing), exports them without the model store, builds the files `make
+or the reports, which ship nothing), assembles the ensemble from them (`python -m
+training.ensemble`), exports them without the model store, builds the files `make
 publish-weights` would ship from them, and compares every sha256 (each state_dict and ONNX file) and
 every accuracy with weights/manifest.json. Prints the exact list of what differs and exits 1 if
 anything does. Takes about as long as `make train-all export` (minutes); not part of `make test`.
@@ -21,7 +22,7 @@ from typing import Any
 
 from zoo.errors import ArgumentParser, ZooError, cli
 from zoo.pretrained import shipped_manifest, weights_dir
-from zoo.registry import describe, list_models
+from zoo.registry import describe, trainable_models
 
 from .publish import REPO, collect, dirty_code, source_commit
 
@@ -47,8 +48,9 @@ def differences(shipped: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
 def rebuild(workdir: Path, data_dir: str, kaggle_dir: str, jobs: int) -> dict[str, Any]:
     """Every registry model trained with its full recipe into `workdir` (`python -m training.train`,
     `jobs` at a time, one thread each, most multiply-accumulates first, as `make train-all` trains
-    them), exported without the store; the manifest publishing it would write."""
-    names = sorted(list_models(), key=lambda n: -describe(n)["macs"])
+    them), the assembled models built from them, exported without the store; the manifest
+    publishing it would write."""
+    names = sorted(trainable_models(), key=lambda n: -describe(n)["macs"])
 
     def train(name: str) -> tuple[str, int]:
         cmd = [sys.executable, "-m", "training.train", "--model", name, "--artifacts", str(workdir),
@@ -63,6 +65,10 @@ def rebuild(workdir: Path, data_dir: str, kaggle_dir: str, jobs: int) -> dict[st
         failed = [n for n, code in pool.map(train, names) if code != 0]
     if failed:
         raise ZooError(f"training failed for {', '.join(failed)} (logs in {workdir}); nothing compared")
+    cmd = [sys.executable, "-m", "training.ensemble", "--artifacts", str(workdir), "--data-dir", data_dir]
+    with open(workdir / "ensemble.log", "w") as log:
+        if subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+            raise ZooError(f"`python -m training.ensemble` failed (see {workdir / 'ensemble.log'}); nothing compared")
     cmd = [sys.executable, "-m", "export", "--artifacts", str(workdir), "--no-store"]
     if subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
         raise ZooError(f"`python -m export --artifacts {workdir}` failed; nothing compared")

@@ -75,11 +75,19 @@ def test_shipped_model_is_the_registry_full_recipe(name):
     from training.config import TrainConfig
 
     e = SHIPPED[name]
-    assert e["kwargs"] == json.loads(json.dumps(get_entry(name).kwargs))
     assert e["preprocess"] == default_preprocess(name) and e["classes"] == list(CLASSES)
-    assert e["params"] == describe(name)["params"] and e["macs"] == describe(name)["macs"]
-    want = TrainConfig(model=name).resolved()
-    assert e["epochs"] == want.epochs and all(e["config"][k] == v for k, v in want.identity().items())
+    if get_entry(name).members is not None:  # assembled: its members are the registry's, as shipped
+        assert list(e["kwargs"]["members"]) == e["members"] and set(e["members"]) <= set(SHIPPED)
+        for member, kwargs in e["kwargs"]["members"].items():
+            assert kwargs == SHIPPED[member]["kwargs"] == json.loads(json.dumps(get_entry(member).kwargs))
+        assert e["params"] == describe(name, **e["kwargs"])["params"] == sum(SHIPPED[m]["params"] for m in e["members"])
+        assert e["macs"] == describe(name, **e["kwargs"])["macs"] == sum(SHIPPED[m]["macs"] for m in e["members"])
+        assert e["epochs"] == 0 and e["config"]["members"] == get_entry(name).members
+    else:
+        assert e["kwargs"] == json.loads(json.dumps(get_entry(name).kwargs))
+        assert e["params"] == describe(name)["params"] and e["macs"] == describe(name)["macs"]
+        want = TrainConfig(model=name).resolved()
+        assert e["epochs"] == want.epochs and all(e["config"][k] == v for k, v in want.identity().items())
     assert e["parity"]["max_abs_diff"] <= 1e-4 and e["parity"]["argmax_agreement"] == 1.0
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
@@ -295,7 +303,7 @@ def test_publish_writes_what_load_model_and_the_service_read(exported_zoo, tmp_p
         reference = build_model(ckpt).state_dict()
         got = load_model(name, root=out).state_dict()
         assert all(torch.equal(got[k], reference[k]) for k in reference)
-        assert e["config"]["epochs"] == 1 and "force" not in e["config"]
+        assert e["config"].get("epochs", 1) == 1 and "force" not in e["config"] and "artifacts" not in e["config"]
         assert weights_meta(name, root=out)["_metrics"]["Fashion-MNIST test"]["acc@1"] == round(
             100 * ckpt["metrics"]["test_acc"], 2)
     # a model that is no longer published leaves no file behind

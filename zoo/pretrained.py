@@ -126,14 +126,19 @@ def load_model(name: str, pretrained: bool = True, root: str | os.PathLike | Non
         return get_model(name)
     _, entry = _shipped_entry(name, root)
     data = verified_file(name, "state_dict", root)  # the bytes checked are the bytes loaded
-    registry_kwargs = json.loads(json.dumps(get_entry(name).kwargs))  # tuples -> lists, as shipped
-    if entry.get("kwargs") != registry_kwargs:
-        raise ZooError(f"the shipped weights of {name!r} were trained as LeNet5(**{entry.get('kwargs')}) "
-                       f"but the registry now builds LeNet5(**{registry_kwargs}); publish them again "
-                       f"with `make train-all export publish-weights`")
+    assembled = get_entry(name).members is not None
+    # An assembled model's members are in the manifest; each must still be the registry's architecture.
+    shipped = entry.get("kwargs", {}).get("members", {}) if assembled else {name: entry.get("kwargs")}
+    for member, kwargs in shipped.items():
+        registry_kwargs = json.loads(json.dumps(get_entry(member).kwargs))  # tuples -> lists, as shipped
+        if kwargs != registry_kwargs:
+            raise ZooError(f"the shipped weights of {member!r}{f' in {name!r}' if assembled else ''} were "
+                           f"trained as LeNet5(**{kwargs}) but the registry now builds "
+                           f"LeNet5(**{registry_kwargs}); publish them again with "
+                           f"`make train-all export publish-weights`")
     import torch
 
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    model = get_model(name)
+    model = get_model(name, **(entry["kwargs"] if assembled else {}))
     model.load_state_dict(state)
     return model.eval()
