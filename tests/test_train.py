@@ -161,8 +161,11 @@ def test_train_all_trains_reports_and_retrains_best(tmp_path, fmnist_dir):
     c = cfg(tmp_path, fmnist_dir, kaggle_dir=str(tmp_path / "no-kaggle"))
     run(c, jobs=2)
     results = json.loads((tmp_path / "reports" / "results.json").read_text())
-    fm = [n for n, r in results.items() if r["dataset"] == "fashion-mnist" and "retrain_of" not in r]
+    fm = [n for n, r in results.items()
+          if r["dataset"] == "fashion-mnist" and "retrain_of" not in r and "members" not in r]
     assert len(fm) == 7
+    # The ensemble is assembled from them, and the retrain below is of the best trained model.
+    assert set(results["ensemble"]["members"]) <= set(fm) and results["ensemble"]["epochs"] is None
     for name in fm:
         r = results[name]
         assert {"params", "train_acc", "val_acc", "test_acc", "epochs", "seconds"} <= set(r)
@@ -214,14 +217,14 @@ def test_train_all_retrain_overlaps_the_photo_models(tmp_path, capfd):
 
     from tests.conftest import make_fashion_mnist
     from tests.test_kaggle import make_kaggle
-    from zoo.registry import list_models
+    from zoo.registry import list_models, trainable_models
 
     data = make_fashion_mnist(tmp_path / "data", n_train=600, n_test=100)
     make_kaggle(tmp_path / "kaggle")
     run(cfg(tmp_path / "a", data, kaggle_dir=str(tmp_path / "kaggle")), jobs=1)
     order = re.findall(r"^\[([\w+]+)\] done in", capfd.readouterr().err, re.M)
     retrain = [i for i, n in enumerate(order) if n.endswith("+trainval")]
-    assert len(retrain) == 1 and sorted(order) == sorted(list_models() + [order[retrain[0]]])
-    fashion = [order.index(n) for n in list_models("fashion-mnist")]
+    assert len(retrain) == 1 and sorted(order) == sorted(trainable_models() + [order[retrain[0]]])
+    fashion = [order.index(n) for n in trainable_models("fashion-mnist")]
     photos = [order.index(n) for n in list_models("kaggle")]
     assert max(fashion) < retrain[0] < min(photos)

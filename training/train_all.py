@@ -1,4 +1,5 @@
-"""Train the whole zoo with each model's recipe, retrain the best on train+validation, report.
+"""Train the whole zoo with each model's recipe, retrain the best on train+validation, assemble the
+ensemble from the finished models, report.
 
     python -m training.train_all                 # what `make train-all` runs
     python -m training.train_all --epochs 1      # a quick pass
@@ -19,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import describe, get_entry, list_models
+from zoo.registry import describe, get_entry, list_models, trainable_models
 
 from .config import TrainConfig, add_config_arguments, config_from_args
 
@@ -55,7 +56,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
 
     for train in (True, False):  # fail fast, in one line, if the data is missing or corrupt
         load_pixels(cfg.data_dir, train=train)
-    names = list_models("fashion-mnist")
+    names = trainable_models("fashion-mnist")
     for name in list_models("kaggle"):
         if kaggle_available(cfg):
             names.append(name)
@@ -67,7 +68,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     # soon as the last Fashion-MNIST model finishes, so it overlaps the photo models instead of
     # running alone at the end with the other cores idle.
     names.sort(key=lambda n: (get_entry(n).dataset != "fashion-mnist", -describe(n)["macs"]))
-    fashion = list_models("fashion-mnist")
+    fashion = trainable_models("fashion-mnist")
     t0 = time.perf_counter()
     val: dict[str, float] = {}
     failed: dict[str, str] = {}
@@ -94,6 +95,14 @@ def run(cfg: TrainConfig, jobs: int) -> int:
                 print(f"best by validation accuracy: {best} ({100 * val[best]:.2f}%); "
                       f"retraining it on train+validation", file=sys.stderr)
                 pending.appendleft(replace(cfg, model=best, trainval=True))
+    # The ensemble: assembled (not trained) from the finished Fashion-MNIST models, before they are scored.
+    from .ensemble import build_all
+
+    try:
+        build_all(cfg.artifacts, cfg.data_dir)
+    except (ZooError, ValueError, FileNotFoundError) as e:
+        failed["ensemble"] = str(e)
+        print(f"error: {e}", file=sys.stderr)
     if set(names) & set(list_models("kaggle")):
         # Every finished model on the Kaggle test split: the kaggle model's confusion matrix and
         # the Fashion-MNIST models' cross-domain accuracy go into their checkpoints.
