@@ -41,7 +41,9 @@ def torch_model(name: str, artifacts: Path):
     source = "random init"
     if path.exists():
         try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+            from training.checkpoint import build_model  # an assembled model's members are in its checkpoint
+
+            model = build_model(torch.load(path, map_location="cpu", weights_only=True))
             source = str(path)
         except Exception as e:  # a checkpoint being rewritten: speed does not depend on the weights
             source = f"random init ({path}: {type(e).__name__})"
