@@ -23,7 +23,7 @@ import torch
 
 from zoo.auto import auto_entry, route
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import photo_models
+from zoo.registry import assembled_models, photo_models
 from zoo.spec import preprocess
 
 from .checkpoint import build_model, finished_checkpoints
@@ -141,9 +141,12 @@ def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | No
         for key in SETS:
             if key in out:
                 r = out[key]
-                best = max(r["single_acc"], key=r["single_acc"].get)
+                # A single model is a trained one; an assembled model (the ensemble) is shown beside it.
+                singles = {n: a for n, a in r["single_acc"].items() if n not in assembled_models()}
+                best = max(singles or r["single_acc"], key=r["single_acc"].get)
+                also = "".join(f", {n} {100 * a:.2f}%" for n, a in r["single_acc"].items() if n not in singles)
                 print(f"[auto] {r['data']}: {100 * r['auto_acc']:.2f}% top-1 (best single model "
-                      f"{best} {100 * r['single_acc'][best]:.2f}%); routed {r['routed']}", file=sys.stderr)
+                      f"{best} {100 * r['single_acc'][best]:.2f}%{also}); routed {r['routed']}", file=sys.stderr)
     return out
 
 

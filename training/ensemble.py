@@ -29,7 +29,8 @@ from typing import Any
 import torch
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import default_preprocess, ensemble_candidates, ensemble_kwargs, get_entry, get_model, list_models
+from zoo.registry import (assembled_models, default_preprocess, ensemble_candidates, ensemble_kwargs, get_entry,
+                          get_model)
 from zoo.spec import CLASSES
 
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_atomic
@@ -38,11 +39,6 @@ from .data import Split
 from .metrics import evaluate, per_class_accuracy, predict
 
 METHOD = "greedy forward selection on validation top-1 of the mean softmax, no repeats"
-
-
-def assembled_models() -> list[str]:
-    """The registry's assembled models (built here, not by training.train)."""
-    return [n for n in list_models() if get_entry(n).members is not None]
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ArgumentParser, cli
+from zoo.registry import assembled_models
 from zoo.spec import CLASSES
 
 # The study's published top-1 (percent): train / validation, and test for its final comparison.
@@ -183,19 +184,13 @@ def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
         if key in auto:
             r = auto[key]
             # A single model is a trained one: an assembled model averages several of them.
-            singles = {n: a for n, a in r["single_acc"].items() if not _assembled(n)} or r["single_acc"]
+            singles = {n: a for n, a in r["single_acc"].items() if n not in assembled_models()} or r["single_acc"]
             best = max(singles, key=singles.get)
             routed = ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items())
             every = ", ".join(f"`{n}` {_pct(a)}" for n, a in r["single_acc"].items())
             lines.append(f"| {r['data']} | {_pct(r['auto_acc'])} | {routed} | `{best}` {_pct(r['single_acc'][best])} "
                          f"({100 * (r['auto_acc'] - r['single_acc'][best]):+.2f} points) | {every} |")
     return lines
-
-
-def _assembled(name: str) -> bool:
-    from zoo.registry import MODELS
-
-    return name in MODELS and MODELS[name].members is not None
 
 
 def plot_curves(name: str, history: list[dict[str, float]], path: Path,

@@ -69,6 +69,11 @@ def trainable_models(dataset: str | None = None) -> list[str]:
     return [n for n in list_models(dataset) if MODELS[n].members is None]
 
 
+def assembled_models(dataset: str | None = None) -> list[str]:
+    """The models assembled from trained ones (training/ensemble.py), optionally of `dataset`."""
+    return [n for n in list_models(dataset) if MODELS[n].members is not None]
+
+
 def ensemble_candidates(name: str) -> list[str]:
     """The models an assembled model `name` may choose its members from: the trainable models of its
     dataset, in registry order."""
