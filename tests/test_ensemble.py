@@ -153,14 +153,56 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def test_onnx_export_keeps_parity_and_gives_the_mean_probability(exported_zoo, fmnist_dir):
-    artifacts, _ = exported_zoo
+MEMBERS = ["batchnorm", "numfilters", "kernelsize"]
+
+
+@pytest.fixture(scope="module")
+def three_members(trained_zoo, fmnist_dir, tmp_path_factory):
+    """(artifacts, BENTOML_HOME) of the tiny zoo exported with an ensemble of three members (on the
+    easy synthetic data every model is right on every validation image, so the real selection
+    stops at one member; here it is made to pick three)."""
+    import training.ensemble
+    from tests.conftest import run_export
+
+    artifacts = tmp_path_factory.mktemp("three-members")
+    shutil.copytree(trained_zoo / "checkpoints", artifacts / "checkpoints")
+
+    def pick_three(candidates, y):
+        return MEMBERS, [{"added": m, "val_acc": 1.0, "members": i} for i, m in enumerate(MEMBERS, 1)]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.ensemble, "greedy_select", pick_three)
+        build(artifacts, fmnist_dir, force=True, quiet=True)
+    home = tmp_path_factory.mktemp("bentoml")
+    out = run_export(artifacts, home)
+    assert out.returncode == 0, out.stderr
+    return artifacts, home
+
+
+@pytest.fixture(scope="module")
+def three_client(three_members, tmp_path_factory):
+    import httpx
+
+    from tests.service_server import serve
+
+    with serve(three_members[1], tmp_path_factory.mktemp("serve") / "serve.log") as s:
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            yield c
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_onnx_export_keeps_parity_and_gives_the_mean_probability(three_members, fmnist_dir):
+    artifacts, _ = three_members
     manifest = json.loads((artifacts / "manifest.json").read_text())
     entry = manifest["models"]["ensemble"]
-    ckpt = load_checkpoint(artifacts / "checkpoints" / "ensemble.pt")
-    assert entry["members"] == ckpt["assembled"]["members"] and entry["selection"]["trace"]
+    assert entry["members"] == MEMBERS and [s["added"] for s in entry["selection"]["trace"]] == MEMBERS
     assert entry["parity"]["max_abs_diff"] <= 1e-4 and entry["parity"]["argmax_agreement"] == 1.0
-    assert entry["params"] == sum(manifest["models"][m]["params"] for m in entry["members"])
+    assert entry["params"] == sum(manifest["models"][m]["params"] for m in MEMBERS)
     from training.data import load_fashion_mnist
 
     x = load_fashion_mnist(fmnist_dir)["test"].x[:64].numpy()
@@ -170,33 +212,40 @@ def test_onnx_export_keeps_parity_and_gives_the_mean_probability(exported_zoo, f
                                  providers=["CPUExecutionProvider"])
         return s.run(None, {"image": x})[0]
 
-    mean = np.mean([_softmax(run(m)) for m in entry["members"]], axis=0)
+    mean = np.mean([_softmax(run(m)) for m in MEMBERS], axis=0)
     np.testing.assert_allclose(_softmax(run("ensemble")), mean, atol=1e-6)
-    # The best Fashion-MNIST model by validation accuracy is auto's and the default.
+    # The best Fashion-MNIST model by validation accuracy (the first of equals) is auto's and the default.
     best = max((n for n, e in manifest["models"].items() if e["dataset"] == "fashion-mnist"),
                key=lambda n: manifest["models"][n]["metrics"]["val_acc"])
     assert manifest["default"] == manifest["auto"]["models"]["fashion-mnist"] == best
 
 
-def test_the_service_serves_the_ensemble(client, exported_zoo, fmnist_dir):
-    artifacts, _ = exported_zoo
-    manifest = json.loads((artifacts / "manifest.json").read_text())
+def test_the_service_serves_the_ensemble(three_client, three_members, fmnist_dir):
     from training.data import load_pixels
 
     pixels, _ = load_pixels(fmnist_dir, train=False)
     buf = io.BytesIO()
     Image.fromarray(pixels[0].numpy(), "L").save(buf, format="PNG")
     files = {"image": ("a.png", buf.getvalue(), "image/png")}
-    r = client.post("/classify", params={"model": "ensemble", "top_k": 10}, files=files)
+    r = three_client.post("/classify", params={"model": "ensemble", "top_k": 10}, files=files)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "ensemble" and math.isclose(sum(body["probabilities"].values()), 1, abs_tol=1e-9)
-    every = client.post("/classify", params={"model": "all"}, files=files).json()["results"]
+    every = three_client.post("/classify", params={"model": "all"}, files=files).json()["results"]
     by_model = {a["model"]: a["probabilities"] for a in every}
     assert by_model["ensemble"] == body["probabilities"]
     for label, p in body["probabilities"].items():
-        assert p == pytest.approx(np.mean([by_model[m][label] for m in manifest["models"]["ensemble"]["members"]]),
-                                  abs=1e-6)
-    described = client.get("/models").json()["models"]["ensemble"]
-    assert described["members"] == manifest["models"]["ensemble"]["members"]
-    assert described["selection"]["method"].startswith("greedy forward selection")
+        assert p == pytest.approx(np.mean([by_model[m][label] for m in MEMBERS]), abs=1e-6)
+    described = three_client.get("/models").json()["models"]["ensemble"]
+    assert described["members"] == MEMBERS and described["selection"]["method"].startswith("greedy forward")
+
+
+def test_auto_eval_over_http_also_names_the_ensembles_members(three_client, fmnist_dir):
+    from training.auto_eval import evaluate_http, models_to_name
+
+    info = {"auto": {"models": {"fashion-mnist": "ensemble", "photo": "photo"}},
+            "models": {"ensemble": {"members": MEMBERS}, "photo": {}}}
+    assert models_to_name(info) == ["ensemble", "photo", *MEMBERS]
+    picked = three_client.get("/models").json()["auto"]["models"]["fashion-mnist"]
+    out = evaluate_http(str(three_client.base_url), fmnist_dir, None, fashion_images=20)["fashion-mnist"]
+    assert out["auto"] == out[picked] and out["routed"] == {picked: 20}

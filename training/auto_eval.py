@@ -150,11 +150,19 @@ def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | No
     return out
 
 
+def models_to_name(info: dict[str, Any]) -> list[str]:
+    """The models `evaluate_http` also asks for by name, from GET /models: each model auto picks
+    from, and the members of those that are ensembles (the single models auto is compared with)."""
+    picked = list(info["auto"]["models"].values())
+    return list(dict.fromkeys(picked + [m for p in picked for m in info["models"][p].get("members", [])]))
+
+
 def evaluate_http(url: str, data_dir: str | os.PathLike, kaggle_dir: str | os.PathLike | None,
                   val_fraction: float = 0.2, split_seed: int = 0, fashion_images: int = FASHION_IMAGES,
                   ) -> dict[str, Any]:
     """The same images sent to a running service (`make serve`), with no model named (auto) and
-    with each model auto picks from named: {image set: {"auto": top-1, "<model>": top-1, "routed"}}."""
+    with each model auto picks from named, and the members of those that are ensembles:
+    {image set: {"auto": top-1, "<model>": top-1, "routed"}}."""
     import httpx
 
     def files(img: Any) -> bytes:
@@ -173,7 +181,7 @@ def evaluate_http(url: str, data_dir: str | os.PathLike, kaggle_dir: str | os.Pa
         for key, (images, labels) in sets.items():
             blobs = [files(img) for img in images]
             r: dict[str, Any] = {"images": len(blobs), "routed": {}}
-            for model in (None, *dict.fromkeys(info["auto"]["models"].values())):
+            for model in (None, *models_to_name(info)):
                 answers = [client.post("/classify", params={"model": model} if model else {},
                                        files={"image": ("image", b, "application/octet-stream")}).json()
                            for b in blobs]
