@@ -8,7 +8,7 @@ import pytest
 
 from bench import loadgen, service, wrk
 from bench.__main__ import run
-from bench.server import Server
+from bench.server import ROOT, Server
 
 
 def test_quick_bench_writes_valid_reports(tmp_path, fmnist_dir):
@@ -104,3 +104,15 @@ def test_bad_model_name_is_one_line(tmp_path, text):
                            "--models", "resnet"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Unknown model 'resnet'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_route_cost_measures_the_zoo_and_the_noop_in_process(fmnist_dir):
+    """python -m bench.route_cost on the shipped weights: both apps answer, every stage is timed."""
+    from bench import route_cost
+
+    png = service.sample_pngs(str(fmnist_dir), 1)[0][0]
+    out = route_cost.run(png, None, requests=20, reps=2, zoo_dir=str(ROOT / "weights"))
+    assert out["query"] == f"model={out['model']}" and out["reps"] == 2
+    assert out["us_per_request"]["zoo"]["median"] > out["us_per_request"]["noop"]["median"] > 0
+    assert all(v > 0 for v in out["stages_us"].values()) and len(out["stages_us"]) >= 9
+    assert "zoo - noop" in route_cost.report(out)
