@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from service import imaging
 from zoo.spec import to_pixels
@@ -99,3 +99,130 @@ def test_the_batch_route_refuses_a_request_over_the_pixel_limit_and_serves_one_u
     jpeg = encode(photo(4000, 3000), "JPEG", quality=90)
     r = client.post("/classify/batch", files=[("image", (f"{i}.jpg", jpeg, "image/jpeg")) for i in range(4)])
     assert r.status_code == 200 and r.json()["count"] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# small greyscale PNGs: decoded without PIL's plugin, to the plugin's pixels, or by the plugin
+
+def _chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
+    import zlib
+
+    crc = zlib.crc32(kind + data) if crc is None else crc
+    return len(data).to_bytes(4, "big") + kind + data + crc.to_bytes(4, "big")
+
+
+def _with_chunk(png: bytes, chunk: bytes, before: bytes = b"IDAT") -> bytes:
+    at = png.index(before) - 4
+    return png[:at] + chunk + png[at:]
+
+
+def _grey_pngs() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    out = {}
+    for w, h in [(1, 1), (28, 28), (3, 50), (128, 128), (127, 129)]:
+        pixels = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        pixels[: h // 2] //= 8  # runs of similar rows: the encoder picks every row filter somewhere
+        for name, kw in {"": {}, "-optimized": {"optimize": True}, "-stored": {"compress_level": 0},
+                         "-dpi": {"dpi": (72, 72)}}.items():
+            out[f"{w}x{h}{name}"] = encode(Image.fromarray(pixels, "L"), "PNG", **kw)
+    small = out["28x28"]
+    out["gamma-and-srgb"] = _with_chunk(_with_chunk(small, _chunk(b"gAMA", (45455).to_bytes(4, "big"))),
+                                        _chunk(b"sRGB", b"\x00"))
+    idat = small.index(b"IDAT") - 4  # the image data in two chunks
+    length = int.from_bytes(small[idat:idat + 4], "big")
+    data = small[idat + 8:idat + 8 + length]
+    out["two-idat-chunks"] = small[:idat] + _chunk(b"IDAT", data[:7]) + _chunk(b"IDAT", data[7:]) + \
+        small[idat + 12 + length:]
+    return out
+
+
+GREY_PNGS = _grey_pngs()
+
+
+@pytest.mark.parametrize("name", list(GREY_PNGS))
+def test_a_small_grey_png_is_decoded_to_exactly_the_plugins_pixels(name):
+    data = GREY_PNGS[name]
+    assert imaging._plain_png(data) is not None  # the fast path took it
+    want = Image.open(io.BytesIO(data))
+    want.load()
+    got = imaging.decode(data)
+    assert (got.mode, got.size, got.format) == (want.mode, want.size, "PNG")
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+    for spec in SPECS.values():
+        assert np.array_equal(to_pixels(got, spec), to_pixels(want, spec))
+
+
+def _others() -> dict[str, bytes]:
+    small = GREY_PNGS["28x28"]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    grey = Image.fromarray(np.arange(28 * 28, dtype=np.uint16).reshape(28, 28) % 256).convert("L")
+    return {
+        "rgb": encode(grey.convert("RGB"), "PNG"),
+        "16-bit": encode(Image.fromarray(np.arange(28 * 28, dtype=np.uint16).reshape(28, 28) * 60), "PNG"),
+        "palette": encode(grey.convert("P"), "PNG"),
+        "interlaced": _interlaced(small),  # Pillow writes no interlaced PNG: the flag alone
+        "transparency": encode(grey, "PNG", transparency=0),
+        "exif": encode(grey, "PNG", exif=exif),
+        "text": _with_chunk(small, _chunk(b"tEXt", b"Raw profile type exif\x00x")),
+        "chunk-after-image-data": _with_chunk(small, _chunk(b"tIME", b"\x07\xea\x01\x01\x00\x00\x00"), b"IEND"),
+        "bad-header-crc": small[:29] + b"\0\0\0\0" + small[33:],
+        "data-after-the-end": small + b"\0",
+        "no-end-chunk": small[:small.index(b"IEND") - 4],
+        "over-the-pixel-count": encode(Image.new("L", (129, 128)), "PNG"),
+    }
+
+
+def _interlaced(png: bytes) -> bytes:
+    """The same header with the interlace flag set (and its CRC)."""
+    import zlib
+
+    header = bytearray(png[12:29])
+    header[-1] = 1
+    return png[:12] + bytes(header) + zlib.crc32(bytes(header)).to_bytes(4, "big") + png[33:]
+
+
+OTHERS = _others()
+
+
+@pytest.mark.parametrize("name", list(OTHERS))
+def test_any_other_png_is_left_to_the_plugin(name):
+    data = OTHERS[name]
+    assert imaging._plain_png(data) is None
+    try:
+        want = Image.open(io.BytesIO(data))
+        want.load()
+    except Exception:  # the plugin refuses it, and so does the service
+        with pytest.raises(imaging.ImageError):
+            imaging.decode(data)
+        return
+    want = ImageOps.exif_transpose(want)
+    assert np.array_equal(np.asarray(imaging.decode(data).convert("L")), np.asarray(want.convert("L")))
+
+
+def test_a_truncated_small_grey_png_gets_the_plugins_error():
+    data = GREY_PNGS["128x128"]
+    with pytest.raises(imaging.ImageError, match="truncated"):
+        imaging.decode(data[:len(data) // 2])
+    damaged = bytearray(data)
+    damaged[data.index(b"IDAT") + 40] ^= 0xFF  # image data the decoder cannot read
+    with pytest.raises(imaging.ImageError):
+        imaging.decode(bytes(damaged))
+
+
+def test_a_model_sized_grey_image_gets_the_general_path_s_pixels():
+    """to_pixels' shortcut for an image already at the model's size (the inversion only) against the
+    definition: border_mean over the frame, inverted above mid-grey."""
+    from zoo.spec import border_mean
+
+    rng = np.random.default_rng(1)
+    for i in range(200):
+        pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+        pixels[[0, -1]] = rng.integers(100, 156)  # a border near the threshold, either side
+        pixels[:, [0, -1]] = rng.integers(100, 156)
+        for spec in SPECS.values():
+            for invert in ("auto", "always", "never"):
+                s = {**spec, "invert": invert}
+                flip = invert == "always" or (invert == "auto" and border_mean(pixels) > 127.5)
+                want = 255 - pixels if flip else pixels
+                assert np.array_equal(to_pixels(Image.fromarray(pixels, "L"), s), want)
