@@ -38,7 +38,7 @@ from .forms import Part, parse_plain
 from .imaging import ImageError, decode, load, open_all, open_image
 from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES,
                      MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
-from .results import JSON, result
+from .results import JSON, results
 from .runtime import Zoo
 
 # An image this small (a Fashion-MNIST image is 784 pixels, a Kaggle photo 4,800) is decoded and
@@ -235,11 +235,11 @@ def classify_images(zoo: Zoo, options: Options,
     batches = {key: normalize(np.stack(px) if len(px) > 1 else px[0][None], specs[key])[:, None]
                for key, px in pixels.items() if px}
     used = dict.fromkeys(n for mine in chosen for n in mine)
-    logits = {n: zoo.logits(n, batches[key_of[n]]) for n in used}
+    answers = {n: results(n, zoo.logits(n, batches[key_of[n]]), zoo.models[n].classes, options.top_k)
+               for n in used}  # per model, one result per row of its batch
     out = []
     for i, (filename, _) in enumerate(images):
-        per_model = [result(n, logits[n][rows[i][key_of[n]]], zoo.models[n].classes, options.top_k)
-                     for n in chosen[i]]
+        per_model = [answers[n][rows[i][key_of[n]]] for n in chosen[i]]
         if options.include_input:
             shown = {key: _png(pixels[key][row]) for key, row in rows[i].items()}
             for r in per_model:

@@ -63,6 +63,7 @@ class ServedModel:
     session: Any           # onnxruntime.InferenceSession
     provider: str          # the provider the session actually runs on
     input_name: str
+    output_name: str
 
     @property
     def classes(self) -> list[str]:
@@ -106,7 +107,8 @@ class Zoo:
     def logits(self, name: str, batch: np.ndarray) -> np.ndarray:
         """float32 (N, 1, H, W) -> float32 logits (N, classes) from model `name`."""
         m = self.models[name]
-        return m.session.run(None, {m.input_name: batch})[0]
+        # The output by name: run(None, ...) would list the session's outputs again on every call.
+        return m.session.run([m.output_name], {m.input_name: batch})[0]
 
     def describe(self) -> dict[str, Any]:
         """GET /models: every model's manifest entry and the provider it runs on."""
@@ -261,7 +263,7 @@ def load_zoo(root: str | os.PathLike, tag: str, device: str = "auto") -> Zoo:
             raise ZooLoadError(f"{tag}: {path} has inputs {[i.name for i in inputs]} and outputs "
                                f"{[o.name for o in outputs]}, the manifest says {want_in!r} -> "
                                f"{want_out!r}; re-run `make export`")
-        served = ServedModel(name, entry, session, provider, want_in)
+        served = ServedModel(name, entry, session, provider, want_in, want_out)
         size = int(entry["preprocess"]["size"])
         probe = session.run(None, {want_in: np.zeros((1, 1, size, size), np.float32)})[0]
         if probe.shape != (1, len(served.classes)) or not np.isfinite(probe).all():
