@@ -209,22 +209,24 @@ def test_ctrl_c_then_rerun_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
-def test_train_all_retrain_overlaps_the_photo_models(tmp_path, capfd):
-    """The train+validation retrain is queued as soon as the last Fashion-MNIST model finishes, ahead
-    of the photo models, so it runs beside them instead of alone at the end (here one job at a time,
-    so the order the models finish in is the order the jobs ran in)."""
+def test_train_all_retrain_and_ensemble_overlap_the_photo_models(tmp_path, capfd):
+    """The train+validation retrain and the ensemble's assembly are queued as soon as the last
+    Fashion-MNIST model finishes, ahead of the photo models, so they run beside them instead of alone
+    at the end (here one job at a time, so the order the jobs finish in is the order they ran in)."""
     import re
 
     from tests.conftest import make_fashion_mnist
     from tests.test_kaggle import make_kaggle
-    from zoo.registry import list_models, trainable_models
+    from zoo.registry import assembled_models, list_models, trainable_models
 
     data = make_fashion_mnist(tmp_path / "data", n_train=600, n_test=100)
     make_kaggle(tmp_path / "kaggle")
     run(cfg(tmp_path / "a", data, kaggle_dir=str(tmp_path / "kaggle")), jobs=1)
-    order = re.findall(r"^\[([\w+]+)\] done in", capfd.readouterr().err, re.M)
-    retrain = [i for i, n in enumerate(order) if n.endswith("+trainval")]
-    assert len(retrain) == 1 and sorted(order) == sorted(trainable_models() + [order[retrain[0]]])
+    order = re.findall(r"^\[([\w+]+)\] (?:done in|assembled) ", capfd.readouterr().err, re.M)
+    retrain = [n for n in order if n.endswith("+trainval")]
+    assert len(retrain) == 1
+    assert sorted(order) == sorted(trainable_models() + assembled_models() + retrain)
     fashion = [order.index(n) for n in trainable_models("fashion-mnist")]
+    after = [order.index(n) for n in retrain + assembled_models()]
     photos = [order.index(n) for n in list_models("kaggle")]
-    assert max(fashion) < retrain[0] < min(photos)
+    assert max(fashion) < min(after) and max(after) < min(photos)

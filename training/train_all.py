@@ -15,12 +15,13 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
 from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.registry import describe, get_entry, list_models, trainable_models
+from zoo.registry import assembled_models, describe, get_entry, list_models, trainable_models
 
 from .config import TrainConfig, add_config_arguments, config_from_args
 
@@ -46,6 +47,17 @@ def _train_one(cfg: TrainConfig) -> tuple[str, float | None, str | None]:
         return name, None, str(e)
 
 
+def _assemble(artifacts: str, data_dir: str) -> tuple[str, float | None, str | None]:
+    """The assembled models (the ensemble), built from the finished Fashion-MNIST checkpoints."""
+    from .ensemble import build_all
+
+    try:
+        build_all(artifacts, data_dir)
+        return "ensemble", None, None
+    except (ZooError, ValueError, FileNotFoundError) as e:
+        return "ensemble", None, str(e)
+
+
 def kaggle_available(cfg: TrainConfig) -> bool:
     return os.path.exists(os.path.join(cfg.kaggle_dir, "styles.csv"))
 
@@ -63,24 +75,26 @@ def run(cfg: TrainConfig, jobs: int) -> int:
         else:
             print(f"skipping {name}: no styles.csv in {cfg.kaggle_dir} (set KAGGLE_DIR=..., or "
                   f"`make data-kaggle` with Kaggle credentials)", file=sys.stderr)
-    # Fashion-MNIST models first, most multiply-accumulates first; then the photo models. The best
-    # Fashion-MNIST model's train+validation retrain (the longest job) is queued ahead of the rest as
-    # soon as the last Fashion-MNIST model finishes, so it overlaps the photo models instead of
-    # running alone at the end with the other cores idle.
+    # Fashion-MNIST models first, most multiply-accumulates first; then the photo models. As soon as
+    # the last Fashion-MNIST model finishes, the best one's train+validation retrain (the longest job)
+    # and the ensemble's assembly are queued ahead of the photo models, so they run beside them
+    # instead of alone at the end with the other cores idle.
     names.sort(key=lambda n: (get_entry(n).dataset != "fashion-mnist", -describe(n)["macs"]))
     fashion = trainable_models("fashion-mnist")
     t0 = time.perf_counter()
     val: dict[str, float] = {}
     failed: dict[str, str] = {}
-    pending = deque(replace(cfg, model=n) for n in names)
-    retrain_queued = False
+    pending: deque[tuple[Callable[..., tuple[str, float | None, str | None]], tuple]] = deque(
+        (_train_one, (replace(cfg, model=n),)) for n in names)
+    fashion_done = False
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
                              initargs=(ctx.Value("i", 0),)) as pool:
         running = set()
         while pending or running:
             while pending and len(running) < jobs:
-                running.add(pool.submit(_train_one, pending.popleft()))
+                fn, args = pending.popleft()
+                running.add(pool.submit(fn, *args))
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 name, acc, err = fut.result()
@@ -89,20 +103,15 @@ def run(cfg: TrainConfig, jobs: int) -> int:
                     print(f"error: {err}", file=sys.stderr)
                 elif name in fashion:
                     val[name] = acc
-            if not retrain_queued and len(val) == len(fashion):
-                retrain_queued = True
-                best = max(fashion, key=val.get)  # ties: the first in the registry
-                print(f"best by validation accuracy: {best} ({100 * val[best]:.2f}%); "
-                      f"retraining it on train+validation", file=sys.stderr)
-                pending.appendleft(replace(cfg, model=best, trainval=True))
-    # The ensemble: assembled (not trained) from the finished Fashion-MNIST models, before they are scored.
-    from .ensemble import build_all
-
-    try:
-        build_all(cfg.artifacts, cfg.data_dir)
-    except (ZooError, ValueError, FileNotFoundError) as e:
-        failed["ensemble"] = str(e)
-        print(f"error: {e}", file=sys.stderr)
+            if not fashion_done and all(n in val or n in failed for n in fashion):
+                fashion_done = True
+                if assembled_models():  # the ensemble: assembled (not trained) from the finished models
+                    pending.appendleft((_assemble, (cfg.artifacts, cfg.data_dir)))
+                if len(val) == len(fashion):
+                    best = max(fashion, key=val.get)  # ties: the first in the registry
+                    print(f"best by validation accuracy: {best} ({100 * val[best]:.2f}%); "
+                          f"retraining it on train+validation", file=sys.stderr)
+                    pending.appendleft((_train_one, (replace(cfg, model=best, trainval=True),)))
     if set(names) & set(list_models("kaggle")):
         # Every finished model on the Kaggle test split: the kaggle model's confusion matrix and
         # the Fashion-MNIST models' cross-domain accuracy go into their checkpoints.
