@@ -18,6 +18,7 @@ import base64
 import io
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from zoo.auto import AUTO, route
-from zoo.spec import normalize, to_pixels
+from zoo.spec import normalize, to_pixels_each
 
 from . import openapi
 from .forms import Part, parse_plain
@@ -49,6 +50,9 @@ HOW_SINGLE = ("send the image as the multipart field 'image' (curl -F image=@pho
               "for many images use POST /classify/batch")
 HOW_BATCH = (f"send up to {MAX_BATCH_IMAGES} images as repeated multipart fields 'image' "
              f"(curl -F image=@a.png -F image=@b.png)")
+
+# A query of names and values made of these characters only means what it says: nothing to unquote.
+_PLAIN_QUERY = re.compile(rb"[0-9A-Za-z_.=&-]*")
 
 logger = logging.getLogger("bentoml.fashion_zoo")
 _limiter: anyio.CapacityLimiter | None = None
@@ -155,10 +159,12 @@ class Options:
 def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
     """What the request asks for, from the query or the form: model (auto if not given), top_k,
     include_input."""
+    params = query_params(request)
+
     def param(name: str) -> str | None:
         # An empty value counts as not given (an HTML form, or the API docs' "Try it out", sends
         # every field, filled in or not).
-        query, form = request.query_params.get(name) or None, upload.fields.get(name) or None
+        query, form = params.get(name) or None, upload.fields.get(name) or None
         if query is not None and form is not None and query != form:
             raise RequestError(400, f"{name} given twice with different values ({query!r} in the query, "
                                     f"{form!r} in the form); give it once")
@@ -192,6 +198,21 @@ def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
     return Options(names, k, include in TRUE, auto)
 
 
+def query_params(request: Request) -> dict[str, str] | Any:
+    """The query's parameters as Starlette's `request.query_params` reads them (a repeated name:
+    its last value). A plain query (`model=batchnorm&top_k=3`) is split here, for a tenth of what
+    Starlette's parser costs; any other goes to Starlette's parser."""
+    query = request.scope.get("query_string", b"")
+    if not _PLAIN_QUERY.fullmatch(query):
+        return request.query_params
+    params = {}
+    for pair in query.decode("ascii").split("&"):
+        if pair:  # as urllib.parse.parse_qsl(keep_blank_values=True): "a" is a="", "a=b=c" is a="b=c"
+            name, _, value = pair.partition("=")
+            params[name] = value
+    return params
+
+
 def _png(pixels: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(pixels, "L").save(buf, format="PNG")
@@ -219,10 +240,11 @@ def classify_images(zoo: Zoo, options: Options,
         try:
             image = load(data) if isinstance(data, Image.Image) else decode(data)
             mine = [route(image, auto)] if auto else names
+            keys = list(dict.fromkeys(key_of[n] for n in mine))  # one decode, each distinct preprocessing once
             row = {}
-            for key in dict.fromkeys(key_of[n] for n in mine):  # one decode, each distinct preprocessing once
+            for key, px in zip(keys, to_pixels_each(image, [specs[key] for key in keys])):
                 row[key] = len(pixels[key])
-                pixels[key].append(to_pixels(image, specs[key]))
+                pixels[key].append(px)
             rows.append(row)
             chosen.append(mine)
         except ImageError as e:

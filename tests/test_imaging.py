@@ -226,3 +226,62 @@ def test_a_model_sized_grey_image_gets_the_general_path_s_pixels():
                 flip = invert == "always" or (invert == "auto" and border_mean(pixels) > 127.5)
                 want = 255 - pixels if flip else pixels
                 assert np.array_equal(to_pixels(Image.fromarray(pixels, "L"), s), want)
+
+
+def reference_to_pixels(image: Image.Image, spec: dict) -> np.ndarray:
+    """zoo.spec.to_pixels as first written, step by step on the whole image: what the training
+    pipeline and the shipped weights were made with."""
+    from zoo.spec import _frame, border_mean, to_grey
+
+    size = int(spec["size"])
+    gray = to_grey(image, spec["grayscale"])
+    arr = np.asarray(gray, dtype=np.uint8)
+    if spec["invert"] == "always" or (spec["invert"] == "auto" and border_mean(arr) > 127.5):
+        gray = ImageOps.invert(gray)
+        arr = 255 - arr
+    if gray.size != (size, size):
+        resample = getattr(Image.Resampling, spec["resample"].upper())
+        w, h = gray.size
+        if spec["fit"] == "pad":
+            scale = size / max(w, h)
+            nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+            resized = gray.resize((nw, nh), resample)
+            canvas = Image.new("L", (size, size), int(np.median(_frame(arr))))
+            canvas.paste(resized, ((size - nw) // 2, (size - nh) // 2))
+            gray = canvas
+        else:
+            gray = gray.resize((size, size), resample)
+        arr = np.asarray(gray, dtype=np.uint8)
+    return arr
+
+
+def _images_of_every_kind() -> list[Image.Image]:
+    out = []
+    for i, (w, h) in enumerate([(1, 1), (1, 40), (40, 1), (28, 28), (27, 29), (300, 20), (395, 395), (640, 480)]):
+        base = photo(w, h, seed=i)
+        dark = Image.fromarray(255 - np.asarray(base), "RGB")  # a light item on a dark background
+        for image in (base, dark):
+            rgba = image.convert("RGBA")
+            rgba.putalpha(Image.fromarray((np.arange(w * h).reshape(h, w) % 256).astype(np.uint8), "L"))
+            palette = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+            palette.info["transparency"] = 0
+            deep = Image.fromarray((np.asarray(image.convert("L"), dtype=np.uint16) * 257))
+            out += [image, image.convert("L"), rgba, image.convert("LA"), palette, deep, image.convert("CMYK"),
+                    image.convert("1")]
+    return out
+
+
+def test_the_shared_steps_give_each_preprocessing_exactly_its_pixels():
+    """to_pixels and to_pixels_each (one grey conversion, inversion and resize for every model that
+    shares them) against the step-by-step definition, on every kind of image, for every setting."""
+    from zoo.spec import to_pixels_each
+
+    specs = [{**spec, "invert": invert, "resample": resample}
+             for spec in SPECS.values() for invert in ("auto", "always", "never")
+             for resample in ("lanczos", "bilinear")]
+    specs.append({**SPECS["pad"], "size": 32})
+    for image in _images_of_every_kind():
+        want = [reference_to_pixels(image, spec) for spec in specs]
+        for got in (to_pixels_each(image, specs), [to_pixels(image, spec) for spec in specs]):
+            for spec, g, w in zip(specs, got, want):
+                assert g.dtype == np.uint8 and np.array_equal(g, w), (image.mode, image.size, spec)

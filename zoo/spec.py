@@ -82,8 +82,24 @@ def to_grey(image, mode: str = "L"):
 
 def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
     """A PIL image of any mode and size -> (size, size) uint8 grey pixels, as the model sees them."""
+    return _pixels(image, spec, {})
+
+
+def to_pixels_each(image, specs: list[dict[str, Any]]) -> list[np.ndarray]:
+    """[to_pixels(image, spec) for spec in specs], with the steps the specs have in common (the grey
+    conversion, the inversion, a resize to the same size) done once for all of them: a large image
+    served to every model is converted and resized once, not once per preprocessing."""
+    shared: dict[tuple, Any] = {}
+    return [_pixels(image, spec, shared) for spec in specs]
+
+
+def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray:
+    """to_pixels, keeping each intermediate image in `shared` under the steps that made it."""
     size = int(spec["size"])
-    gray = to_grey(image, spec["grayscale"])
+    key: tuple = ("grey", spec["grayscale"])
+    gray = shared.get(key)
+    if gray is None:
+        gray = shared[key] = to_grey(image, spec["grayscale"])
     if gray.size == (size, size) and gray.mode == "L":
         # Already the model's size (a Fashion-MNIST image): only the inversion can apply. The same
         # frame and mean as border_mean's, summed over the image's bytes (exact integers), which on
@@ -94,27 +110,42 @@ def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
         return 255 - arr if _inverts(spec, frame / (4 * size)) else arr
     from PIL import Image, ImageOps
 
-    arr = np.asarray(gray, dtype=np.uint8)
-    invert = _inverts(spec, border_mean(arr))
-    if invert:
-        gray = ImageOps.invert(gray)
-        arr = 255 - arr
-    if gray.size != (size, size):
-        resample = getattr(Image.Resampling, spec["resample"].upper())
-        w, h = gray.size
-        if spec["fit"] == "pad":
-            scale = size / max(w, h)
-            nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-            resized = gray.resize((nw, nh), resample)
-            canvas = Image.new("L", (size, size), int(np.median(_frame(arr))))
-            canvas.paste(resized, ((size - nw) // 2, (size - nh) // 2))
-            gray = canvas
-        elif spec["fit"] == "stretch":
-            gray = gray.resize((size, size), resample)
-        else:
-            raise ValueError(f"Unknown fit {spec['fit']!r}; expected 'pad' or 'stretch'")
-        arr = np.asarray(gray, dtype=np.uint8)
-    return arr
+    # Only the one-pixel frame is read (border_mean's pixels, in its order), not the whole image.
+    frame = shared.get(key + ("frame",))
+    if frame is None:
+        frame = shared[key + ("frame",)] = frame_pixels(gray)
+    if _inverts(spec, int(frame.sum()) / frame.size):
+        key += ("inverted",)
+        inverted = shared.get(key)
+        if inverted is None:
+            inverted = shared[key] = ImageOps.invert(gray)
+        gray, frame = inverted, 255 - frame
+    resample = getattr(Image.Resampling, spec["resample"].upper())
+    w, h = gray.size
+    if spec["fit"] == "pad":
+        scale = size / max(w, h)
+        target = max(1, round(w * scale)), max(1, round(h * scale))
+    elif spec["fit"] == "stretch":
+        target = size, size
+    else:
+        raise ValueError(f"Unknown fit {spec['fit']!r}; expected 'pad' or 'stretch'")
+    key += ("resized", target, resample)
+    resized = shared.get(key)
+    if resized is None:
+        resized = shared[key] = gray.resize(target, resample)
+    if target != (size, size):  # pad: centred on the frame's median grey level
+        canvas = Image.new("L", (size, size), int(np.median(frame)))
+        canvas.paste(resized, ((size - target[0]) // 2, (size - target[1]) // 2))
+        resized = canvas
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def frame_pixels(gray) -> np.ndarray:
+    """The one-pixel frame of an 8-bit grey PIL image as uint8, in `_frame`'s order (top row,
+    bottom row, left column, right column), cropped out rather than read from the whole image."""
+    w, h = gray.size
+    strips = [gray.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
+    return np.concatenate([np.asarray(s, dtype=np.uint8).ravel() for s in strips])
 
 
 def _inverts(spec: dict[str, Any], border: float) -> bool:
