@@ -58,15 +58,26 @@ def parse_plain(body: bytes, content_type: str, *, max_files: int, max_fields: i
     end = body.rfind(closing)
     if end < len(delimiter) + 2 or body[end + len(closing):] not in (b"", b"\r\n"):
         return None
-    inner = body[len(delimiter) + 2:end]
-    chunks = inner.split(separator + b"\r\n")
-    if inner.count(separator) != len(chunks) - 1:  # a delimiter-like sequence inside some data
-        return None
-    parts, files, fields = [], 0, 0
-    for chunk in chunks:
-        head, blank, data = chunk.partition(b"\r\n\r\n")
-        if not blank:
+    # The parts lie between the first delimiter line and the closing one. Every separator in between
+    # must start a boundary line (separator CRLF): one anywhere else is a delimiter-like sequence
+    # inside some data. Found in place: a large upload is copied once, each part's data into its bytes.
+    bounds, start, step = [], len(delimiter) + 2, len(separator) + 2
+    at = body.find(separator, start, end)
+    while at != -1:
+        if at + step > end or body[at + len(separator):at + step] != b"\r\n":
             return None
+        bounds.append((start, at))
+        start = at + step
+        at = body.find(separator, at + len(separator), end)
+        if at != -1 and at < start:  # overlapping the boundary just found
+            return None
+    bounds.append((start, end))
+    parts, files, fields = [], 0, 0
+    for first, last in bounds:
+        blank = body.find(b"\r\n\r\n", first, last)
+        if blank == -1:
+            return None
+        head = body[first:blank]
         disposition = None
         for line in head.split(b"\r\n"):
             d = _DISPOSITION.fullmatch(line)
@@ -79,12 +90,13 @@ def parse_plain(body: bytes, content_type: str, *, max_files: int, max_fields: i
         name, filename = disposition.groups()
         if filename is None:
             fields += 1
-            if fields > max_fields or len(data) > max_field_bytes:
+            if fields > max_fields or last - blank - 4 > max_field_bytes:
                 return None
         else:
             files += 1
             if files > max_files:
                 return None
+        data = body[blank + 4:last]
         parts.append(Part(_text(name), None, _text(data)) if filename is None
                      else Part(_text(name), _text(filename), data))
     return parts
