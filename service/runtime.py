@@ -85,6 +85,7 @@ class Zoo:
     manifest: dict[str, Any]
     models: dict[str, ServedModel] = field(default_factory=dict)
     device: Device | None = None
+    _ready: bool = field(default=False, repr=False)
 
     @property
     def default(self) -> str:
@@ -102,7 +103,11 @@ class Zoo:
 
     @property
     def ready(self) -> bool:
-        return bool(self.models) and set(self.models) == set(self.manifest["models"])
+        """Every model of the manifest is loaded (asked on every request; models are never unloaded,
+        so once true it is remembered)."""
+        if not self._ready:
+            self._ready = bool(self.models) and set(self.models) == set(self.manifest["models"])
+        return self._ready
 
     def logits(self, name: str, batch: np.ndarray) -> np.ndarray:
         """float32 (N, 1, H, W) -> float32 logits (N, classes) from model `name`."""
