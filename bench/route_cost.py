@@ -99,6 +99,8 @@ def cpu_per_call(loop: asyncio.AbstractEventLoop, call: Callable[[], Any], n: in
 def stages(zoo, query: str, body: bytes, content_type: str, n: int) -> dict[str, float]:
     """CPU seconds per call of each stage of one /classify request, each stage timed on its own
     (with model=all or auto: for the first model it would run)."""
+    from starlette.requests import Request
+
     from service import routes
     from service.forms import parse_plain
     from service.imaging import load, open_image
@@ -107,15 +109,13 @@ def stages(zoo, query: str, body: bytes, content_type: str, n: int) -> dict[str,
     from zoo.auto import route
     from zoo.spec import normalize, to_pixels
 
-    params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
-
-    class FakeRequest:  # what `choose` reads
-        query_params = params
+    def request() -> Request:  # what `choose` reads: the query
+        return Request({"type": "http", "method": "POST", "query_string": query.encode(), "headers": []})
 
     parts = parse_plain(body, content_type, max_files=1, max_fields=8, max_field_bytes=FORM_SLACK)
     data = parts[0].value
     upload = routes.Upload(images=[(parts[0].filename, data)])
-    options = routes.choose(zoo, FakeRequest(), upload)
+    options = routes.choose(zoo, request(), upload)
     image = load(open_image(data))
     name = route(image, options.auto) if options.auto else options.names[0]
     spec = zoo.models[name].preprocess
@@ -134,7 +134,7 @@ def stages(zoo, query: str, body: bytes, content_type: str, n: int) -> dict[str,
     out = {
         "read the form (parse_plain)": timed(lambda: parse_plain(body, content_type, max_files=1, max_fields=8,
                                                                  max_field_bytes=FORM_SLACK)),
-        "query and options (choose)": timed(lambda: routes.choose(zoo, FakeRequest(), upload)),
+        "query and options (choose)": timed(lambda: routes.choose(zoo, request(), upload)),
         "open the image (header; a small grey PNG is decoded too)": timed(lambda: open_image(data)),
         "open and decode the image": timed(lambda: load(open_image(data))),
     }
