@@ -140,12 +140,16 @@ def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray
     return np.asarray(resized, dtype=np.uint8)
 
 
+def frame_strips(image) -> list:
+    """The one-pixel frame of a PIL image as four cropped strips, in `_frame`'s order (top row,
+    bottom row, left column, right column): the frame without reading the whole image."""
+    w, h = image.size
+    return [image.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
+
+
 def frame_pixels(gray) -> np.ndarray:
-    """The one-pixel frame of an 8-bit grey PIL image as uint8, in `_frame`'s order (top row,
-    bottom row, left column, right column), cropped out rather than read from the whole image."""
-    w, h = gray.size
-    strips = [gray.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
-    return np.concatenate([np.asarray(s, dtype=np.uint8).ravel() for s in strips])
+    """The one-pixel frame of an 8-bit grey PIL image as uint8, in `_frame`'s order."""
+    return np.concatenate([np.asarray(s, dtype=np.uint8).ravel() for s in frame_strips(gray)])
 
 
 def _inverts(spec: dict[str, Any], border: float) -> bool:
