@@ -13,6 +13,23 @@ import pytest
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decoded_photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One decoded-photo cache for the session (training/pixel_cache.py), in a temporary directory:
+    the real Kaggle photos are decoded once per preprocessing spec, not once per test, and nothing
+    is written to the user's own cache."""
+    from training.pixel_cache import ENV
+
+    root = tmp_path_factory.mktemp("pixel-cache")
+    old = os.environ.get(ENV)
+    os.environ[ENV] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop(ENV, None)
+    else:
+        os.environ[ENV] = old
+
+
 def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Light-on-dark 28x28 images whose class is learnable: a bright bar whose place and
     orientation depend on the label, plus noise."""

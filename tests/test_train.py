@@ -86,6 +86,33 @@ def test_mirroring_and_cosine_schedule_are_reproducible_and_resume(tmp_path, fmn
     assert all(torch.equal(a["state_dict"][k], resumed["state_dict"][k]) for k in a["state_dict"])
 
 
+def test_shift_moves_each_image_by_its_own_offset_and_fills_with_the_background():
+    from training.train import shifted
+
+    x = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5) + 1
+    gen = torch.Generator().manual_seed(3)
+    d = torch.randint(-2, 3, (2, 2), generator=torch.Generator().manual_seed(3))
+    out = shifted(x, 2, gen, fill=-1.0)
+    for img, src, (dy, dx) in zip(out, x, d.tolist()):
+        want = torch.full_like(src, -1.0)
+        h, w = src.shape[1:]
+        want[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            src[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        assert torch.equal(img, want), (dy, dx)
+    assert torch.equal(shifted(x, 0, gen, fill=0.0), x)
+
+
+def test_shift_and_label_smoothing_are_reproducible_and_change_the_weights(tmp_path, fmnist_dir):
+    knobs = dict(model="baseline", epochs=1, shift=1, label_smoothing=0.1)
+    a = train(cfg(tmp_path / "a", fmnist_dir, **knobs), quiet=True)
+    b = train(cfg(tmp_path / "b", fmnist_dir, **knobs), quiet=True)
+    plain = train(cfg(tmp_path / "p", fmnist_dir, model="baseline", epochs=1), quiet=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert not torch.equal(a["state_dict"]["features.0.weight"], plain["state_dict"]["features.0.weight"])
+    assert {"shift": 1, "label_smoothing": 0.1}.items() <= a["config_identity"].items()
+    assert "shift" not in plain["config_identity"]  # off: the study's checkpoints keep their identity
+
+
 def test_cosine_lr():
     lr = cosine_lr(1e-3, 100)
     assert lr(0) == 1e-3 and lr(50) == pytest.approx(5e-4) and lr(100) == pytest.approx(0, abs=1e-12)
@@ -131,6 +158,10 @@ def test_bad_config_values():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="Unknown schedule 'linear'; choose one of: constant, cosine"):
         TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="shift must be between 0 and 8"):
+        TrainConfig(shift=9)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        TrainConfig(label_smoothing=1.0)
     with pytest.raises(ValueError, match="--dev is for the photo models"):
         train(TrainConfig(model="baseline", dev=True, epochs=1), quiet=True)
 

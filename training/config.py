@@ -15,6 +15,9 @@ class TrainConfig:
     batch_size: int | None = None  # None: the model's recipe (the study's 64; kaggle and photo 8)
     hflip: bool | None = None      # mirror each training image with probability 1/2 (None: the recipe's; off)
     schedule: str | None = None    # "constant" or "cosine" learning rate over all steps (None: the recipe's)
+    shift: int | None = None       # move each training image by up to this many pixels in x and y,
+                                   # filling with its background (None: the recipe's; 0, off)
+    label_smoothing: float | None = None  # cross-entropy label smoothing (None: the recipe's; 0.0)
     seed: int = 0                  # weight init, shuffling and dropout
     split_seed: int = 0            # which images form the validation (or Kaggle test) split
     val_fraction: float = 0.2      # 48,000 train / 12,000 validation of Fashion-MNIST's 60,000
@@ -33,8 +36,9 @@ class TrainConfig:
     IDENTITY = ("model", "lr", "batch_size", "seed", "split_seed", "val_fraction", "trainval", "threads")
     # Added after the first models were trained: part of the identity only when they differ from
     # the study's recipe, so the checkpoints trained before them stay valid.
-    IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False}
-    RECIPE = {"epochs": 15, "batch_size": 64, "hflip": False, "schedule": "constant"}  # the study's
+    IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0}
+    RECIPE = {"epochs": 15, "batch_size": 64, "hflip": False, "schedule": "constant",
+              "shift": 0, "label_smoothing": 0.0}  # the study's
     SCHEDULES = ("constant", "cosine")
 
     def __post_init__(self) -> None:
@@ -46,6 +50,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.shift is not None and not 0 <= self.shift <= 8:
+            raise ValueError(f"shift must be between 0 and 8 pixels, got {self.shift}")
+        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
@@ -91,7 +99,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         if f.name in skip:
             continue
         kind = {"bool": parse_bool, "bool | None": parse_bool, "int": _parse_int, "int | None": _parse_int,
-                "float": float}.get(str(f.type), str)
+                "float": float, "float | None": float}.get(str(f.type), str)
         default = "the model's recipe" if f.default is None else f.default
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=f.default,
                             metavar=str(f.type).split(" |")[0].upper(), help=f"(default: {default})")

@@ -40,6 +40,7 @@ from zoo.spec import CLASSES, normalize, to_pixels
 from .checkpoint import build_model, finished_checkpoints, save_atomic
 from .data import Split
 from .metrics import confusion_matrix, per_class_accuracy, predict
+from .pixel_cache import cached_decode
 
 KAGGLE_HANDLE = "paramaggarwal/fashion-product-images-small"
 KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_HANDLE}"
@@ -155,30 +156,43 @@ def read_styles(kaggle_dir: str | os.PathLike) -> tuple[list[tuple[int, int]], S
 
 
 def decode(kaggle_dir: str | os.PathLike, items: list[tuple[int, int]], spec: dict[str, Any],
-           summary: Summary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, labels, uint8 pixels (N, size, size)) of the images that decode; counts the others."""
-    from PIL import Image
+           summary: Summary, quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, labels, uint8 pixels (N, size, size)) of the images that decode; counts the others.
 
-    ids, labels, pixels = [], [], []
+    Decoded once per file list and spec, then read from the disk cache (training/pixel_cache.py)."""
+    files = [(pid, label, Path(kaggle_dir) / "images" / f"{pid}.jpg") for pid, label in items]
+    ids, labels, pixels, unreadable = cached_decode("kaggle", files, spec, lambda: _decode(files, spec, quiet),
+                                                    quiet=quiet)
+    summary.unreadable += unreadable
+    return ids, labels, pixels
+
+
+def _decode(files: list[tuple[int, int, Path]], spec: dict[str, Any],
+            quiet: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    from PIL import Image
+    from tqdm import tqdm
+
+    ids, labels, pixels, failed = [], [], [], 0
     unreadable = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-    for pid, label in items:
+    for pid, label, path in tqdm(files, desc="decoding Kaggle photos", unit="img", unit_scale=True,
+                                 disable=quiet, leave=False, file=sys.stderr, mininterval=1.0):
         try:
-            img = Image.open(Path(kaggle_dir) / "images" / f"{pid}.jpg")
+            img = Image.open(path)
         except unreadable:
-            summary.unreadable += 1
+            failed += 1
             continue
         with img:
             try:
                 img.load()  # a truncated or corrupt file fails here, not half-way through training
             except unreadable:
-                summary.unreadable += 1
+                failed += 1
                 continue
             ids.append(pid)
             labels.append(label)
             pixels.append(to_pixels(img, spec))
     size = int(spec["size"])
     return (np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64),
-            np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8))
+            np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8), failed)
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +228,7 @@ def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: i
     """
     spec = dict(preprocess or default_preprocess("kaggle"))
     items, summary = read_styles(kaggle_dir)
-    ids, labels, pixels = decode(kaggle_dir, items, spec, summary)
+    ids, labels, pixels = decode(kaggle_dir, items, spec, summary, quiet=quiet)
     if len(ids) == 0:
         raise ZooError(f"no usable images in {kaggle_dir} ({'; '.join(summary.lines()[:3])}); {GET_IT}")
     train_idx, test_idx = stratified_split(labels, val_fraction, split_seed)

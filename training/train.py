@@ -37,13 +37,30 @@ def cosine_lr(peak: float, total_steps: int) -> Callable[[int], float]:
     return lambda step: peak * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
 
+def shifted(x: torch.Tensor, max_shift: int, gen: torch.Generator, fill: float) -> torch.Tensor:
+    """Each image of x (N, C, H, W) moved by its own (dy, dx), each drawn uniformly from
+    [-max_shift, max_shift] with `gen`; what moves in is `fill` (the background)."""
+    n, _, h, w = x.shape
+    d = torch.randint(-max_shift, max_shift + 1, (n, 2), generator=gen)
+    padded = nn.functional.pad(x, (max_shift,) * 4, value=fill)
+    out = torch.empty_like(x)
+    # One slice per distinct offset (at most (2 * max_shift + 1) ** 2), not one per image.
+    for dy, dx in torch.unique(d, dim=0).tolist():
+        rows = ((d[:, 0] == dy) & (d[:, 1] == dx)).nonzero().squeeze(1)
+        out[rows] = padded[rows, :, max_shift - dy:max_shift - dy + h, max_shift - dx:max_shift - dx + w]
+    return out
+
+
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batch_size: int,
                 gen: torch.Generator, progress: Any, hflip: bool = False,
-                lr_at: Callable[[int], float] | None = None, first_step: int = 0) -> tuple[float, float]:
+                lr_at: Callable[[int], float] | None = None, first_step: int = 0,
+                shift: int = 0, label_smoothing: float = 0.0) -> tuple[float, float]:
     """One pass over `split` in a random order; returns (mean loss, accuracy) measured while training.
 
-    `hflip` mirrors each image with probability 1/2 (drawn from `gen`, so a run is reproducible);
-    `lr_at(first_step + k)` sets the learning rate of the epoch's k-th step."""
+    `hflip` mirrors each image with probability 1/2 and `shift` moves it by up to that many pixels
+    (both drawn from `gen`, so a run is reproducible); `lr_at(first_step + k)` sets the learning
+    rate of the epoch's k-th step; `label_smoothing` goes to the cross-entropy."""
+    fill = float(split.x.min()) if shift else 0.0  # the darkest level: the background after inversion
     model.train()
     order = torch.randperm(len(split), generator=gen)
     loss_sum = torch.zeros(())
@@ -55,11 +72,14 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batc
         if hflip:
             mirror = torch.rand(len(idx), generator=gen) < 0.5
             x[mirror] = x[mirror].flip(3)  # x is a copy (advanced indexing), so this leaves the data alone
+        if shift:
+            x = shifted(x, shift, gen, fill)
         if lr_at is not None:
             for group in opt.param_groups:
                 group["lr"] = lr_at(first_step + step)
         logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
+        loss = (nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing) if label_smoothing
+                else nn.functional.cross_entropy(logits, y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -136,7 +156,8 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
         with tqdm(total=len(train_split), desc=desc, unit="img", unit_scale=True, position=position,
                   leave=False, disable=quiet, file=sys.stderr, mininterval=0.5) as bar:
             train_loss, train_acc = train_epoch(model, opt, train_split, cfg.batch_size, gen, bar,
-                                                hflip=cfg.hflip, lr_at=lr_at, first_step=steps * (epoch - 1))
+                                                hflip=cfg.hflip, lr_at=lr_at, first_step=steps * (epoch - 1),
+                                                shift=cfg.shift, label_smoothing=cfg.label_smoothing)
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if not cfg.trainval:
             row["val_loss"], row["val_acc"] = evaluate(model, splits["val"])
