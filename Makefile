@@ -9,7 +9,7 @@ KAGGLE_DIR ?= data/kaggle
 # A local copy of the Kaggle set that `make data` links to $(KAGGLE_DIR) when that is empty.
 KAGGLE_SUBSET ?= ../shared/data/kaggle-fashion-small
 ARTIFACTS  ?= artifacts
-EPOCHS     ?=# empty: each model's recipe (the study's 15; photo 30)
+EPOCHS     ?=# empty: each model's recipe (the study's 15; photo 20)
 MODEL      ?= baseline
 FORCE      ?= 0
 JOBS       ?= 2

@@ -215,7 +215,9 @@ def test_photo_model_trains_with_its_recipe_on_the_dev_split(tmp_path, kaggle_se
     c = cfg(tmp_path, root, model="photo", epochs=1, batch_size=None, dev=True)
     ckpt = train(c, quiet=True)
     assert checkpoint_path(c) == tmp_path / "checkpoints" / "dev" / "photo.pt"  # not what export reads
-    assert ckpt["config"]["hflip"] and ckpt["config"]["schedule"] == "cosine" and ckpt["config"]["batch_size"] == 8
+    recipe = TrainConfig(model="photo").resolved()
+    assert {k: ckpt["config"][k] for k in ("hflip", "schedule", "batch_size", "lr")} == {
+        "hflip": True, "schedule": "cosine", "batch_size": recipe.batch_size, "lr": recipe.lr}
     dev = development_split(load_kaggle(root)[0]["train"], 0.2, 0)["test"]
     pred = predict(build_model(ckpt), dev)
     assert ckpt["metrics"]["test_acc"] == pytest.approx(float((pred == dev.y).float().mean()))  # scored on dev

@@ -123,7 +123,7 @@ def test_recipe_fills_what_is_not_given():
     study = TrainConfig(model="baseline").resolved()
     assert (study.epochs, study.batch_size, study.hflip, study.schedule) == (15, 64, False, "constant")
     photo = TrainConfig(model="photo").resolved()
-    assert (photo.epochs, photo.batch_size, photo.hflip, photo.schedule) == (30, 8, True, "cosine")
+    assert (photo.epochs, photo.batch_size, photo.lr, photo.hflip, photo.schedule) == (20, 32, 2e-3, True, "cosine")
     assert TrainConfig(model="photo", epochs=1, hflip=False).resolved().epochs == 1
     # Checkpoints trained before the photo recipe's knobs existed keep their identity.
     assert set(study.identity()) == set(TrainConfig.IDENTITY)

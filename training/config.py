@@ -10,9 +10,10 @@ from typing import Any
 @dataclass
 class TrainConfig:
     model: str = "baseline"        # a name from `python -m zoo`
-    epochs: int | None = None      # None: the model's recipe (the study's 15; photo 30)
-    lr: float = 1e-3               # Adam learning rate (the peak, with a schedule)
-    batch_size: int | None = None  # None: the model's recipe (the study's 64; kaggle and photo 8)
+    epochs: int | None = None      # None: the model's recipe (the study's 15; photo 20)
+    lr: float | None = None        # Adam learning rate, the peak with a schedule (None: the recipe's;
+                                   # the study's 1e-3)
+    batch_size: int | None = None  # None: the model's recipe (the study's 64; kaggle 8, photo 32)
     hflip: bool | None = None      # mirror each training image with probability 1/2 (None: the recipe's; off)
     schedule: str | None = None    # "constant" or "cosine" learning rate over all steps (None: the recipe's)
     shift: int | None = None       # move each training image by up to this many pixels in x and y,
@@ -37,7 +38,7 @@ class TrainConfig:
     # Added after the first models were trained: part of the identity only when they differ from
     # the study's recipe, so the checkpoints trained before them stay valid.
     IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0}
-    RECIPE = {"epochs": 15, "batch_size": 64, "hflip": False, "schedule": "constant",
+    RECIPE = {"epochs": 15, "batch_size": 64, "lr": 1e-3, "hflip": False, "schedule": "constant",
               "shift": 0, "label_smoothing": 0.0}  # the study's
     SCHEDULES = ("constant", "cosine")
 
@@ -54,7 +55,7 @@ class TrainConfig:
             raise ValueError(f"shift must be between 0 and 8 pixels, got {self.shift}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
     def resolved(self) -> "TrainConfig":

@@ -37,10 +37,12 @@ _ENTRIES = [
     # the study's 15 epochs (batch 8 chosen on a development split, README "The Kaggle model").
     ModelEntry("kaggle", "baseline trained on Kaggle product photos mapped to the 10 classes",
                dataset="kaggle", recipe=dict(batch_size=8)),
-    # The photo model: chosen on a development split of the training photos (README, "The photo model").
-    ModelEntry("photo", "batchnorm trained on Kaggle product photos: mirrored copies, cosine schedule, 30 epochs",
-               dict(batchnorm=True), dataset="kaggle", photos=True,
-               recipe=dict(batch_size=8, epochs=30, hflip=True, schedule="cosine")),
+    # The photo model: network and recipe chosen on a development split of the training photos
+    # (README, "The photo model"): BatchNorm and a wider first conv; mirroring and a cosine schedule;
+    # batch 32 at twice the study's learning rate, 20 epochs (a third of batch 8's time, as accurate).
+    ModelEntry("photo", "batchnorm with 16 and 32 conv filters, trained on Kaggle product photos: mirroring, "
+               "cosine schedule", dict(batchnorm=True, channels=(16, 32)), dataset="kaggle", photos=True,
+               recipe=dict(batch_size=32, lr=2e-3, epochs=20, hflip=True, schedule="cosine")),
     # Assembled, not trained: which models it averages is chosen on the validation split and
     # stored in its checkpoint (README, "The ensemble").
     ModelEntry("ensemble", "mean probability of the Fashion-MNIST models chosen greedily on the validation split",
