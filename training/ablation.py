@@ -26,7 +26,7 @@ STEPS: list[tuple[str, dict[str, Any]]] = [
     ("`kaggle`: the study's LeNet-5, batch 8, 15 epochs", dict(model="kaggle")),
     ("`photo`'s network (BatchNorm, 16 and 32 filters), the same recipe",
      dict(model="photo", batch_size=8, lr=1e-3, epochs=15, hflip=False, schedule="constant")),
-    ("+ mirroring, cosine schedule, 30 epochs (the recipe `photo` had on 6,345 photos)",
+    ("+ mirroring, cosine schedule, 30 epochs (the previous `photo` recipe)",
      dict(model="photo", batch_size=8, lr=1e-3, epochs=30)),
     ("batch 32, peak learning rate 2e-3, 20 epochs: the `photo` recipe (a third of the time)", dict(model="photo")),
 ]
