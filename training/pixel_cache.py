@@ -1,6 +1,6 @@
 """A disk cache of decoded photos: the Kaggle set's JPEGs as one uint8 array per preprocessing spec.
 
-Decoding the 24,640 usable Kaggle photos through `zoo.spec.to_pixels` takes about 10 s of one core;
+Decoding the 24,640 usable Kaggle photos through `zoo.spec.to_pixels` takes about 6.3 s of one core;
 a `make train-all` needs them under two specs (the photo models' and the Fashion-MNIST models'
 cross-domain evaluation) in five places. The first decode of a spec writes
 <cache>/kaggle-<key>.npz; later ones load it in a fraction of a second.
