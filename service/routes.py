@@ -31,15 +31,15 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from zoo.auto import AUTO, route
-from zoo.spec import normalize, to_pixels_each
+from zoo.auto import AUTO
 
 from . import openapi
 from .forms import Part, parse_plain
 from .imaging import ImageError, decode, load, open_all, open_image
+from .inference import Batch
 from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES,
                      MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
-from .results import JSON, results
+from .results import JSON
 from .runtime import Zoo
 
 # An image this small (a Fashion-MNIST image is 784 pixels, a Kaggle photo 4,800) is decoded and
@@ -227,52 +227,37 @@ def classify_images(zoo: Zoo, options: Options,
     With model=auto, the zoo's rule picks each image's model (zoo/auto.py), and only that model runs
     on it.
     """
-    names, auto = options.names, options.auto
-    key_of = {n: zoo.models[n].preprocess_key for n in names}
-    specs = {key_of[n]: zoo.models[n].preprocess for n in names}
-    # zoo.spec.preprocess is normalize(to_pixels(...)); the two steps are kept apart here only to
-    # batch the normalisation and to show a client the pixels a model sees.
-    pixels: dict[str, list[np.ndarray]] = {key: [] for key in specs}
-    rows: list[dict[str, int]] = []    # per image: its row in pixels[key] for each preprocessing it got
-    chosen: list[list[str]] = []       # per image: the models that answer it
+    batch = Batch(zoo, options.names, options.auto)
     for i, (filename, data) in enumerate(images):
         which = f"image {i + 1} ({filename})" if len(images) > 1 else "the image"
         try:
-            image = load(data) if isinstance(data, Image.Image) else decode(data)
-            mine = [route(image, auto)] if auto else names
-            keys = list(dict.fromkeys(key_of[n] for n in mine))  # one decode, each distinct preprocessing once
-            row = {}
-            for key, px in zip(keys, to_pixels_each(image, [specs[key] for key in keys])):
-                row[key] = len(pixels[key])
-                pixels[key].append(px)
-            rows.append(row)
-            chosen.append(mine)
+            batch.add(load(data) if isinstance(data, Image.Image) else decode(data))
         except ImageError as e:
             raise RequestError(e.status, f"{which}: {e}" if len(images) > 1 else str(e)) from None
         except Exception as e:  # e.g. a pixel mode PIL cannot convert to grey
             logger.warning("cannot preprocess %s: %r", which, e)
-            raise RequestError(400, f"{which} cannot be converted to a model input "
-                                    f"({type(e).__name__}: {e})") from None
-        del image
-    batches = {key: normalize(np.stack(px) if len(px) > 1 else px[0][None], specs[key])[:, None]
-               for key, px in pixels.items() if px}
-    used = dict.fromkeys(n for mine in chosen for n in mine)
-    answers = {n: results(n, zoo.logits(n, batches[key_of[n]]), zoo.models[n].classes, options.top_k)
-               for n in used}  # per model, one result per row of its batch
+            raise RequestError(400, f"{which} {unconvertible(e)}") from None
     out = []
-    for i, (filename, _) in enumerate(images):
-        per_model = [answers[n][rows[i][key_of[n]]] for n in chosen[i]]
+    for i, ((filename, _), per_model) in enumerate(zip(images, batch.results(options.top_k))):
         if options.include_input:
-            shown = {key: _png(pixels[key][row]) for key, row in rows[i].items()}
+            shown: dict[str, str] = {}  # one PNG per preprocessing, shared by the models that have it
             for r in per_model:
-                r["input_png"] = shown[key_of[r["model"]]]
-        if auto:
+                key = batch.key_of[r["model"]]
+                if key not in shown:
+                    shown[key] = _png(batch.input_pixels(i, r["model"]))
+                r["input_png"] = shown[key]
+        if options.auto:
             per_model[0]["chosen_by"] = AUTO
         one = per_model[0] if len(per_model) == 1 else {"model": ALL, "default": zoo.default, "results": per_model}
         if filename is not None:
             one = {"filename": filename, **one}
         out.append(one)
     return out
+
+
+def unconvertible(e: Exception) -> str:
+    """The end of the message for an image that decoded but cannot become a model input."""
+    return f"cannot be converted to a model input ({type(e).__name__}: {e})"
 
 
 async def _in_thread(func, *args):

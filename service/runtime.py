@@ -214,12 +214,17 @@ def verified_bytes(root: Path, name: str, entry: dict[str, Any], tag: str) -> by
     except OSError as e:
         raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e.strerror or e}); "
                            f"re-run `make export`") from None
+    check_sha256(data, entry, path, tag)
+    return data
+
+
+def check_sha256(data: bytes, entry: dict[str, Any], path: str | os.PathLike, tag: str) -> None:
+    """Raise ZooLoadError unless `data` (the ONNX file `path`) has its manifest entry's sha256."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.get("sha256"):
         raise ZooLoadError(f"{tag}: {path} does not match its manifest (sha256 {digest[:12]}..., "
                            f"manifest says {str(entry.get('sha256'))[:12]}...); the file is corrupt "
                            f"or was changed: re-run `make export`")
-    return data
 
 
 def read_verified(root: str | os.PathLike, tag: str) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -229,11 +234,11 @@ def read_verified(root: str | os.PathLike, tag: str) -> tuple[dict[str, Any], di
     return manifest, {n: verified_bytes(root, n, e, tag) for n, e in manifest["models"].items()}
 
 
-def create_session(data: bytes, device: Device, path: Path, tag: str):
+def create_session(data: bytes, device: Device, path: Path, tag: str, threads: int = CPU_THREADS):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = CPU_THREADS
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(data, options, providers=device.providers)
@@ -242,17 +247,24 @@ def create_session(data: bytes, device: Device, path: Path, tag: str):
         raise ZooLoadError(f"{tag}: onnxruntime cannot load {path} ({first}); re-run `make export`") from None
 
 
-def load_zoo(root: str | os.PathLike, tag: str, device: str = "auto") -> Zoo:
+def load_zoo(root: str | os.PathLike, tag: str, device: str = "auto", threads: int = CPU_THREADS) -> Zoo:
     """Verify and load every model of the zoo in `root` (a `fashion-zoo` model directory)."""
-    root = Path(root)
     manifest, files = read_verified(root, tag)
+    return build_zoo(manifest, files, Path(root), tag, device, threads)
+
+
+def build_zoo(manifest: dict[str, Any], files: dict[str, bytes], root: Path, tag: str,
+              device: str = "auto", threads: int = CPU_THREADS) -> Zoo:
+    """The sessions of a verified manifest and its ONNX bytes (`read_verified`) read from `root`;
+    `threads`: each session's intra-op threads."""
     chosen = choose_device(device)
     chosen.runtime = runtime_info()
     zoo = Zoo(tag=tag, manifest=manifest, device=chosen)
     for name, entry in manifest["models"].items():
-        data = files[name]  # the bytes that were verified are the bytes that are loaded
+        data = files[name]  # the bytes checked are the bytes loaded (they may have come from afar)
         path = root / entry["onnx"]
-        session = create_session(data, chosen, path, tag)
+        check_sha256(data, entry, path, tag)
+        session = create_session(data, chosen, path, tag, threads)
         provider = session.get_providers()[0]
         if chosen.providers[0] != CPU and provider != CUDA:
             if device == "cuda":
@@ -260,7 +272,7 @@ def load_zoo(root: str | os.PathLike, tag: str, device: str = "auto") -> Zoo:
             # The GPU looked usable but onnxruntime fell back: say so, and use the CPU for the rest.
             chosen.providers, chosen.reason = [CPU], (f"CPU because {CUDA} failed to start "
                                                       f"(see onnxruntime's message above)")
-            session = create_session(data, chosen, path, tag)
+            session = create_session(data, chosen, path, tag, threads)
             provider = session.get_providers()[0]
         inputs, outputs = session.get_inputs(), session.get_outputs()
         want_in, want_out = entry.get("input", {}).get("name"), entry.get("output", {}).get("name")
