@@ -1,0 +1,122 @@
+"""The Ray Data pipeline of a catalogue job: read the files' bytes, classify them in a pool of
+actors, stream the rows back and write them as Parquet parts.
+
+    files (paths) --read_binary_files--> (path, bytes) --map_batches(Classifier, ActorPoolStrategy)-->
+    rows --iter_batches--> the driver --> a part of OUT every PART_ROWS rows or PART_SECONDS
+
+Sizing: each actor asks Ray for `cpus_per_actor` CPUs (its sessions' intra-op threads) or, on a GPU,
+one GPU; the pool has as many actors as the cluster has room for. Reading bytes is I/O, so the read
+tasks ask for READ_CPUS of a CPU: with whole CPUs they would wait for CPUs the actors hold, and the
+job would stall (Ray Data reports it as backpressured:tasks(ResourceBudget)).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .classifier import Classifier
+from .output import Output
+from .sources import Sources
+from .zoos import ZooFiles
+
+READ_CPUS = 0
+PART_ROWS = 20_000        # a part of OUT at least this often, in rows ...
+PART_SECONDS = 30.0       # ... or in seconds: what an interruption can cost
+PLAIN_EVERY = 5.0         # seconds between plain progress lines when stderr is not a terminal
+
+
+@dataclass
+class Plan:
+    names: list[str]
+    auto: dict[str, Any] | None
+    top_k: int
+    device: str            # "cpu" or "cuda", as the actors will load the zoo
+    batch_size: int
+    cpus_per_actor: float
+    actors: int | None     # None: as many as fit
+
+
+@dataclass
+class Tally:
+    images: int = 0
+    failed: int = 0
+    rows: int = 0
+    seconds: float = 0.0   # from the first file read to the last part written (Ray's start-up apart)
+    startup: float = 0.0   # ray.init and connecting to the cluster
+    actors: int = 0
+    nodes: int = 0
+
+
+def start_ray(address: str | None) -> tuple[float, dict[str, float]]:
+    """ray.init: a local Ray on this machine's cores, or the cluster at `address` (or RAY_ADDRESS)."""
+    import logging
+    import os
+
+    import ray
+
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
+                                  configure_logging=True, log_to_driver=True)
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, **kwargs) if address else ray.init(**kwargs)
+    return time.perf_counter() - t0, ray.cluster_resources()
+
+
+def pool_size(plan: Plan, resources: dict[str, float]) -> int:
+    if plan.actors:
+        return plan.actors
+    if plan.device == "cuda":
+        return max(1, int(resources.get("GPU", 0)))
+    cpus = resources.get("CPU", 1)
+    return max(1, math.floor(cpus / plan.cpus_per_actor))
+
+
+def run(zoo: ZooFiles, sources: Sources, todo: list[str], out: Output, plan: Plan,
+        resources: dict[str, float], progress: bool) -> Tally:
+    """Classify the files `todo` of `sources` into `out` on the Ray that `start_ray` started."""
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    tally = Tally()
+    tally.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    tally.actors = pool_size(plan, resources)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = progress
+    gpu = plan.device == "cuda"
+    ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=sources.filesystem,
+                                    num_cpus=READ_CPUS)
+    ds = ds.map_batches(
+        Classifier, batch_size=plan.batch_size, batch_format="numpy",
+        fn_constructor_kwargs=dict(manifest=zoo.manifest, files=zoo.files, tag=zoo.tag, names=plan.names,
+                                   auto=plan.auto, top_k=plan.top_k, device=plan.device,
+                                   scheme=sources.scheme),
+        compute=ActorPoolStrategy(size=tally.actors),
+        num_cpus=0 if gpu else plan.cpus_per_actor, num_gpus=1 if gpu else 0)
+    pending, pending_rows = [], 0
+    t0 = last_part = last_line = time.perf_counter()
+    total = len(todo)
+    try:
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            pending.append(block)
+            pending_rows += block.num_rows
+            files = block.column("path").unique()
+            tally.images += len(files)
+            tally.failed += block.column("error").is_valid().to_numpy(zero_copy_only=False).sum().item()
+            now = time.perf_counter()
+            if pending_rows >= PART_ROWS or now - last_part >= PART_SECONDS:
+                tally.rows += out.write(pending)
+                pending, pending_rows, last_part = [], 0, now
+            if not progress and now - last_line >= PLAIN_EVERY:
+                rate = tally.images / (now - t0)
+                print(f"catalogue: {tally.images:,} of {total:,} images ({100 * tally.images / total:.1f}%), "
+                      f"{rate:,.0f} images/s, {tally.failed:,} failed", file=sys.stderr, flush=True)
+                last_line = now
+    finally:
+        if pending:  # what was classified before an interruption is kept
+            tally.rows += out.write(pending)
+        tally.seconds = time.perf_counter() - t0
+    return tally
