@@ -16,6 +16,7 @@ JOBS       ?= 2
 HOST       ?= 127.0.0.1
 PORT       ?= 3000
 QUICK      ?= 0
+TOP_K      ?= 3
 SOAK       ?= 0
 # Worker processes for make serve; empty: one per CPU core (FASHION_ZOO_WORKERS).
 WORKERS    ?=
@@ -28,7 +29,7 @@ TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS) )--data-dir $(DATA_DIR) --kaggle
               --artifacts $(ARTIFACTS) --force $(FORCE)
 
 .PHONY: help install data data-kaggle train train-all report export test bench build serve clean models \
-        container container-test publish-weights verify-weights
+        container container-test publish-weights verify-weights classify bench-catalogue
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +76,14 @@ bench: install  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 s
 
 build: install  ## bentoml build (after make export)
 	$(VENV)/bin/bentoml build
+
+# make classify SRC=photos/ OUT=labels/ [MODEL=auto] [TOP_K=3] [CLASSIFY_ARGS='--address auto ...']
+classify: install  ## label a folder/glob/list of images on Ray Data -> a Parquet dataset OUT (resumable)
+	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make classify SRC=<folder, glob or list of images> OUT=<folder> [MODEL=auto] [TOP_K=3]" >&2; exit 2; }
+	@$(PY) -m catalogue '$(SRC)' '$(OUT)' --model $(if $(filter command line environment,$(origin MODEL)),$(MODEL),auto) --top-k $(TOP_K) $(CLASSIFY_ARGS)
+
+bench-catalogue: install  ## the catalogue job vs HTTP batch vs a bare loop -> $(ARTIFACTS)/reports/catalogue.{json,md}
+	@$(PY) -m bench.catalogue --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR)
 
 container: install  ## build the image (after make export): DEVICE=gpu|cpu, CONTAINER_BACKEND=docker|podman
 	@$(PY) deploy/containerize.py --device $(DEVICE) $(if $(CONTAINER_BACKEND),--backend $(CONTAINER_BACKEND))

@@ -42,14 +42,18 @@ def parse_args(argv=None):
     p.add_argument("--cpus-per-actor", type=float, default=1.0,
                    help="CPUs each actor asks for = its sessions' threads (default %(default)s)")
     p.add_argument("--actors", type=int, help="size of the actor pool (default: as many as the cluster fits)")
+    p.add_argument("--read-tasks", type=int, help="read tasks at once (default: max(2, actors / 2); more "
+                   "for a bucket, where reads wait on the network)")
+    p.add_argument("--part-rows", type=int, default=job.PART_ROWS,
+                   help="rows per Parquet part, at most (a part is also written every "
+                        f"{job.PART_SECONDS:.0f} s; an interruption loses at most one part) (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results in OUT and start over")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 if any file could not be classified")
     p.add_argument("--progress", choices=("auto", "bars", "lines"), default="auto",
                    help="Ray Data's progress bars (auto: on a terminal) or a plain line every few seconds")
     args = p.parse_args(argv)
-    if args.top_k < 1 or args.batch_size < 1 or args.cpus_per_actor <= 0 or (args.actors is not None
-                                                                              and args.actors < 1):
-        p.error("--top-k, --batch-size, --cpus-per-actor and --actors must be positive")
+    if min(args.top_k, args.batch_size, args.part_rows, args.actors or 1, args.read_tasks or 1) < 1 or args.cpus_per_actor <= 0:
+        p.error("--top-k, --batch-size, --part-rows, --cpus-per-actor, --actors and --read-tasks must be positive")
     return args
 
 
@@ -96,7 +100,8 @@ def main(argv=None) -> int:
               f"--overwrite starts over", file=sys.stderr)
         return 0
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "bars"
-    plan = job.Plan(names, auto, args.top_k, args.device, args.batch_size, args.cpus_per_actor, args.actors)
+    plan = job.Plan(names, auto, args.top_k, args.device, args.batch_size, args.cpus_per_actor, args.actors,
+                    args.part_rows, args.read_tasks)
     try:
         startup, resources = job.start_ray(args.address)
         if plan.device == "auto":  # the actors ask Ray for GPUs where the cluster has them
@@ -112,9 +117,9 @@ def main(argv=None) -> int:
     classified = tally.images - tally.failed
     rate = tally.images / tally.seconds if tally.seconds else 0.0
     print(f"catalogue: {classified:,} images classified, {tally.failed:,} failed (see the error column), in "
-          f"{tally.seconds:.1f} s: {rate:,.0f} images/s on {tally.actors} actor(s), {tally.nodes} node(s), "
-          f"{plan.device} (Ray start-up {tally.startup:.1f} s apart); {out.parts} part(s) in {args.out}",
-          file=sys.stderr)
+          f"{tally.seconds:.1f} s: {rate:,.0f} images/s, {tally.steady_rate:,.0f} images/s after the first "
+          f"batch; {tally.actors} actor(s) on {tally.nodes} node(s), {plan.device}; Ray start-up "
+          f"{tally.startup:.1f} s apart; {out.parts} part(s) in {args.out}", file=sys.stderr)
     return 1 if args.fail_on_error and tally.failed else 0
 
 

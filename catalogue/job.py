@@ -6,12 +6,16 @@ actors, stream the rows back and write them as Parquet parts.
 
 Sizing: each actor asks Ray for `cpus_per_actor` CPUs (its sessions' intra-op threads) or, on a GPU,
 one GPU; the pool has as many actors as the cluster has room for. Reading bytes is I/O, so the read
-tasks ask for READ_CPUS of a CPU: with whole CPUs they would wait for CPUs the actors hold, and the
-job would stall (Ray Data reports it as backpressured:tasks(ResourceBudget)).
+tasks ask for no CPU (READ_CPUS): with whole CPUs they would wait for CPUs the actors hold, and the
+job would stall (Ray Data reports it as backpressured:tasks(ResourceBudget)). Taking no CPU, their
+number is bounded instead (`read_tasks`, default max(2, actors / 2)): unbounded, Ray started a
+dozen worker processes for them on a 2-core machine, and the actors got half the CPU. Reading
+from a bucket, where a read waits on the network, more read tasks help (--read-tasks).
 """
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -22,8 +26,8 @@ from .output import Output
 from .sources import Sources
 from .zoos import ZooFiles
 
-READ_CPUS = 0
-PART_ROWS = 20_000        # a part of OUT at least this often, in rows ...
+READ_CPUS = 0  # reading bytes is I/O
+PART_ROWS = 20_000        # a part of OUT at least this often, in rows (--part-rows) ...
 PART_SECONDS = 30.0       # ... or in seconds: what an interruption can cost
 PLAIN_EVERY = 5.0         # seconds between plain progress lines when stderr is not a terminal
 
@@ -37,6 +41,8 @@ class Plan:
     batch_size: int
     cpus_per_actor: float
     actors: int | None     # None: as many as fit
+    part_rows: int = PART_ROWS
+    read_tasks: int | None = None  # read tasks at once; None: max(2, actors / 2)
 
 
 @dataclass
@@ -46,8 +52,34 @@ class Tally:
     rows: int = 0
     seconds: float = 0.0   # from the first file read to the last part written (Ray's start-up apart)
     startup: float = 0.0   # ray.init and connecting to the cluster
+    warm_images: int = 0   # images after the first batch came back (the actors up, the pipeline full) ...
+    warm_seconds: float = 0.0  # ... and the seconds they took: the steady rate
+
+    @property
+    def steady_rate(self) -> float:
+        return self.warm_images / self.warm_seconds if self.warm_seconds > 0 else 0.0
     actors: int = 0
     nodes: int = 0
+
+
+class _StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM: finish the block in hand, write what is pending, stop. With Ray
+    2.60 a SIGINT to the driver while `iter_batches` streams did not stop the job (it ran to the
+    end and exited 0; tests/test_catalogue.py), so the driver takes both signals itself for the
+    length of the job."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop now, without waiting for a block
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def restore(self) -> None:
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
 
 
 def start_ray(address: str | None) -> tuple[float, dict[str, float]]:
@@ -87,17 +119,23 @@ def run(zoo: ZooFiles, sources: Sources, todo: list[str], out: Output, plan: Pla
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = progress
     gpu = plan.device == "cuda"
+    # Each actor loads only the models that may answer (model=auto: two of the zoo's ten).
+    manifest = {**zoo.manifest, "models": {n: zoo.manifest["models"][n] for n in plan.names}}
+    files = {n: zoo.files[n] for n in plan.names}
+    readers = plan.read_tasks or max(2, tally.actors // 2)
     ds = ray.data.read_binary_files(todo, include_paths=True, filesystem=sources.filesystem,
-                                    num_cpus=READ_CPUS)
+                                    num_cpus=READ_CPUS, concurrency=readers)
     ds = ds.map_batches(
         Classifier, batch_size=plan.batch_size, batch_format="numpy",
-        fn_constructor_kwargs=dict(manifest=zoo.manifest, files=zoo.files, tag=zoo.tag, names=plan.names,
+        fn_constructor_kwargs=dict(manifest=manifest, files=files, tag=zoo.tag, names=plan.names,
                                    auto=plan.auto, top_k=plan.top_k, device=plan.device,
                                    scheme=sources.scheme),
         compute=ActorPoolStrategy(size=tally.actors),
         num_cpus=0 if gpu else plan.cpus_per_actor, num_gpus=1 if gpu else 0)
     pending, pending_rows = [], 0
+    stop = _StopOnSignal()
     t0 = last_part = last_line = time.perf_counter()
+    first = None  # when the first batch came back
     total = len(todo)
     try:
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -105,9 +143,11 @@ def run(zoo: ZooFiles, sources: Sources, todo: list[str], out: Output, plan: Pla
             pending_rows += block.num_rows
             files = block.column("path").unique()
             tally.images += len(files)
+            if first is None:
+                first, first_images = time.perf_counter(), tally.images
             tally.failed += block.column("error").is_valid().to_numpy(zero_copy_only=False).sum().item()
             now = time.perf_counter()
-            if pending_rows >= PART_ROWS or now - last_part >= PART_SECONDS:
+            if pending_rows >= plan.part_rows or now - last_part >= PART_SECONDS:
                 tally.rows += out.write(pending)
                 pending, pending_rows, last_part = [], 0, now
             if not progress and now - last_line >= PLAIN_EVERY:
@@ -115,8 +155,14 @@ def run(zoo: ZooFiles, sources: Sources, todo: list[str], out: Output, plan: Pla
                 print(f"catalogue: {tally.images:,} of {total:,} images ({100 * tally.images / total:.1f}%), "
                       f"{rate:,.0f} images/s, {tally.failed:,} failed", file=sys.stderr, flush=True)
                 last_line = now
+            if stop.signal:
+                raise KeyboardInterrupt
     finally:
+        stop.restore()
         if pending:  # what was classified before an interruption is kept
             tally.rows += out.write(pending)
-        tally.seconds = time.perf_counter() - t0
+        end = time.perf_counter()
+        tally.seconds = end - t0
+        if first is not None:
+            tally.warm_images, tally.warm_seconds = tally.images - first_images, end - first
     return tally

@@ -34,7 +34,7 @@ def _store_model(tag: str):
 
     try:
         return bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound:
+    except bentoml.exceptions.BentoMLException:  # NotFound, or not a tag at all
         return None
 
 

@@ -1,0 +1,245 @@
+"""Images/s of the catalogue job (catalogue/, Ray Data) against the other ways to label a folder:
+
+    python -m bench.catalogue --artifacts artifacts --data-dir data --kaggle-dir data/kaggle
+    make bench-catalogue                                   # the same
+
+On the same files, one after another: (1) `python -m catalogue` on a local Ray (its steady rate,
+and Ray's start-up apart), (2) POST /classify/batch over HTTP to `bentoml serve` with the default
+workers (4 concurrent requests of 256 images), (3) the bare loop: the catalogue's own
+decode + preprocess + ORT code (`catalogue.classifier.classify_files`) in one process per core,
+each on its share of the files, no Ray: the limit of this machine. Sets: real Fashion-MNIST test
+PNGs, real 60x80 Kaggle photos, the same photos upscaled to 240x320. Then the job's driver and
+worker memory (peak RSS) at 10k and 100k images (the 60x80 photos, hard-linked over and over).
+Writes <artifacts>/reports/catalogue.{json,md}. model=auto throughout, the shipped weights.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.report import write_atomic
+from zoo.pretrained import weights_dir
+
+from .server import ROOT, Server
+
+BATCH = 256
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def make_sets(data_dir: Path, kaggle_dir: Path, work: Path, n_fm: int, n_photo: int, n_large: int) -> dict[str, Path]:
+    from PIL import Image
+
+    from training.data import load_pixels  # real Fashion-MNIST test images
+
+    sets = {}
+    fm = work / "fashion-mnist"
+    fm.mkdir()
+    images, _ = load_pixels(data_dir, train=False)
+    for i, px in enumerate(images[:n_fm].numpy()):
+        Image.fromarray(px.astype(np.uint8), "L").save(fm / f"{i:05d}.png")
+    sets[f"{n_fm:,} Fashion-MNIST PNGs (28x28)"] = fm
+    photos = sorted((kaggle_dir / "images").glob("*.jpg"))
+    small, large = work / "photos", work / "large"
+    small.mkdir()
+    large.mkdir()
+    for p in photos[:n_photo]:
+        os.link(p, small / p.name)
+    for p in photos[:n_large]:
+        with Image.open(p) as im:
+            im.convert("RGB").resize((im.width * 4, im.height * 4), Image.Resampling.BICUBIC).save(
+                large / p.name, quality=90)
+    sets[f"{n_photo:,} Kaggle photos (60x80 JPEG)"] = small
+    sets[f"{n_large:,} photos upscaled to 240x320 (JPEG)"] = large
+    return sets
+
+
+class RSS:
+    """Peak resident memory of a process and of Ray's actor processes, sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.driver, self.worker = pid, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.driver = max(self.driver, self._rss(self.pid))
+            for d in os.listdir("/proc"):
+                if d.isdigit():
+                    try:
+                        with open(f"/proc/{d}/cmdline", "rb") as f:
+                            cmd = f.read()
+                    except OSError:
+                        continue
+                    if cmd.startswith(b"ray::MapWorker"):
+                        self.worker = max(self.worker, self._rss(int(d)))
+            time.sleep(0.2)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"driver_mib": round(self.driver / 2**20, 1), "worker_mib": round(self.worker / 2**20, 1)}
+
+
+_LAST = re.compile(r"([\d,]+) images classified, ([\d,]+) failed .* in ([\d.]+) s: ([\d,]+) images/s, "
+                   r"([\d,]+) images/s after the first batch; (\d+) actor.*Ray start-up ([\d.]+) s")
+
+
+def run_catalogue(src: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(dir=work, prefix="out-"))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "catalogue", str(src), str(out), "--zoo", str(weights_dir()),
+                             "--progress", "lines", "--overwrite"], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    rss = RSS(proc.pid)
+    _, err = proc.communicate()
+    mem = rss.stop()
+    wall = time.perf_counter() - t0
+    m = _LAST.search(err)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"catalogue failed ({proc.returncode}): {err[-2000:]}")
+    n = lambda s: int(s.replace(",", ""))  # noqa: E731
+    return {"images": n(m[1]), "failed": n(m[2]), "job_seconds": float(m[3]), "rate": n(m[4]),
+            "steady_rate": n(m[5]), "actors": int(m[6]), "ray_startup_s": float(m[7]),
+            "command_wall_s": round(wall, 1), **mem}
+
+
+def run_http(src: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
+    import httpx
+
+    files = sorted(p for p in src.iterdir() if p.is_file())
+    chunks = [files[i:i + BATCH] for i in range(0, len(files), BATCH)]
+    env = {**env, "BENTOML_HOME": str(work / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "True"}
+    # The shipped weights into the server's own store, as `make serve` does.
+    subprocess.run([sys.executable, "-m", "service.shipped"], cwd=ROOT, env=env, check=True, capture_output=True)
+    with Server("service.service:FashionZoo", work / "serve.log", env=env) as url:
+
+        def post(chunk):
+            with httpx.Client(base_url=url, timeout=300) as c:
+                r = c.post("/classify/batch", files=[("image", (p.name, p.read_bytes())) for p in chunk])
+                r.raise_for_status()
+                return r.json()["count"]
+
+        post(chunks[0])  # warm
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            done = sum(pool.map(post, chunks))
+        seconds = time.perf_counter() - t0
+    return {"images": done, "seconds": round(seconds, 2), "rate": round(done / seconds)}
+
+
+def _bare_worker(args) -> tuple[int, float]:
+    paths, barrier = args
+    from catalogue.classifier import classify_files
+    from service.runtime import load_zoo
+
+    zoo = load_zoo(weights_dir(), "shipped weights", "cpu", threads=1)
+    auto = zoo.auto
+    names = list(dict.fromkeys(auto["models"].values()))
+    barrier.wait()
+    t0 = time.perf_counter()
+    for i in range(0, len(paths), BATCH):
+        chunk = paths[i:i + BATCH]
+        classify_files(zoo, names, auto, 3, "auto", chunk, [Path(p).read_bytes() for p in chunk])
+    return len(paths), time.perf_counter() - t0
+
+
+def run_bare(src: Path, processes: int) -> dict[str, Any]:
+    files = sorted(str(p) for p in src.iterdir() if p.is_file())
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(processes)
+        with ctx.Pool(processes) as pool:
+            results = pool.map(_bare_worker, [(files[k::processes], barrier) for k in range(processes)])
+    seconds = max(s for _, s in results)
+    done = sum(n for n, _ in results)
+    return {"images": done, "seconds": round(seconds, 2), "rate": round(done / seconds), "processes": processes}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# The catalogue job against HTTP and the bare loop", "",
+             f"{report['machine']}; load average at start {report['load_at_start']}; model=auto, shipped weights.",
+             "", "| files | catalogue (Ray, steady) | catalogue (whole job) | Ray start-up | HTTP /classify/batch "
+             "| bare loop, one process per core | catalogue / bare loop |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in report["sets"].items():
+        c, h, b = r["catalogue"], r["http"], r["bare"]
+        lines.append(f"| {name} | {c['steady_rate']:,} img/s | {c['rate']:,} img/s | {c['ray_startup_s']} s "
+                     f"| {h['rate']:,} img/s | {b['rate']:,} img/s | {100 * c['steady_rate'] / b['rate']:.0f}% |")
+    lines += ["", "| images | driver peak RSS | actor peak RSS |", "|---:|---:|---:|"]
+    for n, m in report["memory"].items():
+        lines.append(f"| {n} | {m['driver_mib']} MiB | {m['worker_mib']} MiB |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--artifacts", default="artifacts")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--kaggle-dir", default="data/kaggle")
+    p.add_argument("--fm", type=int, default=10_000)
+    p.add_argument("--photos", type=int, default=8_000)
+    p.add_argument("--large", type=int, default=4_000)
+    p.add_argument("--memory", default="10000,100000", help="image counts for the memory runs ('' for none)")
+    args = p.parse_args()
+    from .machine import describe, short
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FASHION_ZOO_"))}
+    cores = len(os.sched_getaffinity(0))
+    report: dict[str, Any] = {"machine": short(describe()), "load_at_start": round(os.getloadavg()[0], 2),
+                              "sets": {}, "memory": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-catalogue-") as tmp:
+        work = Path(tmp)
+        sets = make_sets(Path(args.data_dir), Path(args.kaggle_dir), work, args.fm, args.photos, args.large)
+        for name, src in sets.items():
+            log(f"[{name}]")
+            r = report["sets"][name] = {}
+            r["bare"] = run_bare(src, cores)
+            log(f"  bare loop: {r['bare']['rate']:,} img/s")
+            r["catalogue"] = run_catalogue(src, work, env)
+            log(f"  catalogue: {r['catalogue']['steady_rate']:,} img/s steady, {r['catalogue']['rate']:,} whole job")
+            r["http"] = run_http(src, work, env)
+            log(f"  HTTP batch: {r['http']['rate']:,} img/s")
+        photos = next(src for name, src in sets.items() if "Kaggle" in name)
+        for n in [int(x) for x in args.memory.split(",") if x]:
+            many = work / f"many-{n}"
+            many.mkdir()
+            files = sorted(photos.iterdir())
+            for i in range(n):
+                os.link(files[i % len(files)], many / f"{i:06d}.jpg")
+            m = run_catalogue(many, work, env)
+            report["memory"][f"{n:,}"] = {k: m[k] for k in ("driver_mib", "worker_mib", "steady_rate")}
+            log(f"  {n:,} images: driver {m['driver_mib']} MiB, actor {m['worker_mib']} MiB")
+    reports = Path(args.artifacts) / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    write_atomic(reports / "catalogue.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(reports / "catalogue.md", markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

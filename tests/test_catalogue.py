@@ -1,0 +1,232 @@
+"""The catalogue job (catalogue/) on a real two-node Ray cluster: right labels, the same numbers as
+POST /classify, bad files as rows, resume after an interruption, exit codes.
+
+The cluster (`ray.cluster_utils.Cluster`, two nodes of 2 logical CPUs on this machine) is started once
+for the module; every job is the real command (`python -m catalogue`) run against it, with the
+exported test zoo (the `server` fixture serves the same store).
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import synthetic_images
+from tests.test_kaggle import product_photo
+
+ray = pytest.importorskip("ray", reason="ray[data] is not installed (pip install -e '.[catalogue]')")
+pq = pytest.importorskip("pyarrow.parquet")
+pd = pytest.importorskip("pandas")
+
+REPO = Path(__file__).resolve().parents[1]
+N_PNG, N_JPG = 40, 30
+BAD = {"corrupt.jpg", "notes.png", "empty.png"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": 150 * 2**20})
+    c.add_node(num_cpus=2, object_store_memory=150 * 2**20)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    """Fashion-MNIST-style PNGs, product JPEGs (one in a subfolder), and three files that are not
+    images one can classify: a truncated JPEG, a text file named .png, an empty file; plus a README
+    that is not taken (no image extension)."""
+    root = tmp_path_factory.mktemp("catalogue-src")
+    images, _ = synthetic_images(N_PNG, seed=7)
+    for i, px in enumerate(images):
+        (root / f"fm-{i:03d}.png").write_bytes(png_bytes(px))
+    (root / "photos").mkdir()
+    for i in range(N_JPG):
+        product_photo(("Tshirts", "Jeans", "Handbags")[i % 3], i).save(root / "photos" / f"p-{i:03d}.jpg", quality=90)
+    good = (root / "photos" / "p-000.jpg").read_bytes()
+    (root / "corrupt.jpg").write_bytes(good[:len(good) // 3])
+    (root / "notes.png").write_text("not an image, a note\n")
+    (root / "empty.png").write_bytes(b"")
+    (root / "README.txt").write_text("a catalogue\n")
+    return root
+
+
+def run(src, out, *args, home: Path, address: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "BENTOML_"))}
+    env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="True")
+    cmd = [sys.executable, "-m", "catalogue", str(src), str(out), "--progress", "lines", *args]
+    if address:
+        cmd += ["--address", address]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def table(out: Path):
+    return pq.read_table(out).to_pandas()
+
+
+def test_mixed_folder_on_two_nodes_equals_post_classify(cluster, mixed, exported_zoo, client, tmp_path):
+    _, home = exported_zoo
+    out = tmp_path / "out"
+    done = run(mixed, out, "--batch-size", "8", "--cpus-per-actor", "2", home=home, address=cluster.address)
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"{N_PNG + N_JPG:,} images classified, 3 failed" in last and "images/s" in last, last
+    assert "1 other files skipped" in done.stderr  # README.txt
+    df = table(out)
+    assert len(df) == N_PNG + N_JPG + 3 and df.path.is_unique
+    # Both nodes classified images (one actor of 2 CPUs fits each node).
+    assert df.node.nunique() == 2, df.node.value_counts()
+    # Every file, good or bad, answers as POST /classify answers it.
+    for row in df.itertuples():
+        name = Path(row.path).name
+        got = client.post("/classify", files={"image": (name, Path(row.path).read_bytes())})
+        if name in BAD:
+            assert got.status_code == 400 and row.error == got.json()["error"], (name, got.text)
+            assert pd.isna(row.label) and pd.isna(row.confidence) and row.model == "auto"
+            continue
+        want = got.json()
+        assert got.status_code == 200 and pd.isna(row.error)
+        assert (row.model, row.label, row.class_id, row.chosen_by) == (want["model"], want["label"],
+                                                                        want["class_id"], "auto")
+        np.testing.assert_allclose(row.probabilities, list(want["probabilities"].values()), rtol=0, atol=1e-6)
+        assert [t["label"] for t in row.top] == [t["label"] for t in want["top"]]
+        assert abs(row.confidence - want["confidence"]) <= 1e-6
+    # --fail-on-error: the same job, the failures now a non-zero exit (nothing left to do but the
+    # failed files, which are rows already: a rerun finds everything done, so start over).
+    failed = run(mixed, tmp_path / "out2", "--fail-on-error", home=home, address=cluster.address)
+    assert failed.returncode == 1, failed.stderr
+
+
+def test_the_zoo_and_the_job_are_in_the_parquet_metadata(cluster, mixed, exported_zoo, tmp_path):
+    import hashlib
+    import json
+
+    _, home = exported_zoo
+    out = tmp_path / "out"
+    done = run(mixed / "photos", out, "--model", "all", "--top-k", "2", home=home, address=cluster.address)
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(pq.read_schema(next(out.glob("part-*.parquet"))).metadata[b"fashion_zoo"])
+    store = home / "models" / "fashion-zoo"  # BentoML's store layout: <name>/latest names the version
+    version = (store / "latest").read_text().strip()
+    manifest = store / version / "manifest.json"
+    assert meta["zoo"] == f"fashion-zoo:{version}" and meta["manifest_sha256"] == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert (meta["model"], meta["top_k"]) == ("all", 2)
+    models = json.loads(manifest.read_text())["models"]
+    df = table(out)
+    # model=all: one row per image and model, each with its top 2.
+    assert len(df) == N_JPG * len(models) and set(df.model) == set(models)
+    assert (df.groupby("path").model.nunique() == len(models)).all()
+    assert df.top.map(len).eq(2).all() and df.chosen_by.isna().all()
+
+    named = run(mixed / "photos", tmp_path / "named", "--model", "batchnorm", home=home, address=cluster.address)
+    assert named.returncode == 0, named.stderr
+    one = table(tmp_path / "named").set_index("path")
+    assert set(one.model) == {"batchnorm"}
+    both = df[df.model == "batchnorm"].set_index("path").loc[one.index]
+    assert (both.label == one.label).all()
+    np.testing.assert_allclose(np.stack(both.probabilities), np.stack(one.probabilities), rtol=0, atol=1e-6)
+    # Rerunning with other options on the same OUT is refused before anything runs.
+    other = run(mixed / "photos", out, "--model", "batchnorm", home=home)
+    assert other.returncode == 2 and "holds the results of another job" in other.stderr
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    """1,200 photos of 240x320: enough work to interrupt a job in the middle."""
+    root = tmp_path_factory.mktemp("catalogue-many")
+    for i in range(1200):
+        product_photo(("Tshirts", "Jeans", "Handbags", "Watches")[i % 4], 100 + i).resize((240, 320)).save(
+            root / f"{i:04d}.jpg", quality=85)
+    return root
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_an_interrupted_job_resumes_with_no_file_twice_and_none_missing(cluster, many, exported_zoo, tmp_path, how):
+    _, home = exported_zoo
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "BENTOML_"))}
+    env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="True")
+    cmd = [sys.executable, "-m", "catalogue", str(many), str(out), "--progress", "lines", "--batch-size", "16",
+           "--part-rows", "32", "--model", "batchnorm", "--address", cluster.address]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while len(list(out.glob("part-*.parquet"))) < 3:  # a few parts written: the job is under way
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no part written in time"
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=60)
+    stderr = proc.stderr.read()
+    assert proc.returncode == (130 if how == "SIGINT" else -signal.SIGKILL), stderr
+    if how == "SIGINT":
+        assert "run the same command again" in stderr
+    before = table(out)
+    assert 0 < len(before) < 1200 and before.path.is_unique, "the job was not interrupted in the middle"
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(before):,} already in" in again.stderr and f"{1200 - len(before):,} to classify" in again.stderr
+    after = table(out)
+    assert after.path.is_unique and set(after.path) == {str(p) for p in many.glob("*.jpg")}
+    assert after.error.isna().all()
+    # A third run has nothing to do and starts no Ray.
+    third = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert third.returncode == 0 and "nothing to do" in third.stderr
+
+
+@pytest.mark.parametrize("case, args, says", [
+    ("unknown model", ["--model", "nope"], "unknown model 'nope'; choose one of: auto,"),
+    ("missing zoo", ["--zoo", "/nonexistent/zoo"], "not a folder with a manifest.json"),
+    ("empty SRC", ["SRC=empty"], "holds no image files"),
+    ("unwritable OUT", ["OUT=file"], "is a file; give a folder"),
+    ("OUT under a file", ["OUT=under-file"], "is not writable"),
+    ("bad top-k", ["--top-k", "11"], "--top-k must be from 1 to 10"),
+])
+def test_bad_arguments_are_one_line_and_exit_2_before_ray_starts(mixed, exported_zoo, tmp_path, case, args, says):
+    _, home = exported_zoo
+    src, out = mixed, tmp_path / "out"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    if "SRC=empty" in args:
+        src = tmp_path / "empty"
+    if "OUT=file" in args:
+        out = tmp_path / "file"
+    if "OUT=under-file" in args:
+        out = tmp_path / "file" / "out"
+    args = [a for a in args if "=" not in a]
+    t0 = time.monotonic()
+    done = run(src, out, *args, home=home)
+    assert done.returncode == 2, (case, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], (case, done.stderr)
+    assert "ray" not in done.stderr.lower() or "ray" in says, done.stderr
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_list_of_paths_and_a_glob(cluster, mixed, exported_zoo, tmp_path):
+    _, home = exported_zoo
+    photos = sorted((mixed / "photos").glob("*.jpg"))[:5]
+    listing = tmp_path / "paths.txt"
+    listing.write_text("# five photos\n" + "\n".join(os.path.relpath(p, tmp_path) for p in photos) + "\n\n")
+    done = run(listing, tmp_path / "from-list", home=home, address=cluster.address)
+    assert done.returncode == 0, done.stderr
+    assert sorted(table(tmp_path / "from-list").path) == [str(p) for p in photos]
+    done = run(f"{mixed}/**/fm-00*.png", tmp_path / "from-glob", home=home, address=cluster.address)
+    assert done.returncode == 0, done.stderr
+    assert sorted(table(tmp_path / "from-glob").path) == sorted(str(p) for p in mixed.glob("fm-00*.png"))
