@@ -21,6 +21,11 @@ from .results import results
 from .runtime import Zoo
 
 
+def unconvertible(e: Exception) -> str:
+    """The end of the message for an image that decoded but cannot become a model input."""
+    return f"cannot be converted to a model input ({type(e).__name__}: {e})"
+
+
 class Batch:
     """Decoded images waiting to be classified by `names` (with `auto`, the one of them its rule
     picks per image)."""

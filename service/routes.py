@@ -36,7 +36,7 @@ from zoo.auto import AUTO
 from . import openapi
 from .forms import Part, parse_plain
 from .imaging import ImageError, decode, load, open_all, open_image
-from .inference import Batch
+from .inference import Batch, unconvertible
 from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES,
                      MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
 from .results import JSON
@@ -253,11 +253,6 @@ def classify_images(zoo: Zoo, options: Options,
             one = {"filename": filename, **one}
         out.append(one)
     return out
-
-
-def unconvertible(e: Exception) -> str:
-    """The end of the message for an image that decoded but cannot become a model input."""
-    return f"cannot be converted to a model input ({type(e).__name__}: {e})"
 
 
 async def _in_thread(func, *args):
