@@ -140,14 +140,16 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | None = None,
         observability_seconds: float | None = None, warmup_s: float | None = None,
-        only: tuple[str, ...] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The `peers` section of bench.json."""
+        only: tuple[str, ...] | None = None, root: Path | None = None,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The `peers` section of bench.json. `root`: the stored zoo's directory (default: the store's
+    `fashion-zoo`, which the zoo serves); `only`: some of the servers."""
     from .service import default_workers, sample_pngs
     from . import loadgen
 
     if not wrk.available():
         return {"skipped": "wrk is not installed (apt-get install wrk): the peers are loaded with wrk only"}
-    root, tag = store_dir()
+    root, tag = (root, root.name) if root is not None else store_dir()
     if root is None:
         return {"skipped": tag}
     rounds = rounds or ROUNDS[quick]

@@ -81,6 +81,14 @@ def _bentoml_names_exporter(env: Mapping[str, str]) -> str | None:
     return None
 
 
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
 def _otel_exporter(env: Mapping[str, str]) -> dict[str, Any] | None:
     """BentoML's tracing settings for the exporter the standard OTEL_* environment configures."""
     exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
@@ -93,12 +101,7 @@ def _otel_exporter(env: Mapping[str, str]) -> dict[str, Any] | None:
     protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
                 or "http/protobuf").strip().lower()
     protocol = "grpc" if protocol == "grpc" else "http"
-    module = f"opentelemetry.exporter.otlp.proto.{protocol}"
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
+    if not installed(f"opentelemetry.exporter.otlp.proto.{protocol}"):
         raise ZooError(f"OTEL_TRACES_EXPORTER/OTEL_EXPORTER_OTLP_* ask for an OTLP exporter over {protocol}, but "
                        f"{OTLP_PACKAGES[protocol]} is not installed; pip install {OTLP_PACKAGES[protocol]}")
     rate = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()

@@ -127,9 +127,10 @@ def test_peers_answer_the_zoos_body_and_are_measured_one_at_a_time(exported_zoo,
     from bench import peers, report
 
     _, home = exported_zoo
-    monkeypatch.setenv("BENTOML_HOME", str(home))
+    monkeypatch.setenv("BENTOML_HOME", str(home))  # for the servers; this process's BentoML read it at import
+    (root,) = [p.parent for p in (home / "models" / "fashion-zoo").glob("*/manifest.json")]
     out = peers.run(str(fmnist_dir), quick=True, rounds=1, seconds=1, observability_seconds=1, warmup_s=1,
-                    only=("zoo", "zoo+access_log", "fastapi", "litserve", "noop"), log=lambda m: None)
+                    only=("zoo", "zoo+access_log", "fastapi", "litserve", "noop"), root=root, log=lambda m: None)
     assert "failed" not in out, out.get("failed")
     assert out["bodies"] == {"zoo": "identical", "zoo+access_log": "identical", "fastapi": "identical",
                              "litserve": "identical", "noop": "same fields"}

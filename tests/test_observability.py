@@ -62,10 +62,8 @@ def test_tracing_is_paid_for_only_when_an_exporter_is_configured(tmp_path):
 def test_an_otlp_exporter_from_the_environment_needs_its_package():
     """OTEL_* asks for OTLP: BentoML's OTLP settings if the exporter package is there, else one
     clear error naming the package (this environment does not install it)."""
-    import importlib.util
-
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
-    if importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None:
+    if not observability.installed("opentelemetry.exporter.otlp.proto.http"):
         with pytest.raises(ZooError, match="pip install opentelemetry-exporter-otlp-proto-http"):
             observability.tracing(env)
     else:
