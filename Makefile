@@ -41,6 +41,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $@
 
+# make bench's peers (FastAPI + uvicorn[standard], LitServe): the [bench] extra, on top of install.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	@touch $@
+
 models: install  ## list the zoo
 	@$(PY) -m zoo
 
@@ -68,10 +73,10 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 	  $(if $(filter command line environment,$(origin DATA_DIR)),--data-dir $(DATA_DIR)) \
 	  $(if $(filter command line environment,$(origin KAGGLE_DIR)),--kaggle-dir $(KAGGLE_DIR))
 
-test: install  ## run the test suite (CPU, no network, a few minutes)
+test: install $(VENV)/.installed-bench  ## run the test suite (CPU, no network, a few minutes)
 	ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q
 
-bench: install  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
+bench: install $(VENV)/.installed-bench  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
 	@$(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK) --soak $(SOAK)
 
 build: install  ## bentoml build (after make export)

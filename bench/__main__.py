@@ -4,10 +4,12 @@
     python -m bench --artifacts artifacts --data-dir data --quick 1  # under two minutes
     python -m bench --sections inference --models baseline,numfilters
     python -m bench --sections service --soak 1                      # + 50,000 requests, memory per worker
+    python -m bench --sections peers                                 # the zoo against FastAPI, LitServe
 
 Writes <artifacts>/reports/bench.json and bench.md and prints the tables. Sections: training
 (bench.training), inference (bench.inference), quantization (bench.quantization: INT8 copies),
-service (bench.service). A section that fails is
+service (bench.service), peers (bench.peers: the zoo against the servers a user would run instead).
+A section that fails is
 reported as such in both files and the others still run; the command exits 0 either way.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from training.config import parse_bool
 from zoo.errors import ArgumentParser, cli
 from zoo.registry import get_entry, list_models
 
-SECTIONS = ("training", "inference", "quantization", "service")
+SECTIONS = ("training", "inference", "quantization", "service", "peers")
 
 
 def log(msg: str) -> None:
@@ -71,6 +73,10 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
                 from . import service
 
                 out[name] = service.run(data_dir, quick, do_soak=soak, log=log)
+            elif name == "peers":
+                from . import peers
+
+                out[name] = peers.run(data_dir, quick, log=log)
         except Exception as e:  # one section's failure is reported there; the rest still runs
             out[name] = {"error": f"{type(e).__name__}: {e}"}
             log(f"  {name} failed: {type(e).__name__}: {e}")

@@ -8,6 +8,7 @@ from typing import Any
 from training.report import write_atomic
 
 from .machine import short
+from .peers import MODEL as PEER_MODEL
 from .service import SOAK_CONCURRENCY as SOAK_C
 from .stats import fmt, pct
 
@@ -21,8 +22,16 @@ GOALS = {
     "service_tail": ("p99 <= 3x p50 at concurrency 64, default workers, after the warm-up", 3.0),
     "worst_request": ("the costliest request the service accepts takes <= ~1 s of server CPU", 1.0),
     "soak": ("every worker's memory grows <= 10% from 10,000 to 50,000 requests, zero errors", 0.10),
+    "peers": ("/classify?model=batchnorm at concurrency 64, default workers, >= 1.0x the best peer with the "
+              "same answer body in the same run, p99 <= 3x p50, zero errors", 1.0),
+    "peers_auto": ("/classify (model=auto) at concurrency 64, default workers, >= 1.6x the 1,231 rps of the "
+                   "service before issue 19 (2-core machine)", 1.6),
 }
 RPS_BEFORE = 1000  # /classify at concurrency 64 on the 2-core machine before issue 12 (one worker, wrk)
+# /classify (auto) at concurrency 64, 2 workers, wrk, 30 s, on the 2-core machine with the service of
+# commit 1e0461d (h11, asyncio, access log and a span per request), its log to /dev/null; the same
+# service logging to a file (as bench's servers do) served 740-867 rps.
+AUTO_RPS_BEFORE = 1231
 
 
 def _med(stat: dict[str, Any] | None) -> float | None:
@@ -169,6 +178,39 @@ def service_md(sv: dict[str, Any]) -> list[str]:
     return lines
 
 
+def peers_md(pe: dict[str, Any]) -> list[str]:
+    s = pe["settings"]
+    lines = ["| server | requests/s | p50 (ms) | p99 (ms) | p99/p50 | server CPU per request (ms) | "
+             "server CPU (cores) | errors | answer vs the zoo's |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    server_of = {"fastapi": "fastapi", "litserve": "litserve", "noop": "noop"}
+    for label, r in pe["results"].items():
+        server = server_of.get(label) or ("zoo+access_log" if "access log" in label else
+                                          "zoo+tracing" if "tracing" in label else "zoo")
+        body = pe["bodies"].get(server, "–") if label != "zoo auto" else "(auto: the ensemble's answer)"
+        lines.append(f"| {label} | {fmt(r['rps'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                     f"{fmt(r['p99_over_p50'], 'x')} | {fmt(r['server_cpu_ms_per_request'])} | "
+                     f"{fmt(r['server_cpu_cores'])} | {r['errors']} | {body} |")
+    lines.append("")
+    for zoo, v in pe.get("vs_best_peer", {}).items():
+        lines.append(f"- {zoo} / {pe['best_peer']} (the best peer): requests/s {fmt(v['rps'], 'x')}, "
+                     f"by server CPU per request {fmt(v['by_cpu'], 'x')}.")
+    for feature, v in pe.get("observability_cost", {}).items():
+        lines.append(f"- {feature} on: {fmt(v['server_cpu_ms_per_request_extra'])} ms more server CPU per "
+                     f"request; requests/s {fmt(v['rps_vs_off'], 'x')} of the zoo with it off.")
+    for name, why in pe.get("failed", {}).items():
+        lines.append(f"- {name} did not start: {why}")
+    lines += ["", f"One server at a time, {s['workers']} worker processes each ({s['workers_why']}), the same ONNX "
+                  f"file (`{s['model']}` of {s['store_tag']}) and onnxruntime settings; {s['rounds']} round(s), each "
+                  f"server started afresh in each, the order reversed every other round; per round a "
+                  f"{s['warmup_s']:.0f} s warm-up, then {s['seconds']['headline']:.0f} s per headline figure "
+                  f"({s['seconds']['observability']:.0f} s with the access log or tracing on) at concurrency "
+                  f"{s['concurrency']}. Median (min–max) over the rounds; the 1-minute load average at the end of "
+                  f"each run: " + ", ".join(f"{k} {fmt(r['load_1min'])}" for k, r in pe["results"].items())
+              + f". Load generator: {s['load_generator']}. Image: {s['image']}. Tracing on: {s['tracing_on']}. "
+                "Server CPU counts every process of the server."]
+    return lines
+
+
 def goals(report: dict[str, Any]) -> list[str]:
     lines = []
     t = report.get("training") or {}
@@ -201,6 +243,19 @@ def goals(report: dict[str, Any]) -> list[str]:
     if wr and wr["max_accepted_cpu_s"] is not None:
         worst = wr["max_accepted_cpu_s"]
         lines.append(f"- Service, {GOALS['worst_request'][0]}: {worst:.2f} s — {_mark(worst <= 1.0)}")
+    pe = report.get("peers") or {}
+    vs = (pe.get("vs_best_peer") or {}).get(f"zoo {PEER_MODEL}")
+    zoo = (pe.get("results") or {}).get(f"zoo {PEER_MODEL}")
+    if vs and vs["rps"] and zoo:
+        ratio, tail = _med(vs["rps"]), _med(zoo["p99_over_p50"])
+        ok = ratio >= 1.0 and tail <= 3.0 and zoo["errors"] == 0
+        lines.append(f"- Peers, {GOALS['peers'][0]}: {ratio:.2f}x {pe['best_peer']} (by server CPU "
+                     f"{_med(vs['by_cpu']):.2f}x), p99/p50 {tail:.1f}, {zoo['errors']} errors — {_mark(ok)}")
+    auto = (pe.get("results") or {}).get("zoo auto")
+    if auto:
+        rps = _med(auto["rps"])
+        lines.append(f"- Peers, {GOALS['peers_auto'][0]}: {rps:,.0f} rps = {rps / AUTO_RPS_BEFORE:.2f}x — "
+                     f"{_mark(rps >= 1.6 * AUTO_RPS_BEFORE)}")
     for w, r in by.items():
         so = r.get("soak")
         if so and so["rss_growth"]:
@@ -229,7 +284,8 @@ def markdown(report: dict[str, Any]) -> str:
     for key, title, body in (("training", "Training: seconds per epoch", training_md),
                              ("inference", "Inference: images per second", inference_md),
                              ("quantization", "INT8 quantization (ONNX Runtime, static)", quantization_md),
-                             ("service", "Service", service_md)):
+                             ("service", "Service", service_md),
+                             ("peers", "Peers: the zoo against the servers a user would run instead", peers_md)):
         section = report.get(key)
         lines += [f"## {title}", ""]
         problem = _problem(section)

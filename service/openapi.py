@@ -32,6 +32,14 @@ MiB = 1024 * 1024
 # ---------------------------------------------------------------------------------------------
 # parameters and request bodies, for the zoo being served
 
+# model and top_k may be query parameters or form fields; given in both with different values they
+# are refused (400), since neither place can be trusted to be the one the client meant. Said on
+# each parameter, each form field and the 400 answer.
+TWICE = ("may also be given as the form field of the same name; given in both places, the two values "
+         "must be equal, else the answer is 400")
+TWICE_FORM = "instead of the query parameter {name}; given in both places, the two values must be equal, else 400"
+TWICE_EXAMPLE = "top_k given twice with different values ('2' in the query, '3' in the form); give it once"
+
 MODEL_HELP = (f"`{AUTO}` (the default) picks a model per image: {RULE['description']}; or a served "
               f"model's name; or `{ALL}` for every model side by side")
 TOP_K_HELP = "how many of the most probable classes to list in `top`"
@@ -58,7 +66,7 @@ def _options(zoo: Zoo | None) -> dict[str, dict[str, Any]]:
 
 
 def _parameters(zoo: Zoo | None) -> list[dict[str, Any]]:
-    helps = {MODEL: MODEL_HELP, TOP_K: TOP_K_HELP, INCLUDE_INPUT: INCLUDE_INPUT_HELP}
+    helps = {MODEL: f"{MODEL_HELP}; {TWICE}", TOP_K: f"{TOP_K_HELP}; {TWICE}", INCLUDE_INPUT: INCLUDE_INPUT_HELP}
     return [{"name": name, "in": "query", "required": False, "description": helps[name], "schema": schema}
             for name, schema in _options(zoo).items()]
 
@@ -67,7 +75,7 @@ def _form(image: dict[str, Any], zoo: Zoo | None) -> dict[str, Any]:
     """A multipart form: the image field, and the options as optional form fields."""
     # No defaults here: a form field filled in with its default would contradict the query parameter.
     fields = {name: {**{k: v for k, v in schema.items() if k != "default"},
-                     "description": f"instead of the query parameter {name}"}
+                     "description": TWICE_FORM.format(name=name)}
               for name, schema in _options(zoo).items() if name in (MODEL, TOP_K)}
     return {"schema": {"type": "object", "required": [IMAGE], "properties": {IMAGE: image, **fields}}}
 
@@ -112,15 +120,20 @@ EXAMPLES = {
 }
 
 
-def _error(description: str, example: str, **extra: Any) -> dict[str, Any]:
-    return {"model": Error, "description": description,
-            "content": {"application/json": {"example": {"error": example, **extra}}}}
+def _error(description: str, example: str, *more: tuple[str, str], **extra: Any) -> dict[str, Any]:
+    """An error answer; with `more` (name, message) pairs, named examples."""
+    if not more:
+        return {"model": Error, "description": description,
+                "content": {"application/json": {"example": {"error": example, **extra}}}}
+    examples = {name: {"value": {"error": message}} for name, message in (("a bad upload", example), *more)}
+    return {"model": Error, "description": description, "content": {"application/json": {"examples": examples}}}
 
 
 def _errors(*statuses: int) -> dict[int, dict[str, Any]]:
     known = {
-        400: _error("missing, empty, truncated or non-image upload, or a bad option",
-                    f"the upload is empty; {WHAT_TO_SEND}"),
+        400: _error("missing, empty, truncated or non-image upload, or a bad option (out of range, or "
+                    f"`{MODEL}` or `{TOP_K}` given in the query and in the form with different values)",
+                    f"the upload is empty; {WHAT_TO_SEND}", ("an option given twice", TWICE_EXAMPLE)),
         404: _error("unknown model",
                     f"unknown model 'resnet50'; choose one of: {AUTO}, baseline, numfilters, {ALL}",
                     models=[AUTO, "baseline", "numfilters", ALL]),

@@ -8,7 +8,9 @@ latest version, the one a built bento was made with, or the tag in FASHION_ZOO_M
 in `service.routes`, the web page at /ui/ in `service.ui`; BentoML adds /livez, /readyz (ready once
 every model is loaded and verified), /metrics and its API docs at /. FASHION_ZOO_DEVICE=auto|cuda|cpu
 picks the onnxruntime provider (auto: CUDA when it can really run); one worker process per CPU core
-unless FASHION_ZOO_WORKERS=N (`service.workers` says why). This module never imports torch.
+unless FASHION_ZOO_WORKERS=N (`service.workers` says why). The access log is off unless
+FASHION_ZOO_ACCESS_LOG=1 and tracing is on when an exporter is configured (`service.observability`).
+This module never imports torch.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import os
 
 import bentoml
 
-from . import bentoml_fixes, ui, workers
+from . import bentoml_fixes, observability, ui, workers
 from .routes import app
 from .runtime import ZooLoadError, choose_device, load_zoo, read_verified
 
@@ -26,6 +28,7 @@ MODEL_TAG = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
 DEVICE = os.environ.get("FASHION_ZOO_DEVICE", "auto")
 logger = logging.getLogger("bentoml.fashion_zoo")
 WORKERS, WORKERS_WHY = workers.choose(gpu=workers.gpu_likely(DEVICE))  # FASHION_ZOO_WORKERS=N overrides
+OBSERVABILITY, OBSERVABILITY_WHY = observability.service_kwargs()  # FASHION_ZOO_ACCESS_LOG, FASHION_ZOO_TRACING
 bentoml_fixes.apply()  # BentoML's request-timeout middleware leaks a timer per request
 
 
@@ -52,7 +55,7 @@ def _stored_model() -> bentoml.Model:
 
 
 # Further ASGI apps (a web page, static files) mount here too, under their own path.
-@bentoml.service(workers=WORKERS, traffic={"timeout": 60})
+@bentoml.service(workers=WORKERS, traffic={"timeout": 60}, **OBSERVABILITY)
 @bentoml.asgi_app(app, path="/", name="fashion-zoo")
 @bentoml.asgi_app(ui.app, path=ui.PATH, name="ui")  # the web page, /ui/
 class FashionZoo:
@@ -69,6 +72,7 @@ class FashionZoo:
             choose_device(DEVICE)
         workers.reset_markers()
         logger.info("fashion-zoo: %d worker process(es): %s", WORKERS, WORKERS_WHY)
+        logger.info("fashion-zoo: %s", OBSERVABILITY_WHY)
 
     def __init__(self) -> None:
         stored = _stored_model()
@@ -76,6 +80,7 @@ class FashionZoo:
         app.state.zoo = self.zoo
         self.readiness = workers.Readiness(WORKERS)
         self.readiness.mark_ready()
+        logger.info("fashion-zoo worker %d: %s", os.getpid(), observability.http_server())
         workers.freeze_startup_heap()
 
     def __is_ready__(self) -> bool:

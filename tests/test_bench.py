@@ -116,3 +116,30 @@ def test_route_cost_measures_the_zoo_and_the_noop_in_process(fmnist_dir):
     assert out["us_per_request"]["zoo"]["median"] > out["us_per_request"]["noop"]["median"] > 0
     assert all(v > 0 for v in out["stages_us"].values()) and len(out["stages_us"]) >= 9
     assert "zoo - noop" in route_cost.report(out)
+
+
+def test_peers_answer_the_zoos_body_and_are_measured_one_at_a_time(exported_zoo, monkeypatch, fmnist_dir):
+    """bench.peers on the small exported zoo: every server starts alone, the hand-written FastAPI
+    and LitServe peers answer exactly the zoo's JSON for the same image (the no-op a constant of the
+    same fields), and every figure of the section and its report is there."""
+    if not wrk.available():
+        pytest.skip("wrk is not installed (apt-get install wrk); the peers are loaded with wrk only")
+    from bench import peers, report
+
+    _, home = exported_zoo
+    monkeypatch.setenv("BENTOML_HOME", str(home))  # for the servers; this process's BentoML read it at import
+    (root,) = [p.parent for p in (home / "models" / "fashion-zoo").glob("*/manifest.json")]
+    out = peers.run(str(fmnist_dir), quick=True, rounds=1, seconds=1, observability_seconds=1, warmup_s=1,
+                    only=("zoo", "zoo+access_log", "fastapi", "litserve", "noop"), root=root, log=lambda m: None)
+    assert "failed" not in out, out.get("failed")
+    assert out["bodies"] == {"zoo": "identical", "zoo+access_log": "identical", "fastapi": "identical",
+                             "litserve": "identical", "noop": "same fields"}
+    assert set(out["results"]) == {"zoo batchnorm", "zoo auto", "zoo batchnorm + access log", "fastapi",
+                                   "litserve", "noop"}
+    for label, r in out["results"].items():
+        assert r["requests"] > 0 and r["errors"] == 0 and r["server_cpu_ms_per_request"]["median"] > 0, label
+    assert out["best_peer"] in ("fastapi", "litserve")
+    assert out["vs_best_peer"]["zoo batchnorm"]["rps"]["median"] > 0
+    assert "access log" in out["observability_cost"]
+    md = "\n".join(report.peers_md(out))
+    assert "| zoo batchnorm |" in md and "| litserve |" in md and "(the best peer)" in md

@@ -100,9 +100,10 @@ def test_every_zoo_route_is_documented(docs):
         assert operation["summary"] and operation["responses"]["200"]
     assert {"/livez", "/readyz", "/metrics"} <= set(docs["paths"])
     for status in ("400", "404", "413", "503"):
-        assert conforms(docs, answer_schema(docs, "/classify", int(status)),
-                        docs["paths"]["/classify"]["post"]["responses"][status]["content"]["application/json"]
-                        ["example"]) == []
+        content = docs["paths"]["/classify"]["post"]["responses"][status]["content"]["application/json"]
+        examples = [content["example"]] if "example" in content else [e["value"] for e in content["examples"].values()]
+        for example in examples:
+            assert conforms(docs, answer_schema(docs, "/classify", int(status)), example) == []
     # The documented examples are answers of the documented shape.
     for example in docs["paths"]["/classify"]["post"]["responses"]["200"]["content"]["application/json"][
             "examples"].values():
@@ -202,3 +203,26 @@ def test_documented_batch_size_is_enforced(docs, client):
     r = client.post("/classify/batch", files=[one] * (most + 1))
     assert r.status_code == 413 and str(most) in r.json()["error"]
     assert_documented(docs, "/classify/batch", r)
+
+
+def test_an_option_given_twice_is_documented_as_the_400_it_gets(docs, client):
+    """model and top_k may be query parameters or form fields: the document says that different
+    values in both places are refused, and the refusal is the documented 400."""
+    for path in ("/classify", "/classify/batch"):
+        params = options(docs, path)
+        fields = form(docs, path)["properties"]
+        for name in ("model", "top_k"):
+            query_help = next(p["description"] for p in docs["paths"][path]["post"]["parameters"] if p["name"] == name)
+            assert "must be equal, else the answer is 400" in query_help, (path, name)
+            assert "must be equal, else 400" in fields[name]["description"], (path, name)
+            assert name in params
+        bad = docs["paths"][path]["post"]["responses"]["400"]
+        assert "different values" in bad["description"]
+        assert "an option given twice" in bad["content"]["application/json"]["examples"]
+        for name, query, field in (("top_k", "2", "3"), ("model", "baseline", "dropout")):
+            r = client.post(path, params={name: query}, data={name: field},
+                            files={"image": ("x.png", png(), "image/png")})
+            assert r.status_code == 400 and "given twice with different values" in r.json()["error"], r.text
+            assert_documented(docs, path, r)
+        r = client.post(path, params={"top_k": "2"}, data={"top_k": "2"}, files={"image": ("x.png", png(), "image/png")})
+        assert r.status_code == 200, r.text  # the same value in both places is fine
