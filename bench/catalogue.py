@@ -107,7 +107,7 @@ class RSS:
 
 
 _LAST = re.compile(r"([\d,]+) images classified, ([\d,]+) failed .* in ([\d.]+) s: ([\d,]+) images/s, "
-                   r"([\d,]+) images/s after the first batch; (\d+) actor.*Ray start-up ([\d.]+) s")
+                   r"([\d,]+) images/s steady \(10% to 90% done\); (\d+) actor.*Ray start-up ([\d.]+) s")
 
 
 def run_catalogue(src: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .classifier import Classifier
@@ -52,12 +52,16 @@ class Tally:
     rows: int = 0
     seconds: float = 0.0   # from the first file read to the last part written (Ray's start-up apart)
     startup: float = 0.0   # ray.init and connecting to the cluster
-    warm_images: int = 0   # images after the first batch came back (the actors up, the pipeline full) ...
-    warm_seconds: float = 0.0  # ... and the seconds they took: the steady rate
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (seconds, images so far) per block
 
     @property
     def steady_rate(self) -> float:
-        return self.warm_images / self.warm_seconds if self.warm_seconds > 0 else 0.0
+        """Images/s between 10% and 90% of the images done: the pool's rate once every actor is up
+        (they start one after another) and before the last blocks trail in."""
+        total = self.images
+        marks = [next(((t, n) for t, n in self.arrivals if n >= q * total), (0.0, 0)) for q in (0.1, 0.9)]
+        (t0, n0), (t1, n1) = marks
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else self.images / self.seconds if self.seconds else 0.0
     actors: int = 0
     nodes: int = 0
 
@@ -135,7 +139,6 @@ def run(zoo: ZooFiles, sources: Sources, todo: list[str], out: Output, plan: Pla
     pending, pending_rows = [], 0
     stop = _StopOnSignal()
     t0 = last_part = last_line = time.perf_counter()
-    first = None  # when the first batch came back
     total = len(todo)
     try:
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -143,8 +146,7 @@ def run(zoo: ZooFiles, sources: Sources, todo: list[str], out: Output, plan: Pla
             pending_rows += block.num_rows
             files = block.column("path").unique()
             tally.images += len(files)
-            if first is None:
-                first, first_images = time.perf_counter(), tally.images
+            tally.arrivals.append((time.perf_counter() - t0, tally.images))
             tally.failed += block.column("error").is_valid().to_numpy(zero_copy_only=False).sum().item()
             now = time.perf_counter()
             if pending_rows >= plan.part_rows or now - last_part >= PART_SECONDS:
@@ -161,8 +163,5 @@ def run(zoo: ZooFiles, sources: Sources, todo: list[str], out: Output, plan: Pla
         stop.restore()
         if pending:  # what was classified before an interruption is kept
             tally.rows += out.write(pending)
-        end = time.perf_counter()
-        tally.seconds = end - t0
-        if first is not None:
-            tally.warm_images, tally.warm_seconds = tally.images - first_images, end - first
+        tally.seconds = time.perf_counter() - t0
     return tally
