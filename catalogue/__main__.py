@@ -42,8 +42,6 @@ def parse_args(argv=None):
     p.add_argument("--cpus-per-actor", type=float, default=1.0,
                    help="CPUs each actor asks for = its sessions' threads (default %(default)s)")
     p.add_argument("--actors", type=int, help="size of the actor pool (default: as many as the cluster fits)")
-    p.add_argument("--read-tasks", type=int, help="read tasks at once (default: max(2, actors / 2); more "
-                   "for a bucket, where reads wait on the network)")
     p.add_argument("--part-rows", type=int, default=job.PART_ROWS,
                    help="rows per Parquet part, at most (a part is also written every "
                         f"{job.PART_SECONDS:.0f} s; an interruption loses at most one part) (default %(default)s)")
@@ -52,8 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--progress", choices=("auto", "bars", "lines"), default="auto",
                    help="Ray Data's progress bars (auto: on a terminal) or a plain line every few seconds")
     args = p.parse_args(argv)
-    if min(args.top_k, args.batch_size, args.part_rows, args.actors or 1, args.read_tasks or 1) < 1 or args.cpus_per_actor <= 0:
-        p.error("--top-k, --batch-size, --part-rows, --cpus-per-actor, --actors and --read-tasks must be positive")
+    if min(args.top_k, args.batch_size, args.part_rows, args.actors or 1) < 1 or args.cpus_per_actor <= 0:
+        p.error("--top-k, --batch-size, --part-rows, --cpus-per-actor and --actors must be positive")
     return args
 
 
@@ -101,7 +99,7 @@ def main(argv=None) -> int:
         return 0
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "bars"
     plan = job.Plan(names, auto, args.top_k, args.device, args.batch_size, args.cpus_per_actor, args.actors,
-                    args.part_rows, args.read_tasks)
+                    args.part_rows)
     try:
         startup, resources = job.start_ray(args.address)
         if plan.device == "auto":  # the actors ask Ray for GPUs where the cluster has them
