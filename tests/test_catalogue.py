@@ -223,10 +223,15 @@ def test_a_list_of_paths_and_a_glob(cluster, mixed, exported_zoo, tmp_path):
     _, home = exported_zoo
     photos = sorted((mixed / "photos").glob("*.jpg"))[:5]
     listing = tmp_path / "paths.txt"
-    listing.write_text("# five photos\n" + "\n".join(os.path.relpath(p, tmp_path) for p in photos) + "\n\n")
+    listing.write_text("# five photos and one that is gone\n" + "\n".join(os.path.relpath(p, tmp_path) for p in photos)
+                       + "\ngone.jpg\n\n")
     done = run(listing, tmp_path / "from-list", home=home, address=cluster.address)
     assert done.returncode == 0, done.stderr
-    assert sorted(table(tmp_path / "from-list").path) == [str(p) for p in photos]
+    df = table(tmp_path / "from-list").set_index("path")
+    assert sorted(df.index) == sorted([str(p) for p in photos] + [str(tmp_path / "gone.jpg")])
+    gone = df.loc[str(tmp_path / "gone.jpg")]
+    assert gone.error.startswith("cannot read the file") and pd.isna(gone.label)
+    assert df.drop(str(tmp_path / "gone.jpg")).error.isna().all()
     done = run(f"{mixed}/**/fm-00*.png", tmp_path / "from-glob", home=home, address=cluster.address)
     assert done.returncode == 0, done.stderr
     assert sorted(table(tmp_path / "from-glob").path) == sorted(str(p) for p in mixed.glob("fm-00*.png"))
