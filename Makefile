@@ -20,19 +20,24 @@ TOP_K      ?= 3
 SOAK       ?= 0
 # Worker processes for make serve; empty: one per CPU core (FASHION_ZOO_WORKERS).
 WORKERS    ?=
-# make container: gpu (bentofile.yaml, onnxruntime-gpu) or cpu (bentofile-cpu.yaml, onnxruntime).
+# make container, make k8s-image: gpu (bentofile.yaml, onnxruntime-gpu) or cpu (bentofile-cpu.yaml, onnxruntime).
 DEVICE     ?= gpu
 CONTAINER_BACKEND ?=
 IMAGE      ?= fashion-zoo-service$(if $(filter cpu,$(DEVICE)),-cpu):latest
+# make k8s-image: where the image is pushed (REGISTRY=registry.example.com/ml) and its tag (default:
+# the version of the image make container built last).
+REGISTRY   ?=
+TAG        ?=
 
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS) )--data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) \
               --artifacts $(ARTIFACTS) --force $(FORCE)
 
 .PHONY: help install data data-kaggle train train-all report export test bench build serve clean models \
-        container container-test publish-weights verify-weights classify bench-catalogue
+        container container-test publish-weights verify-weights classify bench-catalogue \
+        k8s-validate k8s-image k8s-play
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed  ## create .venv with the pinned dependencies and this project
 
@@ -96,6 +101,17 @@ container: install  ## build the image (after make export): DEVICE=gpu|cpu, CONT
 container-test: install  ## run the image and check it over HTTP against the export (after make container)
 	FASHION_ZOO_IMAGE=$(IMAGE) FASHION_ZOO_IMAGE_DEVICE=$(DEVICE) ARTIFACTS=$(ARTIFACTS) \
 	  $(PY) -m pytest -q -m container tests/test_container.py
+
+k8s-validate: install  ## render every deploy/k8s overlay; validate each object strictly, plus a reviewer's checks
+	@$(PY) deploy/k8s/validate.py
+
+k8s-image: install  ## point an overlay at the built image: DEVICE=gpu|cpu [REGISTRY=...] [TAG=...] (never latest)
+	@$(PY) deploy/k8s/set_image.py --device $(DEVICE) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG))
+
+k8s-play: install  ## podman kube play the CPU overlay with the image of make container DEVICE=cpu, and check it
+	@image=$$($(PY) deploy/k8s/set_image.py --device cpu --print) && \
+	  FASHION_ZOO_IMAGE=$$image FASHION_ZOO_IMAGE_DEVICE=cpu ARTIFACTS=$(ARTIFACTS) \
+	  $(PY) -m pytest -q -s -m k8s tests/test_k8s_play.py
 
 # With no fashion-zoo in the model store (a fresh clone), the shipped weights/ are imported first.
 serve: install  ## serve the zoo on http://$(HOST):$(PORT) (your make export, else the shipped weights)

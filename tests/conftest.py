@@ -124,3 +124,7 @@ def client(server):
 
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
+
+
+# The service's CPU image, built once per session for the container and Kubernetes pod tests.
+from container_image import built_image, container_backend  # noqa: E402,F401

@@ -1,10 +1,8 @@
 """The service's container image, built and run for real (`-m container`).
 
-By default the CPU image (bentofile-cpu.yaml) of a small export made here is built with
-deploy/containerize.py, in a temporary BENTOML_HOME, with the first container backend that works
-(skipped, with the reason, when none does). `make container-test` instead checks an image that
-`make container` built from the real export: FASHION_ZOO_IMAGE names it, FASHION_ZOO_IMAGE_DEVICE
-says which bentofile it came from (gpu or cpu), and ARTIFACTS is the export it must agree with.
+The image is tests/container_image.py's (the CPU image of a small export made here, built once per
+session and shared with tests/test_k8s_play.py; `make container-test` names one that `make
+container` built instead).
 
 The container runs with the host's network and gets `--host 127.0.0.1 --port <free port>` after
 the image name: arguments after the image go to `bentoml serve`. Every model (and `model=all`)
@@ -17,35 +15,20 @@ Also, without any container: both bentofiles install what the service imports, a
 from __future__ import annotations
 
 import ast
-import gzip
 import importlib.metadata
-import io
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
-import numpy as np
-import onnxruntime as ort
 import pytest
 import yaml
-from PIL import Image, ImageDraw
 
-from conftest import REAL_FASHION_MNIST
-from service_server import REPO, bentoml_env, free_port
-
-sys.path.insert(0, str(REPO / "deploy"))
-from containerize import ContainerError, backend_env, choose_backend, registry_reachable  # noqa: E402
-
-KAGGLE_SUBSET = REPO.parent / "shared" / "data" / "kaggle-fashion-small"
-RUNTIME_PACKAGE = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu"}
-TEST_IMAGE = "localhost/fashion-zoo-container-test"   # built here; kept so a rerun reuses its layers
-BASE_IMAGE = "docker.io/library/python:3.11-slim"
+from container_image import (RUNTIME_PACKAGE, backend_env, check_labels, classify, export_manifest,
+                             fashion_png_bytes, onnx_sessions, product_photos)
+from service_server import REPO, free_port
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,54 +152,23 @@ def test_bentofiles_differ_only_in_the_runtime():
 # fixtures: the backend, the image, the export it must agree with, the running container
 
 @pytest.fixture(scope="module")
-def backend() -> str:
-    try:
-        backend = choose_backend(os.environ.get("CONTAINER_BACKEND") or None)
-    except ContainerError as e:
-        pytest.skip(str(e))
-    if not os.environ.get("FASHION_ZOO_IMAGE") and (os.geteuid() != 0 or not shutil.which("debootstrap")):
-        has_base = subprocess.run([backend, "image", "inspect", BASE_IMAGE], capture_output=True,
-                                  env=backend_env(backend)).returncode == 0
-        if not has_base and not registry_reachable():
-            pytest.skip(f"no container registry answers and there is no {BASE_IMAGE} image; "
-                        f"deploy/base_image.sh makes one as root with debootstrap")
-    return backend
+def backend(container_backend) -> str:
+    return container_backend
 
 
 @pytest.fixture(scope="module")
-def built(backend, request, tmp_path_factory):
-    """(image, device, artifacts): the image under test, its bentofile's device, its export."""
-    if os.environ.get("FASHION_ZOO_IMAGE"):
-        yield (os.environ["FASHION_ZOO_IMAGE"], os.environ.get("FASHION_ZOO_IMAGE_DEVICE", "gpu"),
-               Path(os.environ.get("ARTIFACTS", "artifacts")).resolve())
-        return
-    artifacts, home = request.getfixturevalue("exported_zoo")
-    env = bentoml_env(home)
-    log = tmp_path_factory.mktemp("container") / "build.log"
-    start = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, str(REPO / "deploy" / "containerize.py"), "--device", "cpu",
-                               "--backend", backend, "--name", TEST_IMAGE],
-                              cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1200)
-    text = log.read_text(errors="replace")
-    assert proc.returncode == 0, f"building the CPU image failed:\n{text[-6000:]}"
-    image = text.strip().splitlines()[-1]
-    print(f"\nbuilt {image} in {time.monotonic() - start:.0f} s (log: {log})")
-    yield image, "cpu", artifacts
-    # Keep only `:latest`, whose layers the next run reuses; each run's bento version is new.
-    subprocess.run([backend, "rmi", image], capture_output=True, env=backend_env(backend))
+def built(built_image):
+    return built_image
 
 
 @pytest.fixture(scope="module")
 def manifest(built) -> dict:
-    return json.loads((built[2] / "manifest.json").read_text())
+    return export_manifest(built[2])
 
 
 @pytest.fixture(scope="module")
-def sessions(built, manifest) -> dict[str, ort.InferenceSession]:
-    """The export's ONNX files, run here: the reference the container must agree with."""
-    return {n: ort.InferenceSession(str(built[2] / "onnx" / e["onnx"]), providers=["CPUExecutionProvider"])
-            for n, e in manifest["models"].items()}
+def sessions(built, manifest) -> dict:
+    return onnx_sessions(built[2], manifest)
 
 
 class Container:
@@ -280,48 +232,12 @@ def client(container):
 
 @pytest.fixture(scope="module")
 def fashion_png(fmnist_dir) -> bytes:
-    """The first Fashion-MNIST test image as PNG: Debian's real file when installed, else the
-    suite's synthetic one (in the same IDX format)."""
-    real = REAL_FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
-    if real.exists():
-        raw = gzip.open(real).read(16 + 28 * 28)
-    else:
-        raw = (fmnist_dir / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()[:16 + 28 * 28]
-    pixels = np.frombuffer(raw[16:], np.uint8).reshape(28, 28)
-    buf = io.BytesIO()
-    Image.fromarray(pixels, "L").save(buf, format="PNG")
-    return buf.getvalue()
+    return fashion_png_bytes(fmnist_dir)
 
 
 @pytest.fixture(scope="module")
 def product_photo() -> bytes:
-    """A product photo: the first JPEG of the Kaggle subset when present, else a 60x80 JPEG of a
-    sneaker-like shape on white, made here."""
-    images = KAGGLE_SUBSET / "images"
-    if images.is_dir():
-        first = min(images.glob("*.jpg"), default=None)
-        if first is not None:
-            return first.read_bytes()
-    image = Image.new("RGB", (60, 80), "white")
-    draw = ImageDraw.Draw(image)
-    draw.polygon([(6, 50), (30, 40), (54, 48), (54, 60), (6, 60)], fill=(40, 60, 160))
-    draw.rectangle([6, 58, 54, 62], fill=(235, 235, 235))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def local_logits(sessions, manifest, name: str, data: bytes) -> np.ndarray:
-    """What the same ONNX file gives here on the service's own decoding and preprocessing."""
-    from service.imaging import decode
-    from zoo.spec import preprocess
-
-    x = preprocess(decode(data), manifest["models"][name]["preprocess"])[None]
-    return sessions[name].run(None, {"image": x.astype(np.float32)})[0][0]
-
-
-def classify(client: httpx.Client, data: bytes, **params) -> httpx.Response:
-    return client.post("/classify", params=params, files={"image": ("upload", data, "application/octet-stream")})
+    return product_photos(1)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,19 +246,7 @@ def classify(client: httpx.Client, data: bytes, **params) -> httpx.Response:
 @pytest.mark.container
 @pytest.mark.parametrize("upload", ["fashion_png", "product_photo"])
 def test_every_model_labels_as_the_local_onnx_run(client, manifest, sessions, upload, request):
-    data = request.getfixturevalue(upload)
-    want = {}
-    for name in manifest["models"]:
-        logits = local_logits(sessions, manifest, name, data)
-        want[name] = manifest["models"][name]["classes"][int(np.argmax(logits))]
-        r = classify(client, data, model=name)
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["label"] == want[name], f"{name}: container {body['label']}, local {want[name]}"
-        np.testing.assert_allclose(body["logits"], logits, rtol=1e-5, atol=1e-5)
-    r = classify(client, data, model="all")
-    assert r.status_code == 200, r.text
-    assert {res["model"]: res["label"] for res in r.json()["results"]} == want
+    check_labels(client, manifest, sessions, request.getfixturevalue(upload))
 
 
 @pytest.mark.container

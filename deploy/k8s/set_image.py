@@ -1,0 +1,112 @@
+"""Point an overlay at the image `make container` built: its kustomize `images:` entry.
+
+    python deploy/k8s/set_image.py --device cpu                        # what `make k8s-image DEVICE=cpu` runs
+    python deploy/k8s/set_image.py --device gpu --registry registry.example.com/ml
+    python deploy/k8s/set_image.py --device cpu --tag 7yy4q7honsxl4ax4
+    python deploy/k8s/set_image.py --device cpu --print                # the built image; changes nothing
+
+The overlay's kustomization.yaml (overlays/cpu or overlays/gpu) names the image once; this sets
+its newTag to the bento version of the image tagged `<name>:latest` in the container backend (the
+one `make container` built last; --tag names another) and, with --registry, its newName to
+`<registry>/<name>`, where you push it. The tag is never `latest`: a Deployment that says `latest`
+runs whatever the registry held when each node pulled. Only those two lines change (comments stay).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+K8S = Path(__file__).resolve().parent
+sys.path.insert(0, str(K8S.parent))
+from containerize import BENTOFILES, ContainerError, backend_env, choose_backend  # noqa: E402
+
+# The image of each device is named as its bento, by the bentofile's `name:`.
+IMAGES = {device: yaml.safe_load((K8S.parents[1] / bentofile).read_text())["name"]
+          for device, bentofile in BENTOFILES.items()}
+BASE_NAME = "fashion-zoo-service"   # the image deploy/k8s/base/deployment.yaml names
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def built_version(name: str, backend: str | None = None) -> str:
+    """The version tag of the image that `<name>:latest` is in the container backend."""
+    backend = choose_backend(backend)
+    out = subprocess.run([backend, "image", "inspect", "--format", "{{json .RepoTags}}", f"{name}:latest"],
+                         capture_output=True, text=True, env=backend_env(backend))
+    if out.returncode != 0:
+        raise ContainerError(f"no image {name}:latest in {backend}: build it first "
+                             f"(make container{' DEVICE=cpu' if name.endswith('-cpu') else ''})")
+    tags = yaml.safe_load(out.stdout) or []
+    versions = sorted({t.rsplit(":", 1)[1] for t in tags
+                       if t.rsplit(":", 1)[0].rsplit("/", 1)[-1] == name and not t.endswith(":latest")})
+    if len(versions) != 1:
+        raise ContainerError(f"{name}:latest carries {len(versions)} version tags ({', '.join(versions) or 'none'}); "
+                             f"name one with TAG=")
+    return versions[0]
+
+
+def set_image(kustomization: Path, new_name: str, new_tag: str) -> None:
+    """Set newName and newTag of the `images:` entry for BASE_NAME in `kustomization`, in place."""
+    if new_tag == "latest" or not TAG.fullmatch(new_tag):
+        raise ValueError(f"bad image tag {new_tag!r}: a version such as the bento's (never `latest`)")
+    text = kustomization.read_text()
+    entries = [e for e in yaml.safe_load(text).get("images", []) if e.get("name") == BASE_NAME]
+    if len(entries) != 1:
+        raise ValueError(f"{kustomization}: expected one `images:` entry named {BASE_NAME}, found {len(entries)}")
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if re.match(rf"\s*-\s*name:\s*{BASE_NAME}\s*$", line))
+    done = set()
+    for i in range(start + 1, len(lines)):
+        m = re.match(r"(\s*)(newName|newTag):", lines[i])
+        if m is None:
+            if re.match(r"\s*-\s", lines[i]) or not lines[i].startswith(" "):
+                break   # the next entry, or the end of `images:`
+            continue
+        value = new_name if m[2] == "newName" else new_tag
+        lines[i] = f"{m[1]}{m[2]}: {value}\n"
+        done.add(m[2])
+    if done != {"newName", "newTag"}:
+        raise ValueError(f"{kustomization}: the {BASE_NAME} entry needs both newName and newTag lines")
+    new_text = "".join(lines)
+    entry = [e for e in yaml.safe_load(new_text)["images"] if e.get("name") == BASE_NAME][0]
+    assert (entry["newName"], str(entry["newTag"])) == (new_name, new_tag), entry
+    fd, tmp = tempfile.mkstemp(dir=kustomization.parent, prefix=".kustomization.")
+    with os.fdopen(fd, "w") as f:
+        f.write(new_text)
+    os.replace(tmp, kustomization)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=sorted(IMAGES), required=True, help="which overlay and image")
+    p.add_argument("--registry", default="", help="where the image is pushed, e.g. registry.example.com/ml")
+    p.add_argument("--tag", default="", help="the version tag (default: the one of <image>:latest here)")
+    p.add_argument("--backend", default=os.environ.get("CONTAINER_BACKEND") or None)
+    p.add_argument("--print", action="store_true", help="only print the built image (name:version); change nothing")
+    args = p.parse_args(argv)
+    name = IMAGES[args.device]
+    try:
+        tag = args.tag or built_version(name, args.backend)
+        if args.print:
+            print(f"{name}:{tag}")
+            return 0
+        new_name = f"{args.registry.rstrip('/')}/{name}" if args.registry else name
+        kustomization = K8S / "overlays" / args.device / "kustomization.yaml"
+        set_image(kustomization, new_name, tag)
+    except (ContainerError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{kustomization.relative_to(K8S.parent.parent)}: image {new_name}:{tag}")
+    if args.registry:
+        print(f"push it: podman push {name}:{tag} {new_name}:{tag}   (or docker tag + docker push)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

