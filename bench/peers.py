@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 from . import wrk
 from .server import Server
+from .service import summarise
 from .stats import summary
 
 CONCURRENCY = 64
@@ -122,20 +123,10 @@ def _measure(server: Server, url: str, body: bytes, ctype: str, seconds: float) 
 
 
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ok = [r for r in runs if r["p50_ms"] is not None]
-    return {
-        "rps": summary(r["rps"] for r in runs),
-        "p50_ms": summary(r["p50_ms"] for r in ok) if ok else None,
-        "p99_ms": summary(r["p99_ms"] for r in ok) if ok else None,
-        "p99_over_p50": summary(r["p99_ms"] / r["p50_ms"] for r in ok if r["p50_ms"]) if ok else None,
-        "server_cpu_ms_per_request": summary(r["server_cpu_ms_per_request"] for r in runs),
-        "server_cpu_cores": summary(r["server_cpu_cores"] or 0 for r in runs),
-        "client_cpu_share": summary(r["client_cpu_share"] for r in runs),
-        "load_1min": summary(r["load_1min"] for r in runs),
-        "requests": sum(r["requests"] for r in runs),
-        "errors": sum(r["errors"] for r in runs),
-        "error_samples": [s for r in runs for s in r["error_samples"]][:3],
-    }
+    """bench.service's summary of the rounds, plus the server's cores and the machine's load."""
+    return {**summarise(runs),
+            "server_cpu_cores": summary(r["server_cpu_cores"] or 0 for r in runs),
+            "load_1min": summary(r["load_1min"] for r in runs)}
 
 
 def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | None = None,

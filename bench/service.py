@@ -126,7 +126,8 @@ def _measured(load: Callable[..., dict[str, Any]], server: Server, *args: Any) -
     return {**r, "server_cpu_ms_per_request": round((worker_cpu_s(server) - before) * 1000 / answered, 4)}
 
 
-def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one load -> medians and ranges (bench.stats.summary), totals and error samples."""
     ok = [r for r in runs if r["p50_ms"] is not None]
     return {
         "rps": summary(r["rps"] for r in runs),
@@ -310,11 +311,11 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
 
     out["rss_mb"] = rss
     out["batch_concurrency"] = batch_concurrency
-    noop = {str(c): _summarise(runs["noop"][c]) for c in concurrency}
+    noop = {str(c): summarise(runs["noop"][c]) for c in concurrency}
     out["noop"] = noop
     out["noop_batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in batch_runs["noop"])
     if "zoo" in urls:
-        zoo = {str(c): _summarise(runs["zoo"][c]) for c in concurrency}
+        zoo = {str(c): summarise(runs["zoo"][c]) for c in concurrency}
         out["single"] = zoo
         out["errors"] = sum(v["errors"] for v in zoo.values()) + sum(r["errors"] for r in batch_runs["zoo"])
         out["vs_noop"] = {str(c): summary(z["rps"] / n["rps"] for z, n in zip(runs["zoo"][c], runs["noop"][c])
@@ -324,7 +325,7 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         out["vs_noop_by_cpu"] = {str(c): summary(n["server_cpu_ms_per_request"] / z["server_cpu_ms_per_request"]
                                                  for z, n in zip(runs["zoo"][c], runs["noop"][c])
                                                  if z["server_cpu_ms_per_request"]) for c in concurrency}
-        out["batch"] = _summarise(batch_runs["zoo"])
+        out["batch"] = summarise(batch_runs["zoo"])
         out["batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in batch_runs["zoo"])
         t = str(top)
         log(f"  {n_workers} worker(s): {zoo[t]['rps']['median']:,.0f} rps at concurrency {t} = "

@@ -56,19 +56,15 @@ def parse_args(argv=None):
 
 
 def choose_models(manifest: dict, model: str, top_k: int) -> tuple[list[str], dict | None]:
+    """The service's reading of `model` (service.inference.answering); raises ZooError."""
+    from service.inference import UnknownModel, answering
     from service.runtime import Zoo
 
-    models = manifest["models"]
-    if model == AUTO:
-        auto = Zoo(tag="", manifest=manifest).auto
-        names = list(dict.fromkeys(auto["models"].values()))
-    elif model == ALL:
-        auto, names = None, list(models)
-    elif model in models:
-        auto, names = None, [model]
-    else:
-        raise ZooError(f"unknown model {model!r}; choose one of: {', '.join([AUTO, *models, ALL])}")
-    n_classes = min(len(models[n]["classes"]) for n in names)
+    try:
+        names, auto = answering(Zoo(tag="", manifest=manifest), model)
+    except UnknownModel as e:
+        raise ZooError(str(e)) from None
+    n_classes = min(len(manifest["models"][n]["classes"]) for n in names)
     if top_k > n_classes:
         raise ZooError(f"--top-k must be from 1 to {n_classes}, got {top_k}")
     return names, auto

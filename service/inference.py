@@ -14,11 +14,32 @@ from typing import Any
 
 import numpy as np
 
-from zoo.auto import route
+from zoo.auto import AUTO, route
 from zoo.spec import normalize, to_pixels_each
 
+from .params import ALL
 from .results import results
 from .runtime import Zoo
+
+
+class UnknownModel(ValueError):
+    """A `model` the zoo does not serve; `valid` lists what may be asked for instead."""
+
+    def __init__(self, model: str, valid: list[str]) -> None:
+        super().__init__(f"unknown model {model!r}; choose one of: {', '.join(valid)}")
+        self.valid = valid
+
+
+def answering(zoo: Zoo, model: str | None) -> tuple[list[str], dict[str, Any] | None]:
+    """(the models that may answer, the auto entry or None) for a request's `model`: auto (also
+    when None), a model name, or all. Raises UnknownModel."""
+    if model is None or model == AUTO:
+        return list(dict.fromkeys(zoo.auto["models"].values())), zoo.auto
+    if model == ALL:
+        return list(zoo.manifest["models"]), None
+    if model in zoo.manifest["models"]:
+        return [model], None
+    raise UnknownModel(model, [AUTO, *zoo.manifest["models"], ALL])
 
 
 def unconvertible(e: Exception) -> str:

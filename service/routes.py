@@ -36,7 +36,7 @@ from zoo.auto import AUTO
 from . import openapi
 from .forms import Part, parse_plain
 from .imaging import ImageError, decode, load, open_all, open_image
-from .inference import Batch, unconvertible
+from .inference import Batch, UnknownModel, answering, unconvertible
 from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES,
                      MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
 from .results import JSON
@@ -170,18 +170,10 @@ def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
                                     f"{form!r} in the form); give it once")
         return query if query is not None else form
 
-    model = param(MODEL)
-    auto = None
-    if model is None or model == AUTO:
-        auto = zoo.auto
-        names = list(dict.fromkeys(auto["models"].values()))
-    elif model == ALL:
-        names = list(zoo.models)
-    elif model in zoo.models:
-        names = [model]
-    else:
-        valid = [AUTO, *zoo.models, ALL]
-        raise RequestError(404, f"unknown model {model!r}; choose one of: {', '.join(valid)}", models=valid)
+    try:
+        names, auto = answering(zoo, param(MODEL))
+    except UnknownModel as e:
+        raise RequestError(404, str(e), models=e.valid) from None
     n_classes = min(len(zoo.models[n].classes) for n in names)
     top_k = param(TOP_K)
     k = min(DEFAULT_TOP_K, n_classes)

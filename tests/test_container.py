@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from container_image import (RUNTIME_PACKAGE, backend_env, check_labels, classify, export_manifest,
-                             fashion_png_bytes, onnx_sessions, product_photos)
+                             fashion_png_bytes, onnx_sessions, product_photos, wait_ready)
 from service_server import REPO, free_port
 
 
@@ -187,17 +187,10 @@ class Container:
         out = self.cmd("run", "-d", "--name", self.name, "--network", "host", self.image,
                        "--host", "127.0.0.1", "--port", str(self.port), timeout=120)
         assert out.returncode == 0, f"{self.backend} run failed: {out.stderr}"
-        deadline = start + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.monotonic() - start
-            except httpx.HTTPError:
-                pass
-            if self.cmd("inspect", "--format", "{{.State.Running}}", self.name).stdout.strip() != "true":
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"the container never became ready:\n{self.logs()[-4000:]}")
+        return wait_ready(self.url, start, self.running, self.logs, "the container")
+
+    def running(self) -> bool:
+        return self.cmd("inspect", "--format", "{{.State.Running}}", self.name).stdout.strip() == "true"
 
     def logs(self) -> str:
         out = self.cmd("logs", self.name)

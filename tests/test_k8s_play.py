@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from container_image import (backend_env, check_labels, classify, export_manifest, fashion_png_bytes,
-                             onnx_sessions, product_photos)
+                             onnx_sessions, product_photos, wait_ready)
 from service_server import REPO, free_port
 
 sys.path.insert(0, str(REPO / "deploy" / "k8s"))
@@ -129,16 +129,10 @@ class PlayedPod:
         out = self.podman("kube", "play", str(self.file))
         if out.returncode != 0:
             raise AssertionError(f"podman kube play failed: {out.stdout[-2000:]}{out.stderr[-3000:]}")
-        while time.monotonic() - start < 180:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.monotonic() - start
-            except httpx.HTTPError:
-                pass
-            if self.podman("inspect", "--format", "{{.State.Running}}", self.name).stdout.strip() != "true":
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"the pod never became ready:\n{self.logs()[-4000:]}")
+        return wait_ready(self.url, start, self.running, self.logs, "the pod", poll=0.1)
+
+    def running(self) -> bool:
+        return self.podman("inspect", "--format", "{{.State.Running}}", self.name).stdout.strip() == "true"
 
     def logs(self) -> str:
         out = self.podman("logs", self.name)
