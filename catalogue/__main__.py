@@ -38,7 +38,7 @@ def parse_args(argv=None):
                    "Ray on this machine's cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda: one GPU per actor; auto: cuda when the cluster has GPUs (default)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per actor call (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=job.BATCH_SIZE, help="images per actor call (default %(default)s)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0,
                    help="CPUs each actor asks for = its sessions' threads (default %(default)s)")
     p.add_argument("--actors", type=int, help="size of the actor pool (default: as many as the cluster fits)")
@@ -82,14 +82,14 @@ def main(argv=None) -> int:
     except ZooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    todo = [p for p in sources.paths if sources.uri(p) not in out.done]
+    todo = sources.remaining(out.done)
     said = f"{len(sources.paths):,} images in {args.src}"
     if sources.skipped:
         said += f" ({sources.skipped:,} other files skipped)"
     if out.done:
         said += f"; {len(sources.paths) - len(todo):,} already in {args.out}, {len(todo):,} to classify"
     print(f"catalogue: {said}; zoo {zoo.tag}, model={args.model}", file=sys.stderr, flush=True)
-    if not todo:
+    if not len(todo):
         print(f"catalogue: nothing to do: every image is in {args.out} ({out.done_rows:,} rows); "
               f"--overwrite starts over", file=sys.stderr)
         return 0
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     rate = tally.images / tally.seconds if tally.seconds else 0.0
     print(f"catalogue: {classified:,} images classified, {tally.failed:,} failed (see the error column), in "
           f"{tally.seconds:.1f} s: {rate:,.0f} images/s, {tally.steady_rate:,.0f} images/s steady "
-          f"(10% to 90% done); {tally.actors} actor(s) on {tally.nodes} node(s), {plan.device}; Ray start-up "
+          f"(10% to 90% done), first results after {tally.first_result:.1f} s; {tally.actors} actor(s) on {tally.nodes} node(s), {plan.device}; Ray start-up "
           f"{tally.startup:.1f} s apart; {out.parts} part(s) in {args.out}", file=sys.stderr)
     return 1 if args.fail_on_error and tally.failed else 0
 

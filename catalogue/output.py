@@ -11,7 +11,9 @@ node (the Ray node that classified it).
 Every part carries the same schema metadata under the key `fashion_zoo` (JSON): the format, the zoo
 (store tag and the sha256 of its manifest), the MODEL and TOP_K asked for and each model's classes.
 
-Parts are written whole (a hidden temporary name, then renamed), so a part that exists is complete;
+Each part is written as the rows arrive (a row group per block, under a hidden temporary name) and
+renamed when it is complete, so a part that exists is complete and the driver holds one block at a
+time (collecting a part's blocks and writing them in one go cost it 60 MiB more on 100,000 photos);
 a rerun reads the `path` column of every part and classifies only the files not in any (resume).
 A part that cannot be read (cut short by a crash of the filesystem itself) is reported and removed,
 and its files are classified again.
@@ -79,6 +81,8 @@ class Output:
         self.parts = 0       # parts written by this run
         self.done: set[str] = set()
         self.done_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = 0
         self._open(overwrite)
 
     def _open(self, overwrite: bool) -> None:
@@ -124,14 +128,29 @@ class Output:
         self.done.update(table.column("path").to_pylist())
         self.done_rows += table.num_rows
 
-    def write(self, tables: list[pa.Table]) -> int:
-        """Write `tables` as one part; returns its rows."""
-        table = pa.concat_tables(tables).replace_schema_metadata(
-            {META_KEY: json.dumps(self.meta, sort_keys=True).encode()})
-        name = f"{PART_PREFIX}{self.run}-{self.seq:05d}{PART_SUFFIX}"
-        tmp, final = f"{self.dir}/.{name}", f"{self.dir}/{name}"
-        pq.write_table(table, tmp, filesystem=self.fs)
-        self.fs.move(tmp, final)
+    def add(self, table: pa.Table) -> None:
+        """Append `table` (SCHEMA) to the part being written, opening one if none is."""
+        if self._writer is None:
+            name = f"{PART_PREFIX}{self.run}-{self.seq:05d}{PART_SUFFIX}"
+            self._tmp, self._final = f"{self.dir}/.{name}", f"{self.dir}/{name}"
+            schema = SCHEMA.with_metadata({META_KEY: json.dumps(self.meta, sort_keys=True).encode()})
+            self._writer = pq.ParquetWriter(self._tmp, schema, filesystem=self.fs)
+            self._rows = 0
+        self._writer.write_table(table)
+        self._rows += table.num_rows
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows in the part being written (not yet a part of OUT)."""
+        return self._rows if self._writer is not None else 0
+
+    def seal(self) -> int:
+        """Close the part being written and give it its final name; returns its rows (0 if none)."""
+        if self._writer is None:
+            return 0
+        self._writer.close()
+        self._writer = None
+        self.fs.move(self._tmp, self._final)
         self.seq += 1
         self.parts += 1
-        return table.num_rows
+        return self._rows
