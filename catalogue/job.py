@@ -61,12 +61,19 @@ class Tally:
 
     @property
     def steady_rate(self) -> float:
-        """Images/s between 10% and 90% of the images done: the pool's rate once every actor is up
-        (they start one after another) and before the last blocks trail in."""
+        """Images/s while between 10% and 90% of the images are done: the pool's rate once every
+        actor is up (they start one after another) and before the last blocks trail in. The slope
+        of a least-squares line through the blocks' arrivals there: the actors' blocks arrive in
+        bunches, which a rate between two arrivals would count too much or too little."""
         total = self.images
-        marks = [next(((t, n) for t, n in self.arrivals if n >= q * total), (0.0, 0)) for q in (0.1, 0.9)]
-        (t0, n0), (t1, n1) = marks
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else self.images / self.seconds if self.seconds else 0.0
+        middle = [(t, n) for t, n in self.arrivals if 0.1 * total <= n <= 0.9 * total]
+        if len(middle) < 3:
+            return total / self.seconds if self.seconds else 0.0
+        ts, ns = zip(*middle)
+        t_mean, n_mean = sum(ts) / len(ts), sum(ns) / len(ns)
+        var = sum((t - t_mean) ** 2 for t in ts)
+        return sum((t - t_mean) * (n - n_mean) for t, n in middle) / var if var else 0.0
+
     actors: int = 0
     nodes: int = 0
 
@@ -144,7 +151,10 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
         fn_constructor_kwargs=dict(manifest=manifest, files=files, tag=zoo.tag, names=plan.names,
                                    auto=plan.auto, top_k=plan.top_k, device=plan.device,
                                    filesystem=sources.filesystem, scheme=sources.scheme),
-        compute=ActorPoolStrategy(size=tally.actors),
+        # Four batches queued at each actor (Ray Data's default is two with one call at a time): the
+        # next batch's paths are there when a call ends (60,000 PNGs: the actors' share of the two
+        # cores 0.78 -> 0.87 in their busiest 3 s).
+        compute=ActorPoolStrategy(size=tally.actors, max_tasks_in_flight_per_actor=4),
         num_cpus=0 if gpu else plan.cpus_per_actor, num_gpus=1 if gpu else 0)
     stop = _StopOnSignal()
     t0 = last_part = last_line = time.perf_counter()
