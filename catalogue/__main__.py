@@ -112,7 +112,8 @@ def main(argv=None) -> int:
     rate = tally.images / tally.seconds if tally.seconds else 0.0
     print(f"catalogue: {classified:,} images classified, {tally.failed:,} failed (see the error column), in "
           f"{tally.seconds:.1f} s: {rate:,.0f} images/s, {tally.steady_rate:,.0f} images/s steady "
-          f"(10% to 90% done), first results after {tally.first_result:.1f} s; {tally.actors} actor(s) on {tally.nodes} node(s), {plan.device}; Ray start-up "
+          f"(10% to 90% done), first results after {tally.first_result:.1f} s; {tally.actors} actor(s) on "
+          f"{tally.nodes} node(s), {plan.device}; Ray start-up "
           f"{tally.startup:.1f} s apart; {out.parts} part(s) in {args.out}", file=sys.stderr)
     return 1 if args.fail_on_error and tally.failed else 0
 

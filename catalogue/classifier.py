@@ -2,8 +2,9 @@
 of files (path, bytes) into output rows, exactly as `POST /classify` answers each file.
 
 Each actor reads its batch's files itself (pyarrow filesystem, sizes checked before reading), so a
-file that cannot be read is a row like any other bad file. Decoding is the service's (`service.imaging.decode`: the format allow-list, the size and pixel caps,
-reduced-scale JPEG decoding, EXIF orientation), preprocessing and inference are the service's
+file that cannot be read is a row like any other bad file. Decoding is the service's
+(`service.imaging.decode`: the format allow-list, the size and pixel caps, reduced-scale JPEG
+decoding, EXIF orientation), preprocessing and inference are the service's
 (`service.inference.Batch`), and a file that fails gets the message the service would answer it
 with, in the `error` column, instead of stopping the job.
 """
