@@ -235,3 +235,16 @@ def test_a_list_of_paths_and_a_glob(cluster, mixed, exported_zoo, tmp_path):
     done = run(f"{mixed}/**/fm-00*.png", tmp_path / "from-glob", home=home, address=cluster.address)
     assert done.returncode == 0, done.stderr
     assert sorted(table(tmp_path / "from-glob").path) == sorted(str(p) for p in mixed.glob("fm-00*.png"))
+
+
+def test_the_steady_rate_is_the_pools_rate_between_start_up_and_the_last_blocks():
+    from catalogue.job import Tally
+
+    # Two actors of 1,000 images/s each, up after 5 s, delivering 100-image blocks in pairs; a
+    # slow last block. Any two single arrivals in the pairs would say 1,000 or "infinite".
+    tally = Tally(images=2_100, seconds=20.0)
+    tally.arrivals = [(5.0 + 0.1 * k + dt, 200 * (k + 1) - (100 if dt == 0 else 0))
+                      for k in range(10) for dt in (0.0, 0.001)] + [(20.0, 2_100)]
+    assert tally.first_result == 5.0
+    assert tally.steady_rate == pytest.approx(2_000, rel=0.02)
+    assert Tally(images=10, seconds=2.0, arrivals=[(1.0, 10)]).steady_rate == 5.0  # too few blocks: the whole run
