@@ -119,10 +119,10 @@ serve: install  ## serve the zoo on http://$(HOST):$(PORT) (your make export, el
 	$(if $(WORKERS),FASHION_ZOO_WORKERS=$(WORKERS) )$(VENV)/bin/bentoml serve service.service:FashionZoo --host $(HOST) --port $(PORT)
 
 publish-weights: install  ## copy the full-recipe zoo (make train-all export) into weights/; refuses anything else
-	@$(PY) -m export.publish --artifacts $(ARTIFACTS)
+	@$(PY) -m release.publish --artifacts $(ARTIFACTS)
 
 verify-weights: data  ## retrain the zoo in a temporary directory and compare every sha256 with weights/
-	@$(PY) -m export.verify_weights --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) --jobs $(JOBS)
+	@$(PY) -m release.verify_weights --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) --jobs $(JOBS)
 
 clean:  ## remove artifacts (not data, not .venv)
 	rm -rf $(ARTIFACTS)

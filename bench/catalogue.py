@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from training.report import write_atomic
+from zoo.fileio import write_atomic
 from zoo.pretrained import weights_dir
 
 from .server import ROOT, Server

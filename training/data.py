@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 from zoo.spec import FASHION_MNIST_PREPROCESS
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
