@@ -54,7 +54,14 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 models: install  ## list the zoo
 	@$(PY) -m zoo
 
-data: install  ## put Fashion-MNIST under $(DATA_DIR) (Debian package, download, or apt-get)
+# The Debian package dataset-fashion-mnist is installed here (root, apt-get) when it and the files are missing.
+data: install  ## put Fashion-MNIST under $(DATA_DIR) (Debian package dataset-fashion-mnist, else a download)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ ! -e $(DATA_DIR)/FashionMNIST/raw/train-images-idx3-ubyte ] \
+	  && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing the Debian package dataset-fashion-mnist with apt-get..."; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q dataset-fashion-mnist >/dev/null \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  || echo "could not install dataset-fashion-mnist; trying a download"; fi
 	@$(PY) -m training.data --data-dir $(DATA_DIR)
 	@if [ ! -e $(KAGGLE_DIR)/styles.csv ] && [ -e $(KAGGLE_SUBSET)/styles.csv ]; then \
 	  mkdir -p $(dir $(KAGGLE_DIR)) && ln -sfn $(abspath $(KAGGLE_SUBSET)) $(KAGGLE_DIR) && \

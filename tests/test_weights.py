@@ -104,7 +104,7 @@ def real_fashion_mnist(tmp_path_factory) -> Path | None:
     from training.data import prepare
 
     root = tmp_path_factory.mktemp("fashion-mnist")
-    prepare(root, allow_apt=False)
+    prepare(root)
     return root
 
 
