@@ -113,10 +113,10 @@ k8s-validate: install  ## render every deploy/k8s overlay; validate each object 
 	@$(PY) deploy/k8s/validate.py
 
 k8s-image: install  ## point an overlay at the built image: DEVICE=gpu|cpu [REGISTRY=...] [TAG=...] (never latest)
-	@$(PY) deploy/k8s/set_image.py --device $(DEVICE) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG))
+	@$(PY) -m deploy.k8s.set_image --device $(DEVICE) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG))
 
 k8s-play: install  ## podman kube play the CPU overlay with the image of make container DEVICE=cpu, and check it
-	@image=$$($(PY) deploy/k8s/set_image.py --device cpu --print) && \
+	@image=$$($(PY) -m deploy.k8s.set_image --device cpu --print) && \
 	  FASHION_ZOO_IMAGE=$$image FASHION_ZOO_IMAGE_DEVICE=cpu ARTIFACTS=$(ARTIFACTS) \
 	  $(PY) -m pytest -q -s -m k8s tests/test_k8s_play.py
 
