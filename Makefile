@@ -54,7 +54,14 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 models: install  ## list the zoo
 	@$(PY) -m zoo
 
-data: install  ## put Fashion-MNIST under $(DATA_DIR) (Debian package, download, or apt-get)
+# The Debian package dataset-fashion-mnist is installed here (root, apt-get) when it and the files are missing.
+data: install  ## put Fashion-MNIST under $(DATA_DIR) (Debian package dataset-fashion-mnist, else a download)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ ! -e $(DATA_DIR)/FashionMNIST/raw/train-images-idx3-ubyte ] \
+	  && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing the Debian package dataset-fashion-mnist with apt-get..."; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q dataset-fashion-mnist >/dev/null \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+	  || echo "could not install dataset-fashion-mnist; trying a download"; fi
 	@$(PY) -m training.data --data-dir $(DATA_DIR)
 	@if [ ! -e $(KAGGLE_DIR)/styles.csv ] && [ -e $(KAGGLE_SUBSET)/styles.csv ]; then \
 	  mkdir -p $(dir $(KAGGLE_DIR)) && ln -sfn $(abspath $(KAGGLE_SUBSET)) $(KAGGLE_DIR) && \
@@ -106,10 +113,10 @@ k8s-validate: install  ## render every deploy/k8s overlay; validate each object 
 	@$(PY) deploy/k8s/validate.py
 
 k8s-image: install  ## point an overlay at the built image: DEVICE=gpu|cpu [REGISTRY=...] [TAG=...] (never latest)
-	@$(PY) deploy/k8s/set_image.py --device $(DEVICE) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG))
+	@$(PY) -m deploy.k8s.set_image --device $(DEVICE) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(TAG),--tag $(TAG))
 
 k8s-play: install  ## podman kube play the CPU overlay with the image of make container DEVICE=cpu, and check it
-	@image=$$($(PY) deploy/k8s/set_image.py --device cpu --print) && \
+	@image=$$($(PY) -m deploy.k8s.set_image --device cpu --print) && \
 	  FASHION_ZOO_IMAGE=$$image FASHION_ZOO_IMAGE_DEVICE=cpu ARTIFACTS=$(ARTIFACTS) \
 	  $(PY) -m pytest -q -s -m k8s tests/test_k8s_play.py
 
@@ -119,10 +126,10 @@ serve: install  ## serve the zoo on http://$(HOST):$(PORT) (your make export, el
 	$(if $(WORKERS),FASHION_ZOO_WORKERS=$(WORKERS) )$(VENV)/bin/bentoml serve service.service:FashionZoo --host $(HOST) --port $(PORT)
 
 publish-weights: install  ## copy the full-recipe zoo (make train-all export) into weights/; refuses anything else
-	@$(PY) -m export.publish --artifacts $(ARTIFACTS)
+	@$(PY) -m release.publish --artifacts $(ARTIFACTS)
 
 verify-weights: data  ## retrain the zoo in a temporary directory and compare every sha256 with weights/
-	@$(PY) -m export.verify_weights --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) --jobs $(JOBS)
+	@$(PY) -m release.verify_weights --data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) --jobs $(JOBS)
 
 clean:  ## remove artifacts (not data, not .venv)
 	rm -rf $(ARTIFACTS)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from training.config import parse_bool
-from zoo.errors import ArgumentParser, cli
+from zoo.cli import ArgumentParser, cli
 from zoo.registry import get_entry, list_models
 
 SECTIONS = ("training", "inference", "quantization", "service", "peers")

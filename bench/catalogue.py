@@ -35,7 +35,7 @@ import numpy as np
 
 from catalogue.job import BATCH_SIZE
 from service.params import MAX_BATCH_IMAGES
-from training.report import write_atomic
+from zoo.fileio import write_atomic
 from zoo.pretrained import weights_dir
 
 from .server import ROOT, Server

@@ -34,10 +34,11 @@ def torch_model(name: str, artifacts: Path):
     """The named model with its trained weights when a checkpoint exists; (model, weights source)."""
     import torch
 
+    from training.checkpoint import checkpoint_file
     from zoo.registry import get_model
 
     model = get_model(name)
-    path = artifacts / "checkpoints" / f"{name}.pt"
+    path = checkpoint_file(artifacts, name)
     source = "random init"
     if path.exists():
         try:

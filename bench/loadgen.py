@@ -172,7 +172,7 @@ def load(url: str, body: bytes, content_type: str, concurrency: int, requests: i
 
 
 def main() -> None:
-    from zoo.errors import ArgumentParser
+    from zoo.cli import ArgumentParser
 
     parser = ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)

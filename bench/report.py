@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.report import write_atomic
+from zoo.fileio import write_atomic
 
 from .machine import short
 from .peers import MODEL as PEER_MODEL

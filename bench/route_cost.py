@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.errors import ArgumentParser, cli
+from zoo.cli import ArgumentParser, cli
 
 from . import loadgen
 

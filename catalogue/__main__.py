@@ -6,7 +6,8 @@ import sys
 
 from service.params import ALL, DEFAULT_TOP_K
 from zoo.auto import AUTO
-from zoo.errors import ArgumentParser, ZooError
+from zoo.cli import ArgumentParser
+from zoo.errors import ZooError
 
 from . import job
 from .output import Output, metadata

@@ -1,21 +1,19 @@
 """Which exported zoo a catalogue job runs: the BentoML store's `fashion-zoo` (what `make serve`
 serves) or a folder holding a manifest (the shipped `weights/`, or a store version's folder).
 
-Read and verified once, in the driver, by the service's own reader (`service.runtime.read_verified`:
+Read and verified once, in the driver, by the service's own reader (`zoo.manifest.read_verified`:
 the manifest and every ONNX file against its sha256); the actors get the verified bytes, so the
 nodes of a cluster need no copy of the store, and check the sha256 again when they load them.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.runtime import MANIFEST, read_verified
-from service.shipped import STORE_NAME
 from zoo.errors import ZooError
+from zoo.manifest import MANIFEST, STORE_NAME, read_verified, sha256
 from zoo.pretrained import weights_dir
 
 
@@ -64,5 +62,5 @@ def resolve(spec: str | None) -> ZooFiles:
 
 def _read(root: Path, tag: str) -> ZooFiles:
     manifest, files = read_verified(root, tag)  # ZooLoadError (a ZooError) names the file and the fix
-    digest = hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
+    digest = sha256((root / MANIFEST).read_bytes())
     return ZooFiles(tag, root, manifest, files, digest)

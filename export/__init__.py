@@ -1,4 +1,5 @@
-"""ONNX export of the zoo with proven parity, the manifest, and the BentoML model store.
+"""ONNX export of the zoo with proven parity, and the manifest (`zoo.manifest`'s format); the
+export is put in the BentoML model store by `release.store`.
 
     python -m export --artifacts artifacts --data-dir data     # what `make export` runs
 """

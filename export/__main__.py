@@ -5,7 +5,8 @@ with PyTorch on real validation images; the manifest and the BentoML model store
 """
 import sys
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 
 from .export import export_all
 from .onnx_export import OPSET

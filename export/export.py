@@ -1,7 +1,7 @@
-"""Export every checkpoint, prove parity, write the manifest, publish to the BentoML store."""
+"""Export every checkpoint, prove parity, write the manifest (`zoo.manifest`'s format), and put the
+zoo in the BentoML store (`release.store`)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -12,20 +12,16 @@ from typing import Any
 
 import torch
 
-from training.report import write_atomic
 from zoo.auto import auto_entry, best_fashion_mnist
 from zoo.errors import ZooError
+from zoo.fileio import write_atomic
+from zoo.manifest import MANIFEST, MANIFEST_FORMAT, PROJECT, sha256
 from zoo.registry import default_preprocess, get_entry, photo_models
 
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, metadata, model_from_checkpoint
 from .parity import check_parity, parity_problems
 
-MANIFEST_FORMAT = 1
 PARITY_SAMPLES = 512
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | None,
@@ -72,7 +68,7 @@ def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any]
     m = ckpt["metrics"]
     return {
         "onnx": onnx_path.name,
-        "sha256": sha256(onnx_path),
+        "sha256": sha256(onnx_path.read_bytes()),
         "params": ckpt["params"],
         "description": get_entry(ckpt["name"]).description,
         "dataset": ckpt["dataset"],
@@ -124,8 +120,10 @@ def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str
 def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle_dir: str | None = None,
                opset: int = OPSET, store: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
     """Export every checkpoint in <artifacts>/checkpoints; returns (manifest, {file: error})."""
+    from training.checkpoint import checkpoints_dir
+
     artifacts = Path(artifacts)
-    ckpt_dir, onnx_dir = artifacts / "checkpoints", artifacts / "onnx"
+    ckpt_dir, onnx_dir = checkpoints_dir(artifacts), artifacts / "onnx"
     paths = sorted(ckpt_dir.glob("*.pt"))
     if not paths:
         raise ZooError(f"no checkpoints in {ckpt_dir}; run `make train-all` first")
@@ -150,7 +148,7 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
     if models:
         manifest = {
             "format": MANIFEST_FORMAT,
-            "zoo": "fashion-zoo",
+            "zoo": PROJECT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "default": best_fashion_mnist(models),  # the default single model
             # model=auto (what a request that names no model gets): the rule and the two models.
@@ -158,10 +156,10 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
             "opset": opset,
             "models": models,
         }
-        manifest_path = artifacts / "manifest.json"
+        manifest_path = artifacts / MANIFEST
         write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
         if store:
-            from .store import save_to_store
+            from release.store import save_to_store
 
             tag, created = save_to_store(onnx_dir, manifest_path)
             manifest["store_tag"] = tag

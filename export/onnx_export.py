@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.manifest import PROJECT
 from zoo.registry import get_entry
 
 OPSET = 18
@@ -45,7 +46,7 @@ def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
     """What travels inside the ONNX file: name, classes, preprocessing, size, accuracy."""
     m = ckpt["metrics"]
     return {
-        "zoo": "fashion-zoo",
+        "zoo": PROJECT,
         "name": ckpt["name"],
         "description": get_entry(ckpt["name"]).description,
         "dataset": ckpt["dataset"],
@@ -70,7 +71,7 @@ def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int =
             opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
             dynamo=True, external_data=False, verbose=False)
     proto = onnx.load(str(tmp))
-    proto.producer_name = "fashion-zoo"
+    proto.producer_name = PROJECT
     proto.doc_string = meta["description"]
     del proto.metadata_props[:]
     # The exporter's per-node debug records hold source paths and stack traces: dropping them
@@ -90,6 +91,3 @@ def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int =
         raise ZooError(f"{path.name}: onnx.checker rejected the export ({str(e).splitlines()[0]})") from None
     os.replace(tmp, path)
 
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}

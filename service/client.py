@@ -1,6 +1,6 @@
 """A Python client of the fashion-zoo service (synchronous, built on httpx).
 
-    from service.client import ZooClient, ZooError
+    from service.client import ClientError, ZooClient
 
     with ZooClient("http://127.0.0.1:3000") as zoo:
         answer = zoo.classify("shoe.jpg", model="kaggle", top_k=2)   # a path, bytes or a PIL image
@@ -10,7 +10,7 @@
         print(list(zoo.models()["models"]))
 
 Every answer is the service's JSON, typed with service/schemas.py's shapes. A 4xx/5xx answer, or a
-service that cannot be reached, raises `ZooError` with the HTTP status (None when unreachable) and
+service that cannot be reached, raises `ClientError` with the HTTP status (None when unreachable) and
 the service's own message (what was wrong and what to send instead).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 ImageInput = Union[str, os.PathLike, bytes, "Image"]
 
 
-class ZooError(Exception):
+class ClientError(Exception):
     """The service refused a request (`status` 4xx/5xx, `message` its "error" text, `body` its JSON),
     or could not be reached (`status` None)."""
 
@@ -101,7 +101,7 @@ class ZooClient:
         try:
             r = self._http.request(method, path, params=params, **kwargs)
         except httpx.TransportError as e:
-            raise ZooError(None, f"cannot reach the fashion-zoo service at {self.url} ({e}); "
+            raise ClientError(None, f"cannot reach the fashion-zoo service at {self.url} ({e}); "
                                  "is it running (make serve)?") from None
         try:
             body = r.json()
@@ -110,6 +110,6 @@ class ZooClient:
         if r.is_success and isinstance(body, dict):
             return body
         if isinstance(body, dict) and isinstance(body.get("error"), str):
-            raise ZooError(r.status_code, body["error"], body)
-        raise ZooError(r.status_code, f"{method} {path} answered {r.status_code} {r.reason_phrase}: "
+            raise ClientError(r.status_code, body["error"], body)
+        raise ClientError(r.status_code, f"{method} {path} answered {r.status_code} {r.reason_phrase}: "
                                       f"{r.text[:200]!r}")

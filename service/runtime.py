@@ -2,14 +2,13 @@
 one can really run.
 
 Torch-free. `load_zoo(path)` reads `manifest.json` from a `fashion-zoo` model directory (as the
-export writes it to the BentoML model store), checks every ONNX file's sha256 against the manifest,
-creates the sessions once and runs each on a zero image. `Zoo.logits` runs a model on a batch.
+export writes it to the BentoML model store) and checks every ONNX file's sha256 against the
+manifest (`zoo.manifest.read_verified`), creates the sessions once and runs each on a zero image. `Zoo.logits` runs a model on a batch.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -20,20 +19,14 @@ from typing import Any
 import numpy as np
 
 from zoo.auto import AUTO
-from zoo.errors import ZooError
+from zoo.manifest import ZooLoadError, check_sha256, read_verified
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 DEVICES = ("auto", "cuda", "cpu")
 # One intra-op thread per run: the models are tiny, and parallelism comes from concurrent requests.
 CPU_THREADS = 1
 
 logger = logging.getLogger("bentoml.fashion_zoo")
-
-
-class ZooLoadError(ZooError):
-    """The model store's copy of the zoo cannot be served; the message names the file and the fix."""
 
 
 @dataclass
@@ -171,69 +164,6 @@ def choose_device(preference: str = "auto") -> Device:
     return Device([(CUDA, options), CPU], f"CUDA on {n} GPU(s) seen by the driver, GPU 0 used")
 
 
-def read_manifest(root: Path, tag: str) -> dict[str, Any]:
-    path = root / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e}); "
-                           f"re-run `make export`") from None
-    problems = []
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        problems.append(f"format is not {MANIFEST_FORMAT}")
-    elif not isinstance(manifest.get("models"), dict) or not manifest["models"]:
-        problems.append("it lists no models")
-    elif manifest.get("default") not in manifest["models"]:
-        problems.append(f"its default {manifest.get('default')!r} is not one of its models")
-    elif "auto" in manifest and not _auto_ok(manifest["auto"], manifest["models"]):
-        problems.append(f"its auto entry {manifest['auto']!r} does not name two of its models and a rule")
-    if problems:
-        raise ZooLoadError(f"{tag}: {path} is not a fashion-zoo manifest ({'; '.join(problems)}); "
-                           f"re-run `make export`")
-    return manifest
-
-
-def _auto_ok(auto: Any, models: dict[str, Any]) -> bool:
-    from zoo.auto import FASHION_MNIST, PHOTO, RULE
-
-    return (isinstance(auto, dict) and isinstance(auto.get("models"), dict)
-            and all(auto["models"].get(k) in models for k in (FASHION_MNIST, PHOTO))
-            and isinstance(auto.get("rule"), dict) and set(RULE) <= set(auto["rule"]))
-
-
-def verified_bytes(root: Path, name: str, entry: dict[str, Any], tag: str) -> bytes:
-    """The ONNX file of one manifest entry, read once and checked against its sha256."""
-    filename = entry.get("onnx")
-    # The manifest names files; never follow one out of the model directory.
-    if not isinstance(filename, str) or Path(filename).name != filename or filename.startswith("."):
-        raise ZooLoadError(f"{tag}: model {name!r} names the file {filename!r}, not a plain file name "
-                           f"in {root}; re-run `make export`")
-    path = root / filename
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e.strerror or e}); "
-                           f"re-run `make export`") from None
-    check_sha256(data, entry, path, tag)
-    return data
-
-
-def check_sha256(data: bytes, entry: dict[str, Any], path: str | os.PathLike, tag: str) -> None:
-    """Raise ZooLoadError unless `data` (the ONNX file `path`) has its manifest entry's sha256."""
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry.get("sha256"):
-        raise ZooLoadError(f"{tag}: {path} does not match its manifest (sha256 {digest[:12]}..., "
-                           f"manifest says {str(entry.get('sha256'))[:12]}...); the file is corrupt "
-                           f"or was changed: re-run `make export`")
-
-
-def read_verified(root: str | os.PathLike, tag: str) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and every model's ONNX bytes, each checked against its sha256."""
-    root = Path(root)
-    manifest = read_manifest(root, tag)
-    return manifest, {n: verified_bytes(root, n, e, tag) for n, e in manifest["models"].items()}
-
-
 def create_session(data: bytes, device: Device, path: Path, tag: str, threads: int = CPU_THREADS):
     import onnxruntime as ort
 
@@ -263,7 +193,7 @@ def build_zoo(manifest: dict[str, Any], files: dict[str, bytes], root: Path, tag
     for name, entry in manifest["models"].items():
         data = files[name]  # the bytes checked are the bytes loaded (they may have come from afar)
         path = root / entry["onnx"]
-        check_sha256(data, entry, path, tag)
+        check_sha256(data, entry.get("sha256"), path, tag)
         session = create_session(data, chosen, path, tag, threads)
         provider = session.get_providers()[0]
         if chosen.providers[0] != CPU and provider != CUDA:

@@ -19,11 +19,11 @@ import os
 
 import bentoml
 
+from zoo.manifest import STORE_NAME, ZooLoadError, read_verified
+
 from . import bentoml_fixes, observability, ui, workers
 from .routes import app
-from .runtime import ZooLoadError, choose_device, load_zoo, read_verified
-
-STORE_NAME = "fashion-zoo"
+from .runtime import choose_device, load_zoo
 MODEL_TAG = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
 DEVICE = os.environ.get("FASHION_ZOO_DEVICE", "auto")
 logger = logging.getLogger("bentoml.fashion_zoo")

@@ -16,35 +16,23 @@ import os
 import sys
 from pathlib import Path
 
-from zoo.errors import ZooError, cli
+from zoo.cli import cli
+from zoo.errors import ZooError
+from zoo.manifest import MANIFEST, STORE_NAME, read_verified
 from zoo.pretrained import RESTORE, shipped_manifest, weights_dir
-
-from .runtime import MANIFEST, ZooLoadError, read_verified
-
-STORE_NAME = "fashion-zoo"
 
 
 def import_shipped(root: str | os.PathLike | None = None):
     """Save the shipped zoo as a new `fashion-zoo` version; returns the bentoml.Model."""
-    import bentoml
+    from release.store import create_version
 
     root = Path(root or weights_dir())
     if not (root / MANIFEST).exists():
-        raise ZooError(f"no fashion-zoo in the BentoML model store and no shipped weights in {root}; "
+        raise ZooError(f"no {STORE_NAME} in the BentoML model store and no shipped weights in {root}; "
                        f"run `make train-all export` first")
-    try:
-        manifest, onnx = read_verified(root, "shipped weights")
-    except ZooLoadError as e:
-        raise ZooError(f"{str(e).split('; re-run')[0]}; {RESTORE}") from None
-    labels = {"project": "fashion-zoo", "format": str(manifest["format"]), "source": "shipped"}
-    meta = {"models": sorted(manifest["models"]), "default": manifest["default"],
-            "opset": manifest.get("opset"), "published": manifest.get("published"),
-            "source_commit": manifest.get("source_commit")}
-    with bentoml.models.create(STORE_NAME, labels=labels, metadata=meta) as ref:
-        for name, data in onnx.items():  # the bytes that were verified are the bytes stored
-            (Path(ref.path) / manifest["models"][name]["onnx"]).write_bytes(data)
-        (Path(ref.path) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return ref
+    manifest, onnx = read_verified(root, "shipped weights", RESTORE)
+    # the bytes that were verified are the bytes stored
+    return create_version(manifest, onnx, json.dumps(manifest, indent=2) + "\n", source="shipped")
 
 
 def ensure_store(root: str | os.PathLike | None = None) -> tuple[object, bool]:

@@ -30,10 +30,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import REAL_FASHION_MNIST
+from deploy.containerize import ContainerError, backend_env, choose_backend, registry_reachable
 from service_server import REPO, bentoml_env
-
-sys.path.insert(0, str(REPO / "deploy"))
-from containerize import ContainerError, backend_env, choose_backend, registry_reachable  # noqa: E402
 
 KAGGLE_SUBSET = REPO.parent / "shared" / "data" / "kaggle-fashion-small"
 RUNTIME_PACKAGE = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu"}

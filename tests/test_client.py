@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from service.client import ZooClient, ZooError
+from service.client import ClientError, ZooClient
 from tests.service_server import free_port
 
 
@@ -52,17 +52,17 @@ def test_classify_batch_and_models(zoo, client):
 
 
 def test_refusals_raise_zoo_error_with_the_services_message(zoo, client):
-    with pytest.raises(ZooError) as e:
+    with pytest.raises(ClientError) as e:
         zoo.classify(png_bytes(), model="resnet50")
     assert e.value.status == 404 and "unknown model 'resnet50'" in e.value.message
     assert e.value.body["models"][-1] == "all"
-    with pytest.raises(ZooError) as e:
+    with pytest.raises(ClientError) as e:
         zoo.classify(b"this is not an image")
     assert e.value.status == 400 and "send a PNG" in e.value.message
-    with pytest.raises(ZooError) as e:
+    with pytest.raises(ClientError) as e:
         zoo.classify(png_bytes(), top_k=11)
     assert e.value.status == 400 and "top_k" in e.value.message
-    with pytest.raises(ZooError) as e:
+    with pytest.raises(ClientError) as e:
         zoo.classify_batch([png_bytes()] * 257)
     assert e.value.status == 413 and "256" in e.value.message
     with pytest.raises(TypeError, match="path, bytes or a PIL image"):
@@ -71,6 +71,6 @@ def test_refusals_raise_zoo_error_with_the_services_message(zoo, client):
 
 def test_unreachable_service_raises_zoo_error():
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with ZooClient(url, timeout=5) as c, pytest.raises(ZooError) as e:
+    with ZooClient(url, timeout=5) as c, pytest.raises(ClientError) as e:
         c.models()
     assert e.value.status is None and url in e.value.message

@@ -63,7 +63,7 @@ def test_corrupt_file_is_detected(tmp_path):
 @pytest.mark.realdata
 @pytest.mark.skipif(not REAL_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist is not installed")
 def test_prepare_real_data(tmp_path):
-    assert "copied" in prepare(tmp_path, allow_apt=False)
+    assert "copied" in prepare(tmp_path)
     pixels, labels = load_pixels(tmp_path, train=True)
     assert pixels.shape == (60000, 28, 28) and torch.bincount(labels).tolist() == [6000] * 10
     # a flipped byte in a full-size file is caught by its checksum
@@ -73,5 +73,5 @@ def test_prepare_real_data(tmp_path):
     f.write_bytes(bytes(data))
     with pytest.raises(ZooError, match="md5"):
         load_pixels(tmp_path, train=False)
-    assert prepare(tmp_path, allow_apt=False) == "already present"
+    assert prepare(tmp_path) == "already present"
     shutil.rmtree(tmp_path / "FashionMNIST")

@@ -115,7 +115,7 @@ def test_up_to_date_is_skipped_a_changed_member_rebuilds_and_the_bytes_repeat(zo
     with torch.no_grad():
         ck["state_dict"]["classifier.5.bias"] += 1.0
     save_atomic(ck, member)
-    from export.publish import recipe_problems
+    from release.publish import recipe_problems
 
     assert recipe_problems("ensemble", load_checkpoint(path), zoo_copy) == [
         "not assembled from the checkpoints beside it (the weights of baseline changed); "

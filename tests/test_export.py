@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from export.export import export_one
-from export.onnx_export import OPSET, read_metadata
+from export.onnx_export import OPSET
 from export.parity import check_parity, parity_problems
 from tests.conftest import run_export
 from training.checkpoint import load_checkpoint
@@ -40,7 +40,7 @@ def test_every_model_exports_with_parity(exported_zoo):
         assert p["samples"] >= 512 and p["batch_sizes"] == [1, 64]
         assert p["max_abs_diff"] <= 1e-4 and p["argmax_agreement"] == 1.0
         assert "synthetic" in p["data"]
-        meta = read_metadata(path)
+        meta = {p.key: p.value for p in proto.metadata_props}
         assert meta["name"] == name and json.loads(meta["classes"]) == entry["classes"]
         assert json.loads(meta["preprocess"]) == entry["preprocess"]
         assert int(meta["params"]) == entry["params"]

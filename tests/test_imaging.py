@@ -231,7 +231,7 @@ def test_a_model_sized_grey_image_gets_the_general_path_s_pixels():
 def reference_to_pixels(image: Image.Image, spec: dict) -> np.ndarray:
     """zoo.spec.to_pixels as first written, step by step on the whole image: what the training
     pipeline and the shipped weights were made with."""
-    from zoo.spec import _frame, border_mean, to_grey
+    from zoo.spec import border_mean, frame_pixels, to_grey
 
     size = int(spec["size"])
     gray = to_grey(image, spec["grayscale"])
@@ -246,7 +246,7 @@ def reference_to_pixels(image: Image.Image, spec: dict) -> np.ndarray:
             scale = size / max(w, h)
             nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
             resized = gray.resize((nw, nh), resample)
-            canvas = Image.new("L", (size, size), int(np.median(_frame(arr))))
+            canvas = Image.new("L", (size, size), int(np.median(frame_pixels(arr))))
             canvas.paste(resized, ((size - nw) // 2, (size - nh) // 2))
             gray = canvas
         else:

@@ -12,11 +12,8 @@ import sys
 import pytest
 import yaml
 
+from deploy.k8s import set_image, validate
 from service_server import REPO
-
-sys.path.insert(0, str(REPO / "deploy" / "k8s"))
-import set_image  # noqa: E402
-import validate  # noqa: E402
 
 OVERLAYS = validate.overlays()
 

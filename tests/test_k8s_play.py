@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -39,10 +38,8 @@ import yaml
 
 from container_image import (backend_env, check_labels, classify, export_manifest, fashion_png_bytes,
                              onnx_sessions, product_photos, wait_ready)
-from service_server import REPO, free_port
-
-sys.path.insert(0, str(REPO / "deploy" / "k8s"))
-import validate  # noqa: E402
+from deploy.k8s import validate
+from service_server import free_port
 
 pytestmark = pytest.mark.k8s
 CONTAINER = "fashion-zoo"   # the Deployment's container

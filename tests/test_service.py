@@ -121,7 +121,7 @@ def test_png_gets_exactly_the_training_pipelines_logits(client, manifest, sessio
 def test_real_fashion_mnist_png_gets_exactly_the_training_pipelines_logits(client, manifest, sessions, tmp_path):
     from training.data import load_fashion_mnist, load_pixels, prepare
 
-    prepare(tmp_path, allow_apt=False)
+    prepare(tmp_path)
     pixels, _ = load_pixels(tmp_path, train=False)
     x = load_fashion_mnist(tmp_path)["test"].x[:8].numpy()
     for i in range(8):

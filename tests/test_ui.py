@@ -89,7 +89,7 @@ def fashion_mnist_png(fmnist_dir, tmp_path_factory) -> tuple[bytes, str]:
         data_dir, source = REPO / "data", "real Fashion-MNIST (data/)"
     elif DEBIAN_DIR.is_dir():
         data_dir = tmp_path_factory.mktemp("fashion-mnist")
-        prepare(data_dir, allow_apt=False)
+        prepare(data_dir)
         source = f"real Fashion-MNIST ({DEBIAN_DIR})"
     else:
         data_dir, source = fmnist_dir, "synthetic Fashion-MNIST (tests/conftest.py)"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.publish import collect, dirty_code, recipe_problems, write
-from export.verify_weights import differences
+from release.publish import collect, dirty_code, recipe_problems, write
+from release.verify_weights import differences
 from tests.conftest import REAL_FASHION_MNIST, run_export, synthetic_images
 from training.checkpoint import load_checkpoint
 from zoo import load_model, weights_meta
@@ -59,7 +59,7 @@ def test_shipped_files_match_their_manifest():
 
 @needs_shipped
 def test_shipped_weights_are_a_final_publish():
-    """Not a draft (`python -m export.publish --draft`): published from committed code, no model
+    """Not a draft (`python -m release.publish --draft`): published from committed code, no model
     left out for failing a check."""
     draft = shipped_manifest().get("draft")
     assert not draft, (f"weights/ is a draft (uncommitted code: {', '.join(draft['uncommitted']) or 'none'}; "
@@ -104,7 +104,7 @@ def real_fashion_mnist(tmp_path_factory) -> Path | None:
     from training.data import prepare
 
     root = tmp_path_factory.mktemp("fashion-mnist")
-    prepare(root, allow_apt=False)
+    prepare(root)
     return root
 
 
@@ -229,7 +229,7 @@ def test_python_m_zoo_shows_the_shipped_weights_and_their_accuracy():
 
 def test_publish_refuses_short_epoch_models_in_one_line(exported_zoo, tmp_path):
     artifacts, _ = exported_zoo
-    out = subprocess.run([sys.executable, "-m", "export.publish", "--artifacts", str(artifacts),
+    out = subprocess.run([sys.executable, "-m", "release.publish", "--artifacts", str(artifacts),
                           "--out", str(tmp_path / "weights")], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2 and not (tmp_path / "weights").exists()
     lines = out.stderr.strip().splitlines()
@@ -286,7 +286,7 @@ def test_dirty_code_lists_uncommitted_and_untracked_files(tmp_path):
 
 def test_publish_writes_what_load_model_and_the_service_read(exported_zoo, tmp_path):
     """The mechanism end to end on tiny models (strict checks off): files, manifest, loading."""
-    from service.runtime import read_verified
+    from zoo.manifest import read_verified
     from training.checkpoint import build_model
 
     artifacts, _ = exported_zoo

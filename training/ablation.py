@@ -16,7 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ArgumentParser, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.fileio import write_atomic
 from zoo.spec import CLASSES
 
 from .config import TrainConfig
@@ -76,7 +77,6 @@ def main() -> None:
     args = parser.parse_args()
     base = TrainConfig(kaggle_dir=args.kaggle_dir, artifacts=args.artifacts)
     rows = run(base, args.seeds)
-    from .report import write_atomic
 
     out = Path(args.artifacts)
     write_atomic(out / "ablation.json", json.dumps(rows, indent=2) + "\n")

@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from zoo.auto import auto_entry, route
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
+from zoo.fileio import write_atomic
 from zoo.registry import assembled_models, photo_models
 from zoo.spec import preprocess
 
-from .checkpoint import build_model, finished_checkpoints
+from .checkpoint import build_model, checkpoints_dir, finished_checkpoints
 
 FASHION_IMAGES = 2000  # Fashion-MNIST test images sent through the rule (the first ones; also all)
 SETS = ("fashion-mnist", "fashion-mnist-all", "kaggle")  # the image sets auto.json reports
@@ -116,11 +118,10 @@ def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | No
                   kaggle_dir: str | os.PathLike | None, val_fraction: float = 0.2, split_seed: int = 0,
                   fashion_images: int = FASHION_IMAGES, quiet: bool = False) -> dict[str, Any]:
     """Score auto on Fashion-MNIST test PNGs and Kaggle test photos; write reports/auto.json."""
-    from .report import write_atomic
 
     ckpts = served_models(artifacts)
     if not ckpts:
-        raise ZooError(f"no finished checkpoints in {Path(artifacts) / 'checkpoints'}; run `make train-all` first")
+        raise ZooError(f"no finished checkpoints in {checkpoints_dir(artifacts)}; run `make train-all` first")
     entries = {n: {"dataset": c["dataset"], "metrics": c["metrics"]} for n, c in ckpts.items()}
     auto = auto_entry(entries, photo_models())
     fashion = [n for n, c in ckpts.items() if c["dataset"] == "fashion-mnist"]

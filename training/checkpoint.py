@@ -1,7 +1,10 @@
-"""Checkpoints: where they live, writing them atomically, reading them back, rebuilding the model.
+"""Checkpoints: the one place that says where they live and what they hold, writing them
+atomically, reading them back, rebuilding the model.
 
-A checkpoint is a plain dict (weights, config, metrics, history, preprocessing, ...) written after
-every epoch; `finished_checkpoints` walks the complete ones in registry order.
+A checkpoint is a plain dict (weights, config, metrics, history, preprocessing, ...) built by
+`make_checkpoint` and written after every epoch; every path under <artifacts>/checkpoints is
+`checkpoint_file`'s; `finished_checkpoints` walks the complete ones in registry order. Importing
+this module does not import torch.
 """
 from __future__ import annotations
 
@@ -9,10 +12,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
-
 from zoo.errors import ZooError
 from zoo.registry import get_entry, get_model, list_models
+from zoo.spec import CLASSES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,13 +24,54 @@ if TYPE_CHECKING:
 CHECKPOINT_FORMAT = 1
 
 
+def checkpoints_dir(artifacts: str | os.PathLike) -> Path:
+    """<artifacts>/checkpoints: the served models' checkpoints (export and publish read these)."""
+    return Path(artifacts) / "checkpoints"
+
+
+def checkpoint_file(artifacts: str | os.PathLike, name: str, sub: str = "") -> Path:
+    """<artifacts>/checkpoints/[<sub>/]<name>.pt; `sub`: "trainval" (the train+validation retrain)
+    or "dev" (a photo model trained on its development split)."""
+    return checkpoints_dir(artifacts) / sub / f"{name}.pt"
+
+
 def checkpoint_path(cfg: TrainConfig) -> Path:
-    """<artifacts>/checkpoints/[trainval/|dev/]<model>.pt; reports and export read the first two."""
-    sub = "trainval" if cfg.trainval else "dev" if cfg.dev else ""
-    return Path(cfg.artifacts) / "checkpoints" / sub / f"{cfg.model}.pt"
+    """Where training `cfg` writes: <artifacts>/checkpoints/[trainval/|dev/]<model>.pt; reports and
+    export read the first two."""
+    return checkpoint_file(cfg.artifacts, cfg.model, "trainval" if cfg.trainval else "dev" if cfg.dev else "")
+
+
+def make_checkpoint(model: nn.Module, *, name: str, kwargs: dict[str, Any], metrics: dict[str, Any],
+                    history: list[dict[str, float]], config: dict[str, Any], config_identity: dict[str, Any],
+                    preprocess: dict[str, Any], epoch: int, complete: bool, seconds: float,
+                    **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of registry model `name` (LeNet5 `kwargs`) as `model` is now: its weights
+    and size, what it scored, how it was made (config, preprocessing, epochs), plus `extra` (a
+    trained model's optimizer and random-number state, an assembled one's selection). The keys are
+    always in this order, so the same contents give the same bytes."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "name": name,
+        "kwargs": kwargs,
+        "state_dict": model.state_dict(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "metrics": metrics,
+        "history": history,
+        "config": config,
+        "config_identity": config_identity,
+        "classes": list(CLASSES),
+        "preprocess": preprocess,
+        "dataset": get_entry(name).dataset,
+        "epoch": epoch,
+        "complete": complete,
+        "seconds": seconds,
+        **extra,
+    }
 
 
 def save_atomic(obj: Any, path: Path) -> None:
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
@@ -37,6 +80,8 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint dict, with a one-line error for a truncated or foreign file."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise ZooError(f"{path}: no such checkpoint; train it with `make train MODEL={path.stem}`")
@@ -52,10 +97,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def finished_checkpoints(artifacts: str | os.PathLike) -> Iterator[tuple[str, Path, dict[str, Any]]]:
     """(key, path, checkpoint) of every finished checkpoint, in registry order; the train+validation
     retrain of a model comes right after it, keyed "<name>+trainval"."""
-    ckpt_dir = Path(artifacts) / "checkpoints"
     for name in list_models():
         for sub, key in (("", name), ("trainval", f"{name}+trainval")):
-            path = ckpt_dir / sub / f"{name}.pt"
+            path = checkpoint_file(artifacts, name, sub)
             if path.exists():
                 ckpt = load_checkpoint(path)
                 if ckpt["complete"]:

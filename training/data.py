@@ -1,6 +1,9 @@
 """Fashion-MNIST as in-memory tensors, and `make data` to put the raw files in place.
 
-    python -m training.data --data-dir data     # copy from Debian's package, download, or apt-get
+    python -m training.data --data-dir data     # copy from Debian's package, else download
+
+`make data` first installs the Debian package (dataset-fashion-mnist) where it is missing and it
+can (root, apt-get); this module never installs OS packages.
 
 Training holds the whole dataset as one normalised float tensor: no per-sample PIL/ToTensor work
 in the training loop. The pixels come from torchvision's own FashionMNIST loader.
@@ -12,14 +15,14 @@ import gzip
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 from zoo.spec import FASHION_MNIST_PREPROCESS
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -87,7 +90,7 @@ def _have(data_dir: Path) -> bool:
     return all((raw_dir(data_dir) / name).exists() for name in RAW_FILES)
 
 
-def prepare(data_dir: str | os.PathLike, allow_apt: bool = True) -> str:
+def prepare(data_dir: str | os.PathLike) -> str:
     """Make sure Fashion-MNIST's raw files are under `data_dir`; returns where they came from."""
     data_dir = Path(data_dir)
     if _have(data_dir):
@@ -105,20 +108,8 @@ def prepare(data_dir: str | os.PathLike, allow_apt: bool = True) -> str:
         FashionMNIST(str(data_dir), train=True, download=True)
         FashionMNIST(str(data_dir), train=False, download=True)
         return "downloaded by torchvision"
-    except Exception as e:  # no internet: fall through to apt
+    except Exception as e:  # no internet
         download_error = f"{type(e).__name__}: {e}".splitlines()[0]
-    if allow_apt and shutil.which("apt-get") and os.geteuid() == 0:
-        print(f"download failed ({download_error}); installing the Debian package {DEBIAN_PACKAGE} "
-              f"with apt-get...", file=sys.stderr)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE]
-        ok = subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode == 0
-        if not ok:
-            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
-            ok = subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode == 0
-        if ok and DEBIAN_DIR.is_dir():
-            _install_from(DEBIAN_DIR, data_dir)
-            return f"installed {DEBIAN_PACKAGE} and copied from {DEBIAN_DIR}"
     raise ZooError(
         f"Fashion-MNIST not found in {raw_dir(data_dir)} and could not be fetched ({download_error}). "
         f"Get it one of these ways: `sudo apt-get install {DEBIAN_PACKAGE}` then `make data`; "
@@ -189,9 +180,8 @@ def main() -> None:
     parser = ArgumentParser(prog="python -m training.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--no-apt", action="store_true", help="never install the Debian package")
     args = parser.parse_args()
-    how = prepare(args.data_dir, allow_apt=not args.no_apt)
+    how = prepare(args.data_dir)
     pixels, labels = load_pixels(args.data_dir, train=True)
     test_pixels, _ = load_pixels(args.data_dir, train=False)
     print(f"Fashion-MNIST in {raw_dir(args.data_dir)} ({how}): "

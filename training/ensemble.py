@@ -23,17 +23,16 @@ import hashlib
 import math
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 from zoo.registry import (assembled_models, default_preprocess, ensemble_candidates, ensemble_kwargs, get_entry,
                           get_model)
-from zoo.spec import CLASSES
 
-from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_atomic
+from .checkpoint import checkpoint_file, checkpoints_dir, load_checkpoint, make_checkpoint, save_atomic
 from .config import parse_bool
 from .data import Split
 from .metrics import evaluate, per_class_accuracy, predict
@@ -88,11 +87,10 @@ def greedy_select(candidates: dict[str, torch.Tensor], y: torch.Tensor) -> tuple
 
 def candidate_checkpoints(artifacts: str | os.PathLike, name: str) -> dict[str, dict[str, Any]]:
     """The finished checkpoint of every candidate member, by name; ZooError naming every missing one."""
-    ckpt_dir = Path(artifacts) / "checkpoints"
     out: dict[str, dict[str, Any]] = {}
     missing = []
     for member in ensemble_candidates(name):
-        path = ckpt_dir / f"{member}.pt"
+        path = checkpoint_file(artifacts, member)
         if not path.exists():
             missing.append(member)
             continue
@@ -103,7 +101,7 @@ def candidate_checkpoints(artifacts: str | os.PathLike, name: str) -> dict[str, 
         out[member] = ckpt
     if missing:
         raise ZooError(f"{name} is assembled from finished checkpoints of {', '.join(ensemble_candidates(name))}; "
-                       f"missing in {ckpt_dir}: {', '.join(missing)}. Train them first with `make train-all` "
+                       f"missing in {checkpoints_dir(artifacts)}: {', '.join(missing)}. Train them first with `make train-all` "
                        f"(or `make train MODEL=...`)")
     splits = {(c["config"]["val_fraction"], c["config"]["split_seed"]) for c in out.values()}
     if len(splits) > 1:
@@ -146,7 +144,7 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
         raise ValueError(f"{name!r} is not an assembled model; choose one of: {', '.join(assembled_models())}")
     if entry.dataset != "fashion-mnist":
         raise ValueError(f"{name}: greedy selection needs a validation split; {entry.dataset} has none")
-    path = Path(artifacts) / "checkpoints" / f"{name}.pt"
+    path = checkpoint_file(artifacts, name)
     members = candidate_checkpoints(artifacts, name)
     ident = identity(name, members)
     if path.exists() and not force:
@@ -202,29 +200,17 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
     config = {"model": name, "members": entry.members, "data_dir": str(data_dir), "artifacts": str(artifacts),
               "val_fraction": ident["val_fraction"], "split_seed": ident["split_seed"],
               "threads": ident["threads"]}
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "name": name,
-        "kwargs": kwargs,
-        "state_dict": model.state_dict(),
-        "params": sum(p.numel() for p in model.parameters()),
-        "metrics": metrics,
-        "history": [],  # not trained: no epochs, no curve
-        "config": config,
-        "config_identity": ident,
-        "classes": list(CLASSES),
-        "preprocess": preprocess,
-        "dataset": entry.dataset,
-        "epoch": 0,
-        "complete": True,
-        "seconds": 0.0,  # nothing timed, so the same members give the same bytes
-        "assembled": {
+    ckpt = make_checkpoint(
+        model, name=name, kwargs=kwargs, metrics=metrics,
+        history=[],  # not trained: no epochs, no curve
+        config=config, config_identity=ident, preprocess=preprocess, epoch=0, complete=True,
+        seconds=0.0,  # nothing timed, so the same members give the same bytes
+        assembled={
             "method": METHOD,
             "members": chosen,
             "selection": trace,
             "candidates": {n: {"val_acc": int((s.argmax(1) == val.y).sum()) / len(val)} for n, s in scores.items()},
-        },
-    }
+        })
     save_atomic(ckpt, path)
     if not quiet:
         print(f"[{name}] assembled {'+'.join(chosen)}: train {metrics['train_acc']:.4f} val "

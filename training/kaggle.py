@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 from zoo.registry import default_preprocess
 from zoo.spec import CLASSES, normalize, to_pixels
 

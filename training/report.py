@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ArgumentParser, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.fileio import write_atomic
 from zoo.registry import assembled_models
 from zoo.spec import CLASSES
 
@@ -44,13 +45,6 @@ def row(ckpt: dict[str, Any]) -> dict[str, Any]:
     if "kaggle_data" in ckpt:
         out["data"] = ckpt["kaggle_data"]
     return out
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _pct(x: float | None) -> str:

@@ -17,11 +17,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 from zoo.registry import default_preprocess, get_entry, get_model
-from zoo.spec import CLASSES
 
-from .checkpoint import CHECKPOINT_FORMAT, checkpoint_path, load_checkpoint, save_atomic
+from .checkpoint import checkpoint_path, load_checkpoint, make_checkpoint, save_atomic
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import Split
 from .datasets import load_data
@@ -178,25 +178,10 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
         if done:
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, splits["test"])
             metrics["test_per_class"] = per_class_accuracy(predict(model, splits["test"]), splits["test"].y)
-        ckpt = {
-            "format": CHECKPOINT_FORMAT,
-            "name": cfg.model,
-            "kwargs": entry.kwargs,
-            "state_dict": model.state_dict(),
-            "params": params,
-            "metrics": metrics,
-            "history": history,
-            "config": cfg.to_dict(),
-            "config_identity": cfg.identity(),
-            "classes": list(CLASSES),
-            "preprocess": preprocess,
-            "dataset": entry.dataset,
-            "epoch": epoch,
-            "complete": done,
-            "seconds": seconds,
-            "optimizer": opt.state_dict(),
-            "rng": _rng_state(gen),
-        }
+        ckpt = make_checkpoint(model, name=cfg.model, kwargs=entry.kwargs, metrics=metrics, history=history,
+                               config=cfg.to_dict(), config_identity=cfg.identity(), preprocess=preprocess,
+                               epoch=epoch, complete=done, seconds=seconds,
+                               optimizer=opt.state_dict(), rng=_rng_state(gen))
         save_atomic(ckpt, path)
     if not quiet:
         m = ckpt["metrics"]

@@ -20,7 +20,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 from zoo.registry import assembled_models, describe, get_entry, list_models, trainable_models
 
 from .config import TrainConfig, add_config_arguments, config_from_args

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import INPUT_SIZE, border_mean, frame_strips, to_grey
+from .spec import INPUT_SIZE, border_mean, to_grey
 
 AUTO = "auto"
 FASHION_MNIST, PHOTO = "fashion-mnist", "photo"  # the two kinds of image the rule tells apart
@@ -54,9 +54,7 @@ def frame_mean(image) -> float:
     width, height = image.size
     if image.mode not in _PER_PIXEL_MODES or width < 2 or height < 2:
         return border_mean(np.asarray(to_grey(image), dtype=np.uint8))
-    # The same pixels, in the same order, as zoo.spec's frame: top row, bottom row, left and right columns.
-    frame = np.concatenate([np.asarray(to_grey(s), dtype=np.uint8).ravel() for s in frame_strips(image)])
-    return int(frame.sum()) / frame.size
+    return border_mean(image, convert=to_grey)
 
 
 def route(image, auto: dict[str, Any]) -> str:

@@ -1,37 +1,7 @@
-"""One-line errors for the command-line tools: what is wrong and what to do."""
+"""The zoo's error type: an expected failure whose message says how to fix it (`zoo.cli` turns it
+into one line on stderr)."""
 from __future__ import annotations
-
-import argparse
-import functools
-import sys
-from typing import Callable, NoReturn
 
 
 class ZooError(Exception):
     """An expected failure (missing data, bad checkpoint...) whose message says how to fix it."""
-
-
-def cli(main: Callable[[], None]) -> Callable[[], None]:
-    """Run `main`, turning expected failures into one line on stderr and a non-zero exit."""
-
-    @functools.wraps(main)
-    def wrapper() -> None:
-        try:
-            main()
-        except (ZooError, ValueError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            print("\ninterrupted: finished epochs are saved; run the same command again to resume",
-                  file=sys.stderr)
-            sys.exit(130)
-
-    return wrapper
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line (no usage wall) and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)

@@ -12,7 +12,6 @@ Every file is checked against its sha256 before it is used. Torch-free except `l
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ZooError
+from .manifest import MANIFEST, read_file, read_json
 from .registry import get_entry, get_model
 
-MANIFEST = "manifest.json"
 # How `weights_meta` names each dataset's splits in "_metrics" (torchvision: "ImageNet-1K").
 DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "kaggle": "Kaggle fashion products"}
 RESTORE = "restore it with `git checkout -- weights/` (or reinstall fashion-zoo)"
@@ -37,21 +36,10 @@ def weights_dir() -> Path:
 
 def shipped_manifest(root: str | os.PathLike | None = None) -> dict[str, Any]:
     """The shipped manifest; an empty zoo ({"models": {}}) when nothing has been published."""
-    path = Path(root or weights_dir()) / MANIFEST
-    if not path.exists():
+    root = Path(root or weights_dir())
+    if not (root / MANIFEST).exists():
         return {"models": {}}
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ZooError(f"{path}: unreadable ({type(e).__name__}: {e}); {RESTORE}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
-        raise ZooError(f"{path}: not a fashion-zoo manifest (no models); {RESTORE}")
-    return manifest
-
-
-def shipped_models(root: str | os.PathLike | None = None) -> list[str]:
-    """Names of the models with shipped weights."""
-    return list(shipped_manifest(root)["models"])
+    return read_json(root, "shipped weights", RESTORE)
 
 
 def _shipped_entry(name: str, root: str | os.PathLike | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -69,21 +57,7 @@ def verified_file(name: str, field: str, root: str | os.PathLike | None = None) 
     """The bytes of model `name`'s shipped file `field` ("state_dict" or "onnx"), read once and
     checked against the manifest's sha256 (`state_dict_sha256` or `sha256`)."""
     _, entry = _shipped_entry(name, root)
-    filename, expected = entry.get(field), entry.get("sha256" if field == "onnx" else f"{field}_sha256")
-    # The manifest names files; never follow one out of the weights directory.
-    if not isinstance(filename, str) or Path(filename).name != filename or filename.startswith("."):
-        raise ZooError(f"shipped weights: model {name!r} names the file {filename!r}, not a plain file "
-                       f"name in weights/; {RESTORE}")
-    path = Path(root or weights_dir()) / filename
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ZooError(f"{path}: cannot read the shipped file ({e.strerror or e}); {RESTORE}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected:
-        raise ZooError(f"{path}: sha256 {digest[:12]}... does not match its manifest "
-                       f"({str(expected)[:12]}...): the file is corrupt or was changed; {RESTORE}")
-    return data
+    return read_file(root or weights_dir(), name, entry, field, "shipped weights", RESTORE)
 
 
 def weights_meta(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -54,9 +54,26 @@ def _levels(mean: float, std: float) -> np.ndarray:
     return levels
 
 
-def border_mean(gray: np.ndarray) -> float:
-    """Mean grey level of the one-pixel frame of a 2-D uint8 image."""
-    frame = _frame(gray)
+def frame_pixels(image, convert=None) -> np.ndarray:
+    """The one-pixel frame of an image as uint8 grey levels, always in this order: top row, bottom
+    row, left column, right column (the corners count twice). `image`: a 2-D uint8 array, or an
+    8-bit grey PIL image, of which only four one-pixel strips are cropped (a large image is not
+    read whole); `convert` turns each strip of another PIL mode into 8-bit grey first."""
+    if isinstance(image, np.ndarray):
+        edges = [image[0], image[-1], image[:, 0], image[:, -1]]
+    else:
+        w, h = image.size
+        strips = [image.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
+        edges = [np.asarray(convert(s) if convert else s, dtype=np.uint8).ravel() for s in strips]
+    return np.concatenate(edges)
+
+
+def border_mean(image, convert=None) -> float:
+    """Mean grey level of the one-pixel frame of an image (`frame_pixels`' arguments)."""
+    return _level(frame_pixels(image, convert))
+
+
+def _level(frame: np.ndarray) -> float:
     # The exact integer sum, divided once: the same float as frame.mean(), without its overhead.
     return int(frame.sum()) / frame.size
 
@@ -101,20 +118,16 @@ def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray
     if gray is None:
         gray = shared[key] = to_grey(image, spec["grayscale"])
     if gray.size == (size, size) and gray.mode == "L":
-        # Already the model's size (a Fashion-MNIST image): only the inversion can apply. The same
-        # frame and mean as border_mean's, summed over the image's bytes (exact integers), which on
-        # 784 pixels costs a fraction of numpy's calls.
-        raw = gray.tobytes()
-        frame = sum(raw[:size]) + sum(raw[-size:]) + sum(raw[::size]) + sum(raw[size - 1::size])
-        arr = np.frombuffer(raw, dtype=np.uint8).reshape(size, size)
-        return 255 - arr if _inverts(spec, frame / (4 * size)) else arr
+        # Already the model's size (a Fashion-MNIST image): only the inversion can apply.
+        arr = np.frombuffer(gray.tobytes(), dtype=np.uint8).reshape(size, size)
+        return 255 - arr if _inverts(spec, border_mean(arr)) else arr
     from PIL import Image, ImageOps
 
-    # Only the one-pixel frame is read (border_mean's pixels, in its order), not the whole image.
+    # Only the one-pixel frame is read, not the whole image.
     frame = shared.get(key + ("frame",))
     if frame is None:
         frame = shared[key + ("frame",)] = frame_pixels(gray)
-    if _inverts(spec, int(frame.sum()) / frame.size):
+    if _inverts(spec, _level(frame)):
         key += ("inverted",)
         inverted = shared.get(key)
         if inverted is None:
@@ -140,25 +153,9 @@ def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray
     return np.asarray(resized, dtype=np.uint8)
 
 
-def frame_strips(image) -> list:
-    """The one-pixel frame of a PIL image as four cropped strips, in `_frame`'s order (top row,
-    bottom row, left column, right column): the frame without reading the whole image."""
-    w, h = image.size
-    return [image.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
-
-
-def frame_pixels(gray) -> np.ndarray:
-    """The one-pixel frame of an 8-bit grey PIL image as uint8, in `_frame`'s order."""
-    return np.concatenate([np.asarray(s, dtype=np.uint8).ravel() for s in frame_strips(gray)])
-
-
 def _inverts(spec: dict[str, Any], border: float) -> bool:
     """Whether an image whose border has mean grey level `border` is inverted (spec["invert"])."""
     return spec["invert"] == "always" or (spec["invert"] == "auto" and border > 127.5)
-
-
-def _frame(gray: np.ndarray) -> np.ndarray:
-    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
 
 
 def preprocess(image, spec: dict[str, Any]) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Point an overlay at the image `make container` built: its kustomize `images:` entry.
 
-    python deploy/k8s/set_image.py --device cpu                        # what `make k8s-image DEVICE=cpu` runs
-    python deploy/k8s/set_image.py --device gpu --registry registry.example.com/ml
-    python deploy/k8s/set_image.py --device cpu --tag 7yy4q7honsxl4ax4
-    python deploy/k8s/set_image.py --device cpu --print                # the built image; changes nothing
+    python -m deploy.k8s.set_image --device cpu                        # what `make k8s-image DEVICE=cpu` runs
+    python -m deploy.k8s.set_image --device gpu --registry registry.example.com/ml
+    python -m deploy.k8s.set_image --device cpu --tag 7yy4q7honsxl4ax4
+    python -m deploy.k8s.set_image --device cpu --print                # the built image; changes nothing
 
 The overlay's kustomization.yaml (overlays/cpu or overlays/gpu) names the image once; this sets
 its newTag to the bento version of the image tagged `<name>:latest` in the container backend (the
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import yaml
 
+from deploy.containerize import BENTOFILES, ContainerError, backend_env, choose_backend
+
 K8S = Path(__file__).resolve().parent
-sys.path.insert(0, str(K8S.parent))
-from containerize import BENTOFILES, ContainerError, backend_env, choose_backend  # noqa: E402
 
 # The image of each device is named as its bento, by the bentofile's `name:`.
 IMAGES = {device: yaml.safe_load((K8S.parents[1] / bentofile).read_text())["name"]

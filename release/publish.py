@@ -1,4 +1,4 @@
-"""Publish the trained zoo into `weights/`: `python -m export.publish` (what `make publish-weights` runs).
+"""Publish the trained zoo into `weights/`: `python -m release.publish` (what `make publish-weights` runs).
 
     make train-all export       # trains and exports every registry model with the full recipe
     make publish-weights        # copies them into weights/ (then commit weights/)
@@ -14,7 +14,6 @@ uncommitted changes to the code that trains them.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -24,22 +23,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ArgumentParser, ZooError, cli
-from zoo.pretrained import MANIFEST, shipped_manifest, weights_dir
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
+from zoo.fileio import write_atomic
+from zoo.manifest import MANIFEST, sha256
+from zoo.pretrained import shipped_manifest, weights_dir
 from zoo.registry import default_preprocess, describe, get_entry, list_models
 
 REPO = Path(__file__).resolve().parents[1]
 # The code whose uncommitted changes could make the weights differ from the recorded commit's.
-CODE_PATHS = ("zoo", "training", "export", "pyproject.toml")
+CODE_PATHS = ("zoo", "training", "export", "release", "pyproject.toml")
 # What decides the weights a run trains (a change here after a checkpoint was written is worth a note).
 TRAINING_CODE = ("zoo/registry.py", "zoo/model.py", "zoo/spec.py", "training")
 COMMAND = "make train-all export publish-weights"
 # Per-run settings that do not change the weights (and local paths that say nothing to a user).
 LOCAL_CONFIG = ("artifacts", "force")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def assembled_kwargs(name: str, ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -127,8 +125,10 @@ def trained_before_code_change(artifacts: Path, names: list[str], repo: Path = R
                          cwd=repo, capture_output=True, text=True)
     if out.returncode != 0 or not out.stdout.strip():
         return "", []
+    from training.checkpoint import checkpoint_file
+
     commit, when = out.stdout.split()
-    return commit, [n for n in names if (artifacts / "checkpoints" / f"{n}.pt").stat().st_mtime < int(when)]
+    return commit, [n for n in names if checkpoint_file(artifacts, n).stat().st_mtime < int(when)]
 
 
 def source_commit(repo: Path = REPO) -> str:
@@ -147,10 +147,10 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
     check, and says so in the manifest's "draft" entry (the tests fail on a draft)."""
     from export.export import parity_images
     from export.parity import check_parity, parity_problems
-    from training.checkpoint import build_model, load_checkpoint
+    from training.checkpoint import build_model, checkpoint_file, load_checkpoint
 
     artifacts = Path(artifacts)
-    manifest_path = artifacts / "manifest.json"
+    manifest_path = artifacts / MANIFEST
     try:
         exported = json.loads(manifest_path.read_text())
     except FileNotFoundError:
@@ -162,7 +162,7 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
     models: dict[str, dict[str, Any]] = {}
     cache: dict = {}  # parity images, shared by the models trained on the same data
     for name in list_models():
-        path = artifacts / "checkpoints" / f"{name}.pt"
+        path = checkpoint_file(artifacts, name)
         entry = exported.get("models", {}).get(name)
         if not path.exists():
             if strict:  # every registry model ships; a partial zoo is for tests only
@@ -240,21 +240,17 @@ def write(manifest: dict[str, Any], files: dict[str, bytes], out: str | os.PathL
         return False
     out.mkdir(parents=True, exist_ok=True)
     for filename, data in files.items():
-        tmp = out / f".{filename}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, out / filename)
+        write_atomic(out / filename, data)
     for stale in [*out.glob("*.pt"), *out.glob("*.onnx")]:
         if stale.name not in files:
             stale.unlink()
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    write_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return True
 
 
 @cli
 def main() -> None:
-    parser = ArgumentParser(prog="python -m export.publish", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m release.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifacts", default="artifacts", help="what `make train-all export` wrote")
     parser.add_argument("--out", default=None, help="default: the weights/ package")
     parser.add_argument("--draft", action="store_true",

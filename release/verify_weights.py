@@ -1,4 +1,4 @@
-"""Prove the shipped weights are what this code trains: `python -m export.verify_weights`
+"""Prove the shipped weights are what this code trains: `python -m release.verify_weights`
 (`make verify-weights`).
 
 Retrains every registry model with its full recipe into a temporary directory (`python -m
@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ArgumentParser, ZooError, cli
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
 from zoo.pretrained import shipped_manifest, weights_dir
 from zoo.registry import describe, trainable_models
 
@@ -78,7 +79,7 @@ def rebuild(workdir: Path, data_dir: str, kaggle_dir: str, jobs: int) -> dict[st
 
 @cli
 def main() -> None:
-    parser = ArgumentParser(prog="python -m export.verify_weights", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m release.verify_weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--kaggle-dir", default="data/kaggle")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))

@@ -1,8 +1,8 @@
 """Does the container cost speed? The same bento served inside its image and directly on the host,
 started side by side and loaded in turn with POST /classify at the same concurrency.
 
-    python deploy/compare_host.py                                   # fashion-zoo-service-cpu:latest
-    python deploy/compare_host.py --bento fashion-zoo-service:latest --rounds 5 -n 10000
+    python -m bench.compare_host                                    # fashion-zoo-service-cpu:latest
+    python -m bench.compare_host --bento fashion-zoo-service:latest --rounds 5 -n 10000
 
 The image is `<bento name>:<bento version>`, as `make container` tags it; the host server is
 `bentoml serve <bento>` with this project's virtual environment. Both get the host's network and
@@ -34,21 +34,15 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from deploy.containerize import backend_env, choose_backend
+
+from .loadgen import load, multipart
+from .machine import others_now
+from .server import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "deploy")]
-from bench.loadgen import load, multipart  # noqa: E402
-from bench.machine import others_now  # noqa: E402
-from containerize import backend_env, choose_backend  # noqa: E402
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, alive, start: float, timeout: float = 300) -> float:

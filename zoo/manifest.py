@@ -1,0 +1,106 @@
+"""The exported zoo's on-disk format: one home for its names and the one reader that verifies it.
+
+An exported zoo is a folder holding `manifest.json` (format `MANIFEST_FORMAT`) and the files it
+names, each with its sha256: `make export` writes one to artifacts/ and to the BentoML model store
+as the model `fashion-zoo` (`STORE_NAME`); `make publish-weights` writes one to weights/ (each entry
+also naming its state_dict). The service, the shipped weights (`zoo.pretrained`), the shipped-store
+import and the catalogue job read it here, so every reader checks the same things the same way.
+Torch-free.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import ZooError
+
+PROJECT = "fashion-zoo"   # what the manifest's "zoo", the ONNX metadata and the store labels say
+STORE_NAME = PROJECT      # the BentoML model that holds the exported zoo
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+# The manifest entry's key holding the sha256 of each file it names.
+SHA256_KEYS = {"onnx": "sha256", "state_dict": "state_dict_sha256"}
+EXPORT_AGAIN = "re-run `make export`"
+
+
+class ZooLoadError(ZooError):
+    """An exported zoo (its manifest or a file it names) cannot be used; the message names the file
+    and the fix."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_json(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
+    """`root`/manifest.json parsed: a dict with a "models" dict, else ZooLoadError."""
+    path = Path(root) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise ZooLoadError(f"{tag}: {path} is not a {PROJECT} manifest (no models); {fix}")
+    return manifest
+
+
+def read_manifest(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
+    """`root`/manifest.json, checked: this format, some models, a default and an auto entry among them."""
+    path = Path(root) / MANIFEST
+    manifest = read_json(root, tag, fix)
+    problems = []
+    if manifest.get("format") != MANIFEST_FORMAT:
+        problems.append(f"format is not {MANIFEST_FORMAT}")
+    elif not manifest["models"]:
+        problems.append("it lists no models")
+    elif manifest.get("default") not in manifest["models"]:
+        problems.append(f"its default {manifest.get('default')!r} is not one of its models")
+    elif "auto" in manifest and not _auto_ok(manifest["auto"], manifest["models"]):
+        problems.append(f"its auto entry {manifest['auto']!r} does not name two of its models and a rule")
+    if problems:
+        raise ZooLoadError(f"{tag}: {path} is not a {PROJECT} manifest ({'; '.join(problems)}); {fix}")
+    return manifest
+
+
+def _auto_ok(auto: Any, models: dict[str, Any]) -> bool:
+    from .auto import FASHION_MNIST, PHOTO, RULE
+
+    return (isinstance(auto, dict) and isinstance(auto.get("models"), dict)
+            and all(auto["models"].get(k) in models for k in (FASHION_MNIST, PHOTO))
+            and isinstance(auto.get("rule"), dict) and set(RULE) <= set(auto["rule"]))
+
+
+def check_sha256(data: bytes, expected: Any, path: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) -> None:
+    """Raise ZooLoadError unless `data` (the file `path`) has the sha256 its manifest says, `expected`."""
+    digest = sha256(data)
+    if digest != expected:
+        raise ZooLoadError(f"{tag}: {path}: sha256 {digest[:12]}... does not match its manifest "
+                           f"({str(expected)[:12]}...): the file is corrupt or was changed; {fix}")
+
+
+def read_file(root: str | os.PathLike, name: str, entry: dict[str, Any], field: str, tag: str,
+              fix: str = EXPORT_AGAIN) -> bytes:
+    """The bytes of the file that model `name`'s manifest `entry` names under `field` ("onnx" or
+    "state_dict"), read once and checked against its sha256."""
+    filename = entry.get(field)
+    # The manifest names files; never follow one out of its folder.
+    if not isinstance(filename, str) or Path(filename).name != filename or filename.startswith("."):
+        raise ZooLoadError(f"{tag}: model {name!r} names the file {filename!r}, not a plain file name "
+                           f"in {root}; {fix}")
+    path = Path(root) / filename
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e.strerror or e}); {fix}") from None
+    check_sha256(data, entry.get(SHA256_KEYS[field]), path, tag, fix)
+    return data
+
+
+def read_verified(root: str | os.PathLike, tag: str,
+                  fix: str = EXPORT_AGAIN) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest in `root` and every model's ONNX bytes, each checked against its sha256."""
+    manifest = read_manifest(root, tag, fix)
+    return manifest, {n: read_file(root, n, e, "onnx", tag, fix) for n, e in manifest["models"].items()}
