@@ -1,5 +1,6 @@
-"""The documentation: the MkDocs site builds with --strict, every page is in its navigation, and the
-README's relative links point at files that exist.
+"""The documentation: the MkDocs site builds with --strict, every page is in its navigation, the
+README's relative links point at files that exist, and the source files and `python -m` modules the
+pages name are there (a moved module fails here, not in a reader's shell).
 
 `make test` installs the `[docs]` extra (MkDocs and the Material theme) before running this.
 """
@@ -10,6 +11,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import importlib.util
 
 import pytest
 
@@ -42,6 +45,40 @@ def test_readme_links_every_docs_page():
     pages = {p.name for p in DOCS.glob("*.md")} - {"changelog.md"}  # the README links CHANGELOG.md
     unlinked = sorted(pages - linked)
     assert not unlinked, f"docs pages the README does not link to: {unlinked}"
+
+
+def _pages() -> dict[str, str]:
+    """README.md, CHANGELOG.md and every docs page, by name."""
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted(DOCS.rglob("*.md"))]
+    return {str(f.relative_to(ROOT)): f.read_text(encoding="utf-8") for f in files}
+
+
+# A source file named in a code span: `service/routes.py`, `deploy/k8s/validate.py`.
+SOURCE = re.compile(r"`([a-z_]+/[A-Za-z0-9_./-]+\.(?:py|sh|j2|yaml|yml|conf|toml|json))`")
+# Folders whose files are made by running the project, not kept in the repository.
+GENERATED = {"artifacts", "data", "site", "build"}
+
+
+def test_named_source_files_exist():
+    top = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")} - GENERATED
+    missing = []
+    for name, text in _pages().items():
+        for path in SOURCE.findall(text):
+            # paths relative to another folder (`overlays/gpu/gpu.yaml` under deploy/k8s) are left alone
+            if path.split("/", 1)[0] in top and not (ROOT / path).exists():
+                missing.append(f"{name}: {path}")
+    assert not missing, f"the docs name files that do not exist: {missing}"
+
+
+def test_named_modules_exist():
+    missing = []
+    for name, text in _pages().items():
+        for module in sorted(set(re.findall(r"python -m ([a-z_][a-z0-9_.]*[a-z0-9_])", text))):
+            if module in {"pytest", "mkdocs"}:
+                continue
+            if importlib.util.find_spec(module) is None:
+                missing.append(f"{name}: python -m {module}")
+    assert not missing, f"the docs name modules that do not exist: {missing}"
 
 
 def test_every_docs_page_is_in_the_nav():
