@@ -32,7 +32,7 @@ TAG        ?=
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS) )--data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) \
               --artifacts $(ARTIFACTS) --force $(FORCE)
 
-.PHONY: help install data data-kaggle train train-all report export test bench build serve clean models \
+.PHONY: help install data data-kaggle train train-all report export test bench docs build serve clean models \
         container container-test publish-weights verify-weights classify bench-catalogue \
         k8s-validate k8s-image k8s-play
 
@@ -49,6 +49,11 @@ $(VENV)/.installed: pyproject.toml
 # make bench's peers (FastAPI + uvicorn[standard], LitServe): the [bench] extra, on top of install.
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	@touch $@
+
+# make docs (and make test, which builds the site too): MkDocs and its Material theme, the [docs] extra.
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,docs]'
 	@touch $@
 
 models: install  ## list the zoo
@@ -85,11 +90,14 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 	  $(if $(filter command line environment,$(origin DATA_DIR)),--data-dir $(DATA_DIR)) \
 	  $(if $(filter command line environment,$(origin KAGGLE_DIR)),--kaggle-dir $(KAGGLE_DIR))
 
-test: install $(VENV)/.installed-bench  ## run the test suite (CPU, no network, a few minutes)
+test: install $(VENV)/.installed-bench $(VENV)/.installed-docs  ## run the test suite (CPU, no network, a few minutes)
 	ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q
 
 bench: install $(VENV)/.installed-bench  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
 	@$(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK) --soak $(SOAK)
+
+docs: $(VENV)/.installed-docs  ## build the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 build: install  ## bentoml build (after make export)
 	$(VENV)/bin/bentoml build
