@@ -67,13 +67,13 @@ data: install  ## put Fashion-MNIST under $(DATA_DIR) (Debian package dataset-fa
 	  export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q dataset-fashion-mnist >/dev/null \
 	  || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
 	  || echo "could not install dataset-fashion-mnist; trying a download"; fi
-	@$(PY) -m training.data --data-dir $(DATA_DIR)
+	@$(PY) -m training.data.fashion_mnist --data-dir $(DATA_DIR)
 	@if [ ! -e $(KAGGLE_DIR)/styles.csv ] && [ -e $(KAGGLE_SUBSET)/styles.csv ]; then \
 	  mkdir -p $(dir $(KAGGLE_DIR)) && ln -sfn $(abspath $(KAGGLE_SUBSET)) $(KAGGLE_DIR) && \
 	  echo "Kaggle fashion products: linked $(KAGGLE_DIR) -> $(abspath $(KAGGLE_SUBSET))"; fi
 
 data-kaggle: install  ## download the Kaggle set into $(KAGGLE_DIR) with kagglehub (needs a Kaggle account)
-	@$(PY) -m training.kaggle download --kaggle-dir $(KAGGLE_DIR)
+	@$(PY) -m training.data.kaggle download --kaggle-dir $(KAGGLE_DIR)
 
 train: data  ## train one model: make train MODEL=numfilters [EPOCHS=3]
 	@$(PY) -m training.train --model $(MODEL) $(TRAIN_ARGS)
@@ -89,6 +89,7 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 	@$(PY) -m export --artifacts $(ARTIFACTS) \
 	  $(if $(filter command line environment,$(origin DATA_DIR)),--data-dir $(DATA_DIR)) \
 	  $(if $(filter command line environment,$(origin KAGGLE_DIR)),--kaggle-dir $(KAGGLE_DIR))
+	@$(PY) -m release.store --artifacts $(ARTIFACTS)
 
 test: install $(VENV)/.installed-bench $(VENV)/.installed-docs  ## run the test suite (CPU, no network, a few minutes)
 	ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q
@@ -130,7 +131,7 @@ k8s-play: install  ## podman kube play the CPU overlay with the image of make co
 
 # With no fashion-zoo in the model store (a fresh clone), the shipped weights/ are imported first.
 serve: install  ## serve the zoo on http://$(HOST):$(PORT) (your make export, else the shipped weights)
-	@$(PY) -m service.shipped
+	@$(PY) -m release.shipped
 	$(if $(WORKERS),FASHION_ZOO_WORKERS=$(WORKERS) )$(VENV)/bin/bentoml serve service.service:FashionZoo --host $(HOST) --port $(PORT)
 
 publish-weights: install  ## copy the full-recipe zoo (make train-all export) into weights/; refuses anything else

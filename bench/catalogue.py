@@ -52,7 +52,7 @@ def make_sets(data_dir: Path, kaggle_dir: Path, work: Path, n_fm: int, n_photo: 
     split), Kaggle photos (hard links), and Kaggle photos upscaled 4x."""
     from PIL import Image
 
-    from training.data import load_pixels  # real Fashion-MNIST images
+    from training.data.fashion_mnist import load_pixels  # real Fashion-MNIST images
 
     sets = {}
     fm = work / "fashion-mnist"
@@ -148,7 +148,7 @@ def run_http(src: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
     chunks = [files[i:i + MAX_BATCH_IMAGES] for i in range(0, len(files), MAX_BATCH_IMAGES)]
     env = {**env, "BENTOML_HOME": str(work / "bentoml-home"), "BENTOML_DO_NOT_TRACK": "True"}
     # The shipped weights into the server's own store, as `make serve` does.
-    subprocess.run([sys.executable, "-m", "service.shipped"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "release.shipped"], cwd=ROOT, env=env, check=True, capture_output=True)
     with Server("service.service:FashionZoo", work / "serve.log", env=env) as url:
 
         def post(chunk):

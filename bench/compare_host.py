@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -38,23 +37,11 @@ from deploy.containerize import backend_env, choose_backend
 
 from .loadgen import load, multipart
 from .machine import others_now
-from .server import free_port
+from .server import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-
-
-def wait_ready(url: str, alive, start: float, timeout: float = 300) -> float:
-    """Seconds from `start` (a time.monotonic()) until `url`/readyz answers 200."""
-    while time.monotonic() - start < timeout:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return time.monotonic() - start
-        if not alive():
-            raise RuntimeError(f"the server at {url} exited before it was ready")
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
 def own_cgroup(name: str) -> Path:
@@ -112,12 +99,14 @@ def main() -> int:
                        stdout=subprocess.DEVNULL)
         running = lambda: subprocess.run([backend, "inspect", "--format", "{{.State.Running}}", name],
                                          capture_output=True, text=True, env=env).stdout.strip() == "true"
-        report["ready_s"] = {"container": round(wait_ready(urls["container"], running, start), 2)}
+        ready = wait_ready(urls["container"], running, start, 300, what="the container")
+        report["ready_s"] = {"container": round(ready, 2)}
         start = time.monotonic()
         host = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", bento, "--host",
                                  "127.0.0.1", "--port", str(ports["host"])], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=join)
-        report["ready_s"]["host"] = round(wait_ready(urls["host"], lambda: host.poll() is None, start), 2)
+        ready = wait_ready(urls["host"], lambda: host.poll() is None, start, 300, what="the host's server")
+        report["ready_s"]["host"] = round(ready, 2)
 
         body, ctype = multipart([("image", "x.png", test_png(), "image/png")])
         query = f"/classify?model={args.model}" if args.model else "/classify"

@@ -62,7 +62,7 @@ def store_dir() -> tuple[Path | None, str]:
         stored = bentoml.models.get(STORE_MODEL)
     except Exception as e:
         return None, (f"no {STORE_MODEL} in the BentoML model store ({type(e).__name__}); run `make export` "
-                      f"or `python -m service.shipped` first")
+                      f"or `python -m release.shipped` first")
     return Path(stored.path), str(stored.tag)
 
 

@@ -47,7 +47,7 @@ def run(artifacts: str | os.PathLike, data_dir: str, quick: bool, models: list[s
         ort_settings: dict[str, Any] | None = None, reps: int | None = None, seconds: float | None = None,
         log=print) -> dict[str, Any]:
     """Per model: fp32 and int8 test accuracy, and int8/fp32 images/s by batch size."""
-    from training.data import RAW_FILES, load_fashion_mnist, raw_dir
+    from training.data.fashion_mnist import RAW_FILES, load_fashion_mnist, raw_dir
     from zoo.registry import list_models
 
     if any(not (raw_dir(data_dir) / n).exists() for n in RAW_FILES):

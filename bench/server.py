@@ -1,5 +1,6 @@
-"""Start a `bentoml serve` process (or any server command) on a free local port for a benchmark,
-and stop it after."""
+"""The project's one server runner: start `bentoml serve` (or any server command) on a free local
+port, wait until it answers, stop it and its workers after. The benchmarks and the tests use it;
+`wait_ready` alone waits on a server started some other way (a container, a Kubernetes pod)."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,18 +23,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class NotReady(RuntimeError):
+    """The server stopped, or did not answer in time; the message ends with its log."""
+
+
+def wait_ready(url: str, alive: Callable[[], bool], start: float, timeout: float = 120,
+               logs: Callable[[], str] = lambda: "", what: str = "the server",
+               ready_path: str = "/readyz", poll: float = 0.25) -> float:
+    """Seconds from `start` (a time.monotonic()) until GET `url``ready_path` answers 200.
+
+    Raises NotReady, with the end of `logs()`, once `alive()` says the server stopped or after
+    `timeout` seconds."""
+    while time.monotonic() - start < timeout:
+        try:
+            with urllib.request.urlopen(f"{url}{ready_path}", timeout=2) as r:
+                if r.status == 200:
+                    return time.monotonic() - start
+        except (urllib.error.URLError, OSError):
+            pass
+        if not alive():
+            raise NotReady(f"{what} stopped before it was ready:\n{logs()[-4000:]}")
+        time.sleep(poll)
+    raise NotReady(f"{what} not ready after {timeout:.0f} s:\n{logs()[-4000:]}")
+
+
 class Server:
     """`with Server("service.service:FashionZoo", log) as url:` serves until the block ends.
 
     `cmd` runs another server instead of `bentoml serve target`: its arguments, with "{port}"
-    replaced by the free port; `ready_path` is what answers 200 once it serves. The process gets
-    its own session, so stopping it stops its workers too (and nothing else).
+    replaced by the free port; `ready_path` is what answers 200 once it serves. `env` is added to
+    this process's environment, or is the whole environment with `inherit_env=False`. The process
+    gets its own session, so stopping it stops its workers too (and nothing else).
     """
 
     def __init__(self, target: str, log: Path, env: dict[str, str] | None = None, start_timeout: float = 120,
-                 cmd: list[str] | None = None, ready_path: str = "/readyz"):
+                 cmd: list[str] | None = None, ready_path: str = "/readyz", inherit_env: bool = True):
         self.target, self.log, self.start_timeout = target, log, start_timeout
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**(os.environ if inherit_env else {}), **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd, self.ready_path = cmd, ready_path
@@ -49,20 +76,17 @@ class Server:
         return self
 
     def wait_ready(self) -> str:
-        """Block until GET /readyz answers 200; raise with the log's tail if the server dies or stalls."""
+        """Block until the server answers on `ready_path`; NotReady with its log if it dies or stalls."""
         assert self.proc is not None
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.target} exited with status {self.proc.returncode}: {self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=2) as r:
-                    if r.status == 200:
-                        return self.url
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"{self.target} not ready after {self.start_timeout:.0f}s: {self.tail()}")
+        proc = self.proc
+        try:
+            wait_ready(self.url, lambda: proc.poll() is None, time.monotonic(), self.start_timeout,
+                       self.output, self.target, self.ready_path)
+        except NotReady as e:
+            if proc.poll() is not None:
+                raise NotReady(f"{self.target} exited with status {proc.returncode}: {e}") from None
+            raise
+        return self.url
 
     def cpu_s(self) -> float:
         """CPU seconds (user + system) used so far by the server's live processes, all of them
@@ -84,12 +108,15 @@ class Server:
                 continue
         return total
 
-    def tail(self, lines: int = 5) -> str:
+    def output(self) -> str:
+        """Everything the server has logged so far."""
         try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
+            return self.log.read_text(errors="replace")
         except OSError:
             return "(no log)"
-        return " | ".join(text[-lines:]) or "(empty log)"
+
+    def tail(self, lines: int = 5) -> str:
+        return " | ".join(self.output().strip().splitlines()[-lines:]) or "(empty log)"
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -46,7 +46,7 @@ def sample_pngs(data_dir: str, n: int) -> tuple[list[bytes], str]:
 
     source = "Fashion-MNIST test images"
     try:
-        from training.data import load_pixels
+        from training.data.fashion_mnist import load_pixels
 
         pixels = load_pixels(data_dir, train=False)[0][:n].numpy()
     except Exception:

@@ -1,7 +1,7 @@
 """Seconds per training epoch: our loop on in-memory tensors vs the naive torchvision pipeline.
 
-Ours is `training.train.train_epoch` on the normalised tensors from `training.data`, exactly as
-`training/train.py` runs it. The naive pipeline is what a tutorial does: `torchvision.datasets.
+Ours is `training.train.train_epoch` on the normalised tensors from
+`training.data.fashion_mnist`, exactly as `training/train.py` runs it. The naive pipeline is what a tutorial does: `torchvision.datasets.
 FashionMNIST` with `ToTensor()` + `Normalize((0.5,), (0.5,))` through a `DataLoader(batch_size=64,
 shuffle=True)` (num_workers=0, the default), with a plain loop that calls `.item()` per batch.
 Both train the same model on the same 48,000 training images with the same optimiser (Adam,
@@ -44,7 +44,7 @@ def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, images: in
     from torchvision.datasets import FashionMNIST
 
     from training.config import TrainConfig
-    from training.data import RAW_FILES, Split, load_fashion_mnist, raw_dir, split_indices
+    from training.data.fashion_mnist import RAW_FILES, Split, load_fashion_mnist, raw_dir, split_indices
     from training.train import train_epoch
     from zoo.registry import get_model
     from zoo.spec import MEAN, STD

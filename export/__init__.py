@@ -1,5 +1,5 @@
-"""ONNX export of the zoo with proven parity, and the manifest (`zoo.manifest`'s format); the
-export is put in the BentoML model store by `release.store`.
+"""ONNX export of the zoo with proven parity, and the manifest (`zoo.manifest`'s format). Putting
+the export in the BentoML model store is `release.store`'s job (`make export` runs both).
 
     python -m export --artifacts artifacts --data-dir data     # what `make export` runs
 """

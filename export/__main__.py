@@ -1,7 +1,8 @@
 """Export the zoo: `python -m export --artifacts artifacts --data-dir data [--kaggle-dir DIR]`.
 
 Every checkpoint in <artifacts>/checkpoints becomes <artifacts>/onnx/<name>.onnx once it agrees
-with PyTorch on real validation images; the manifest and the BentoML model store follow.
+with PyTorch on real validation images, and <artifacts>/manifest.json lists them. `make export`
+then puts the export in the BentoML model store (`python -m release.store`).
 """
 import sys
 
@@ -19,10 +20,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST (default: the checkpoint's own)")
     parser.add_argument("--kaggle-dir", default=None, help="Kaggle set (default: the checkpoint's own)")
     parser.add_argument("--opset", type=int, default=OPSET)
-    parser.add_argument("--no-store", action="store_true", help="skip the BentoML model store")
     args = parser.parse_args()
-    manifest, failures = export_all(args.artifacts, args.data_dir, args.kaggle_dir, args.opset,
-                                    store=not args.no_store)
+    manifest, failures = export_all(args.artifacts, args.data_dir, args.kaggle_dir, args.opset)
     if manifest:
         print(f"{len(manifest['models'])} model(s) exported; default {manifest['default']}; "
               f"manifest {args.artifacts}/manifest.json", file=sys.stderr)

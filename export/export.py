@@ -1,5 +1,6 @@
-"""Export every checkpoint, prove parity, write the manifest (`zoo.manifest`'s format), and put the
-zoo in the BentoML store (`release.store`)."""
+"""Export every checkpoint, prove parity, and write the manifest (`zoo.manifest`'s format).
+
+The BentoML model store is the next step and another package's (`python -m release.store`)."""
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | 
 
 
 def _load_parity_images(ckpt: dict[str, Any], cfg: Any, samples: int) -> tuple[torch.Tensor, str]:
-    from training.datasets import load_data
+    from training.data.select import load_data
 
     try:
         splits, _ = load_data(cfg)
@@ -58,7 +59,7 @@ def _load_parity_images(ckpt: dict[str, Any], cfg: Any, samples: int) -> tuple[t
     x = splits["val"].x[:samples]
     if ckpt["dataset"] == "kaggle":
         return x, f"kaggle held-out ({cfg.kaggle_dir})"
-    from training.data import is_real
+    from training.data.fashion_mnist import is_real
 
     what = "fashion-mnist validation" if is_real(cfg.data_dir) else f"synthetic validation set ({cfg.data_dir})"
     return x, what
@@ -118,7 +119,7 @@ def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str
 
 
 def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle_dir: str | None = None,
-               opset: int = OPSET, store: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+               opset: int = OPSET) -> tuple[dict[str, Any], dict[str, str]]:
     """Export every checkpoint in <artifacts>/checkpoints; returns (manifest, {file: error})."""
     from training.checkpoint import checkpoints_dir
 
@@ -158,11 +159,4 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
         }
         manifest_path = artifacts / MANIFEST
         write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
-        if store:
-            from release.store import save_to_store
-
-            tag, created = save_to_store(onnx_dir, manifest_path)
-            manifest["store_tag"] = tag
-            print(f"BentoML model store: {tag} ({'new version' if created else 'unchanged, reused'})",
-                  file=sys.stderr)
     return manifest, failures

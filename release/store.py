@@ -1,15 +1,23 @@
 """The exported zoo as one versioned model, `fashion-zoo`, in the BentoML model store.
 
-`save_to_store` puts `make export`'s zoo there; `service.shipped` imports the shipped weights/
-when the store has none. Both make the version with `create_version`.
+    python -m release.store --artifacts artifacts    # after `python -m export`; `make export` runs both
+
+`save_to_store` puts an export there (the manifest and every ONNX file it names, each checked
+against its sha256 first); `release.shipped` imports the shipped weights/ when the store has none.
+Both make the version with `create_version`.
 """
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from zoo.manifest import MANIFEST, PROJECT, STORE_NAME
+from zoo.cli import ArgumentParser, cli
+from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, read_file, read_manifest
+
+EXPORT_FIRST = "run `make export` (or `python -m export`) first"
 
 
 def _models_section(manifest: dict[str, Any]) -> str:
@@ -33,13 +41,16 @@ def create_version(manifest: dict[str, Any], onnx: dict[str, bytes], manifest_te
     return ref
 
 
-def save_to_store(onnx_dir: Path, manifest_path: Path) -> tuple[str, bool]:
-    """Save every ONNX file named in the manifest, plus the manifest, as a new version of
-    `fashion-zoo`; returns (tag, created). An identical latest version is reused."""
+def save_to_store(artifacts: str | os.PathLike) -> tuple[str, bool]:
+    """Save the export in `artifacts` (manifest.json and the onnx/ files it names, verified) as a
+    new version of `fashion-zoo`; returns (tag, created). An identical latest version is reused."""
     import bentoml
 
-    text = manifest_path.read_text()
-    manifest = json.loads(text)
+    artifacts = Path(artifacts)
+    tag = str(artifacts / MANIFEST)
+    manifest = read_manifest(artifacts, tag, EXPORT_FIRST)
+    onnx = {name: read_file(artifacts / "onnx", name, entry, "onnx", tag, EXPORT_FIRST)
+            for name, entry in manifest["models"].items()}
     try:
         latest = bentoml.models.get(f"{STORE_NAME}:latest")
         previous = json.loads((Path(latest.path) / MANIFEST).read_text())
@@ -47,5 +58,17 @@ def save_to_store(onnx_dir: Path, manifest_path: Path) -> tuple[str, bool]:
             return str(latest.tag), False
     except (bentoml.exceptions.NotFound, FileNotFoundError, json.JSONDecodeError):
         pass
-    onnx = {name: (onnx_dir / entry["onnx"]).read_bytes() for name, entry in manifest["models"].items()}
-    return str(create_version(manifest, onnx, text).tag), True
+    return str(create_version(manifest, onnx, (artifacts / MANIFEST).read_text()).tag), True
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m release.store", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--artifacts", default="artifacts", help="the folder `python -m export` wrote")
+    args = parser.parse_args()
+    tag, created = save_to_store(args.artifacts)
+    print(f"BentoML model store: {tag} ({'new version' if created else 'unchanged, reused'})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

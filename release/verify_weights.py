@@ -70,7 +70,7 @@ def rebuild(workdir: Path, data_dir: str, kaggle_dir: str, jobs: int) -> dict[st
     with open(workdir / "ensemble.log", "w") as log:
         if subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
             raise ZooError(f"`python -m training.ensemble` failed (see {workdir / 'ensemble.log'}); nothing compared")
-    cmd = [sys.executable, "-m", "export", "--artifacts", str(workdir), "--no-store"]
+    cmd = [sys.executable, "-m", "export", "--artifacts", str(workdir)]
     if subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
         raise ZooError(f"`python -m export --artifacts {workdir}` failed; nothing compared")
     manifest, _ = collect(workdir, strict=False)

@@ -84,11 +84,21 @@ def train_tiny_zoo(artifacts: Path, data_dir: Path, kaggle_dir: Path | None = No
     return artifacts
 
 
-def run_export(artifacts: Path, bentoml_home: Path, *extra: str) -> subprocess.CompletedProcess:
-    """`python -m export` in a subprocess with its own BENTOML_HOME (the real command path)."""
+def run_export(artifacts: Path, bentoml_home: Path, store: bool = True) -> subprocess.CompletedProcess:
+    """What `make export` runs, in subprocesses with their own BENTOML_HOME (the real command path):
+    `python -m export`, then (when that succeeded and `store`) `python -m release.store`. The
+    result's stderr holds both commands' stderr; its return code is the last command's."""
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
-    return subprocess.run([sys.executable, "-m", "export", "--artifacts", str(artifacts), *extra],
-                          capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
+    out = None
+    for module in ("export", "release.store") if store else ("export",):
+        run = subprocess.run([sys.executable, "-m", module, "--artifacts", str(artifacts)],
+                             capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
+        if out is not None:
+            run.stdout, run.stderr = out.stdout + run.stdout, out.stderr + run.stderr
+        out = run
+        if out.returncode != 0:
+            break
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -140,21 +140,6 @@ def local_logits(sessions, manifest, name: str, data: bytes) -> np.ndarray:
     return sessions[name].run(None, {"image": x.astype(np.float32)})[0][0]
 
 
-def wait_ready(url: str, start: float, running, logs, what: str, timeout: float = 180, poll: float = 0.2) -> float:
-    """Seconds from `start` until GET url/readyz answers 200; AssertionError with the logs when
-    `running()` says the container stopped, or after `timeout`."""
-    while time.monotonic() - start < timeout:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        if not running():
-            break
-        time.sleep(poll)
-    raise AssertionError(f"{what} never became ready:\n{logs()[-4000:]}")
-
-
 def classify(client: httpx.Client, data: bytes, **params) -> httpx.Response:
     return client.post("/classify", params=params, files={"image": ("upload", data, "application/octet-stream")})
 

@@ -57,7 +57,7 @@ def png_of(pixels: np.ndarray) -> bytes:
 
 
 def fashion_pngs(fmnist_dir, n: int = 200) -> tuple[list[bytes], np.ndarray]:
-    from training.data import load_pixels
+    from training.data.fashion_mnist import load_pixels
 
     pixels, labels = load_pixels(fmnist_dir, train=False)
     return [png_of(p) for p in pixels[:n].numpy()], labels[:n].numpy()
@@ -65,7 +65,7 @@ def fashion_pngs(fmnist_dir, n: int = 200) -> tuple[list[bytes], np.ndarray]:
 
 def kaggle_test_photos(kaggle_dir) -> tuple[list[bytes], np.ndarray]:
     """The Kaggle test split's original JPEGs, as a user would upload them."""
-    from training.kaggle import load
+    from training.data.kaggle import load
 
     splits, _, _ = load(kaggle_dir, quiet=True)
     test = splits["test"]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from service.client import ClientError, ZooClient
-from tests.service_server import free_port
+from bench.server import free_port
 
 
 def png_bytes(colour: int = 120, size: tuple[int, int] = (28, 28)) -> bytes:

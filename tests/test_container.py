@@ -26,9 +26,10 @@ import httpx
 import pytest
 import yaml
 
+from bench.server import free_port, wait_ready
 from container_image import (RUNTIME_PACKAGE, backend_env, check_labels, classify, export_manifest,
-                             fashion_png_bytes, onnx_sessions, product_photos, wait_ready)
-from service_server import REPO, free_port
+                             fashion_png_bytes, onnx_sessions, product_photos)
+from service_server import REPO
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ class Container:
         out = self.cmd("run", "-d", "--name", self.name, "--network", "host", self.image,
                        "--host", "127.0.0.1", "--port", str(self.port), timeout=120)
         assert out.returncode == 0, f"{self.backend} run failed: {out.stderr}"
-        return wait_ready(self.url, start, self.running, self.logs, "the container")
+        return wait_ready(self.url, self.running, start, 180, self.logs, "the container", poll=0.2)
 
     def running(self) -> bool:
         return self.cmd("inspect", "--format", "{{.State.Running}}", self.name).stdout.strip() == "true"

@@ -8,7 +8,7 @@ from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
 from tests.conftest import REAL_FASHION_MNIST, make_fashion_mnist
-from training.data import load_fashion_mnist, load_pixels, prepare, raw_dir
+from training.data.fashion_mnist import load_fashion_mnist, load_pixels, prepare, raw_dir
 from zoo.errors import ZooError
 from zoo.spec import FASHION_MNIST_PREPROCESS, normalize, preprocess
 

@@ -86,7 +86,7 @@ def test_build_writes_a_checkpoint_that_rebuilds(zoo_copy, fmnist_dir):
     assert trace[0] == max(c["val_acc"] for c in ckpt["assembled"]["candidates"].values())
     model = build_model(ckpt)
     assert model.names == members
-    from training.data import load_fashion_mnist
+    from training.data.fashion_mnist import load_fashion_mnist
 
     splits = load_fashion_mnist(fmnist_dir)
     torch.set_num_threads(1)
@@ -203,7 +203,7 @@ def test_onnx_export_keeps_parity_and_gives_the_mean_probability(three_members, 
     assert entry["members"] == MEMBERS and [s["added"] for s in entry["selection"]["trace"]] == MEMBERS
     assert entry["parity"]["max_abs_diff"] <= 1e-4 and entry["parity"]["argmax_agreement"] == 1.0
     assert entry["params"] == sum(manifest["models"][m]["params"] for m in MEMBERS)
-    from training.data import load_fashion_mnist
+    from training.data.fashion_mnist import load_fashion_mnist
 
     x = load_fashion_mnist(fmnist_dir)["test"].x[:64].numpy()
 
@@ -221,7 +221,7 @@ def test_onnx_export_keeps_parity_and_gives_the_mean_probability(three_members, 
 
 
 def test_the_service_serves_the_ensemble(three_client, three_members, fmnist_dir):
-    from training.data import load_pixels
+    from training.data.fashion_mnist import load_pixels
 
     pixels, _ = load_pixels(fmnist_dir, train=False)
     buf = io.BytesIO()

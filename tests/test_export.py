@@ -1,6 +1,9 @@
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -71,6 +74,24 @@ def test_model_store_round_trip(exported_zoo):
     assert len(list((home / "models" / "fashion-zoo").glob("*/manifest.json"))) == 1
 
 
+def test_store_refuses_an_export_whose_file_changed(exported_zoo, tmp_path):
+    """`python -m release.store` checks every ONNX file against the manifest before storing it:
+    a file changed after the export is named, and no version is made of it."""
+    artifacts, _ = exported_zoo
+    copy = tmp_path / "artifacts"
+    shutil.copytree(artifacts / "onnx", copy / "onnx")
+    shutil.copy(artifacts / "manifest.json", copy / "manifest.json")
+    with open(copy / "onnx" / "baseline.onnx", "ab") as f:
+        f.write(b"\0")
+    home = tmp_path / "bentoml"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    out = subprocess.run([sys.executable, "-m", "release.store", "--artifacts", str(copy)],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "baseline.onnx" in out.stderr and "sha256" in out.stderr and "make export" in out.stderr
+    assert not list((home / "models").glob("fashion-zoo/*/manifest.json"))
+
+
 def test_bad_checkpoints_fail_clearly_and_others_still_export(trained_zoo, tmp_path):
     artifacts = tmp_path / "artifacts"
     shutil.copytree(trained_zoo / "checkpoints", artifacts / "checkpoints")
@@ -84,7 +105,7 @@ def test_bad_checkpoints_fail_clearly_and_others_still_export(trained_zoo, tmp_p
     ck = torch.load(ckpts / "numfilters.pt", weights_only=True)
     ck["name"] = "kernelsize"
     torch.save(ck, ckpts / "kernelsize.pt")
-    out = run_export(artifacts, tmp_path / "bentoml", "--no-store")
+    out = run_export(artifacts, tmp_path / "bentoml", store=False)
     assert out.returncode == 2
     err = out.stderr
     assert "dropout.pt: unreadable checkpoint" in err

@@ -36,10 +36,10 @@ import httpx
 import pytest
 import yaml
 
+from bench.server import free_port, wait_ready
 from container_image import (backend_env, check_labels, classify, export_manifest, fashion_png_bytes,
-                             onnx_sessions, product_photos, wait_ready)
+                             onnx_sessions, product_photos)
 from deploy.k8s import validate
-from service_server import free_port
 
 pytestmark = pytest.mark.k8s
 CONTAINER = "fashion-zoo"   # the Deployment's container
@@ -126,7 +126,7 @@ class PlayedPod:
         out = self.podman("kube", "play", str(self.file))
         if out.returncode != 0:
             raise AssertionError(f"podman kube play failed: {out.stdout[-2000:]}{out.stderr[-3000:]}")
-        return wait_ready(self.url, start, self.running, self.logs, "the pod", poll=0.1)
+        return wait_ready(self.url, self.running, start, 180, self.logs, "the pod", poll=0.1)
 
     def running(self) -> bool:
         return self.podman("inspect", "--format", "{{.State.Running}}", self.name).stdout.strip() == "true"

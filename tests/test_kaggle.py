@@ -13,8 +13,9 @@ from PIL import Image, ImageDraw
 from training.auto_eval import evaluate_auto
 from training.checkpoint import build_model, checkpoint_path, finished_checkpoints, load_checkpoint
 from training.config import TrainConfig
-from training.datasets import development_split
-from training.kaggle import ARTICLE_TYPES, LABELS, download, evaluate, load, load_kaggle
+from training.data.select import development_split
+from training.data.kaggle import ARTICLE_TYPES, LABELS, download, load, load_kaggle
+from training.kaggle_eval import evaluate
 from training.metrics import predict
 from training.report import write_reports
 from training.train import train
@@ -272,7 +273,7 @@ def test_download_keeps_data_already_there(kaggle_set):
 
 @pytest.mark.skipif(importlib.util.find_spec("kagglehub") is not None, reason="kagglehub is installed")
 def test_download_without_kagglehub_is_one_line(tmp_path):
-    out = _cli("training.kaggle", "download", "--kaggle-dir", str(tmp_path / "k"))
+    out = _cli("training.data.kaggle", "download", "--kaggle-dir", str(tmp_path / "k"))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "kagglehub is not installed" in out.stderr and "pip install" in out.stderr
 

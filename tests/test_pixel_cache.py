@@ -9,7 +9,7 @@ import pytest
 
 from tests.test_kaggle import make_kaggle, product_photo
 from training import pixel_cache
-from training.kaggle import load
+from training.data.kaggle import load
 from zoo.spec import FASHION_MNIST_PREPROCESS
 
 

@@ -23,7 +23,8 @@ import yaml
 from PIL import Image, ImageDraw, ImageOps
 
 from conftest import REAL_FASHION_MNIST
-from service_server import BENTOML, REPO, bentoml_env, free_port, serve
+from bench.server import free_port
+from service_server import BENTOML, REPO, bentoml_env, serve
 from zoo.registry import list_models
 from zoo.spec import CLASSES, preprocess, to_pixels
 
@@ -51,7 +52,7 @@ def sessions(exported_zoo, manifest) -> dict[str, ort.InferenceSession]:
 @pytest.fixture(scope="module")
 def fmnist_test(fmnist_dir) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, 28, 28), the training pipeline's tensor (N, 1, 28, 28)) of the test split."""
-    from training.data import load_fashion_mnist, load_pixels
+    from training.data.fashion_mnist import load_fashion_mnist, load_pixels
 
     pixels, _ = load_pixels(fmnist_dir, train=False)
     return pixels.numpy(), load_fashion_mnist(fmnist_dir)["test"].x.numpy()
@@ -103,7 +104,7 @@ def test_every_model_classifies(client, fmnist_test, name):
 @pytest.mark.parametrize("name", MODELS)
 def test_png_gets_exactly_the_training_pipelines_logits(client, manifest, sessions, fmnist_test, name):
     """A test image saved as PNG and sent over HTTP gets, bit for bit, the logits the ONNX model
-    gives on the tensor the training pipeline (training.data.load_fashion_mnist) makes of it."""
+    gives on the tensor the training pipeline (training.data.fashion_mnist.load_fashion_mnist) makes of it."""
     pixels, x = fmnist_test
     for i in range(4):
         data = png_of(pixels[i])
@@ -119,7 +120,7 @@ def test_png_gets_exactly_the_training_pipelines_logits(client, manifest, sessio
 @pytest.mark.realdata
 @pytest.mark.skipif(not REAL_FASHION_MNIST.is_dir(), reason=f"{REAL_FASHION_MNIST} not installed")
 def test_real_fashion_mnist_png_gets_exactly_the_training_pipelines_logits(client, manifest, sessions, tmp_path):
-    from training.data import load_fashion_mnist, load_pixels, prepare
+    from training.data.fashion_mnist import load_fashion_mnist, load_pixels, prepare
 
     prepare(tmp_path)
     pixels, _ = load_pixels(tmp_path, train=False)

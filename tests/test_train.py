@@ -131,9 +131,11 @@ def test_recipe_fills_what_is_not_given():
 
 
 def test_training_modules_import_one_way():
-    """kaggle.py and train.py used to import each other: the shared helpers live below both."""
-    code = ("import sys, training.kaggle, training.checkpoint, training.metrics, training.report; "
-            "print(sorted(m for m in sys.modules if m in ('training.train', 'training.datasets')))")
+    """The data loaders sit below the trainer and the evaluations: importing them (and the shared
+    helpers) pulls in neither the trainer, the model selection nor an evaluation."""
+    code = ("import sys, training.data.kaggle, training.data.fashion_mnist, training.checkpoint, "
+            "training.metrics, training.report; print(sorted(m for m in sys.modules if m in "
+            "('training.train', 'training.data.select', 'training.kaggle_eval', 'training.auto_eval')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -28,7 +28,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.service_server import REPO, bentoml_env, serve
-from training.data import DEBIAN_DIR, is_real, load_pixels, prepare
+from training.data.fashion_mnist import DEBIAN_DIR, is_real, load_pixels, prepare
 from zoo.spec import to_pixels
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -101,7 +101,7 @@ def real_fashion_mnist(tmp_path_factory) -> Path | None:
     """The real Fashion-MNIST prepared as training reads it, or None when it is not installed."""
     if not REAL_FASHION_MNIST.is_dir():
         return None
-    from training.data import prepare
+    from training.data.fashion_mnist import prepare
 
     root = tmp_path_factory.mktemp("fashion-mnist")
     prepare(root)
@@ -115,7 +115,7 @@ def test_shipped_onnx_matches_pytorch(name, real_fashion_mnist):
     import onnxruntime as ort
 
     if real_fashion_mnist is not None:
-        from training.data import load_fashion_mnist
+        from training.data.fashion_mnist import load_fashion_mnist
 
         x = load_fashion_mnist(real_fashion_mnist)["test"].x[:512]
     else:
@@ -151,7 +151,7 @@ def test_shipped_accuracy_equals_the_manifest(name, real_fashion_mnist, split_ca
     """The shipped weights score exactly the manifest's test (and validation) accuracy, on the real
     data, evaluated as training evaluated them (one thread, batches of 1,000)."""
     from training.config import TrainConfig
-    from training.datasets import load_data
+    from training.data.select import load_data
     from training.metrics import evaluate
 
     e = SHIPPED[name]
@@ -339,7 +339,7 @@ def test_serve_imports_the_shipped_zoo_into_an_empty_store_and_an_export_wins(ex
     home = tmp_path / "bentoml"
 
     def shipped_step() -> str:  # what `make serve` runs before `bentoml serve`
-        out = subprocess.run([sys.executable, "-m", "service.shipped"], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-m", "release.shipped"], capture_output=True, text=True,
                              cwd=REPO, env=bentoml_env(home))
         assert out.returncode == 0, out.stderr
         return out.stderr
@@ -364,7 +364,7 @@ def test_serve_imports_the_shipped_zoo_into_an_empty_store_and_an_export_wins(ex
     manifest = json.loads((newer / "manifest.json").read_text())
     next(iter(manifest["models"].values()))["description"] += " (republished)"
     (newer / "manifest.json").write_text(json.dumps(manifest))
-    code = f"from service.shipped import ensure_store; print(ensure_store({str(newer)!r})[1])"
+    code = f"from release.shipped import ensure_store; print(ensure_store({str(newer)!r})[1])"
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                            env=bentoml_env(home))
     assert again.stdout.strip() == "True", again.stderr

@@ -86,7 +86,7 @@ def fashion_mnist_pngs(data_dir: str | os.PathLike, n: int | None) -> tuple[list
     """The first `n` (None: all) Fashion-MNIST test images as the service gets them: PNG files opened by PIL."""
     from PIL import Image
 
-    from .data import load_pixels
+    from .data.fashion_mnist import load_pixels
 
     pixels, labels = load_pixels(data_dir, train=False)
     images = []
@@ -102,7 +102,7 @@ def kaggle_photos(kaggle_dir: str | os.PathLike, val_fraction: float, split_seed
     """The Kaggle held-out test photos as their original JPEGs, opened by PIL."""
     from PIL import Image
 
-    from .kaggle import load
+    from .data.kaggle import load
 
     splits, _, _ = load(kaggle_dir, val_fraction, split_seed, quiet=True)
     test = splits["test"]

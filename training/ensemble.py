@@ -157,7 +157,7 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
         if not quiet:
             print(f"[{name}] assembling again ({why}): {path}", file=sys.stderr)
 
-    from .data import load_fashion_mnist
+    from .data.fashion_mnist import load_fashion_mnist
 
     splits = load_fashion_mnist(data_dir, ident["val_fraction"], ident["split_seed"])
     val = splits["val"]

@@ -24,7 +24,7 @@ from zoo.registry import default_preprocess, get_entry, get_model
 from .checkpoint import checkpoint_path, load_checkpoint, make_checkpoint, save_atomic
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import Split
-from .datasets import load_data
+from .data.select import load_data
 from .metrics import evaluate, per_class_accuracy, predict
 
 

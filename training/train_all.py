@@ -64,7 +64,7 @@ def kaggle_available(cfg: TrainConfig) -> bool:
 
 
 def run(cfg: TrainConfig, jobs: int) -> int:
-    from .data import load_pixels
+    from .data.fashion_mnist import load_pixels
     from .report import read_auto, results_markdown, write_reports
 
     for train in (True, False):  # fail fast, in one line, if the data is missing or corrupt
@@ -116,7 +116,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     if set(names) & set(list_models("kaggle")):
         # Every finished model on the Kaggle test split: the kaggle model's confusion matrix and
         # the Fashion-MNIST models' cross-domain accuracy go into their checkpoints.
-        from .kaggle import evaluate
+        from .kaggle_eval import evaluate
 
         try:
             evaluate(cfg.artifacts, cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed)

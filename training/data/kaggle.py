@@ -1,8 +1,7 @@
 """The Kaggle *Fashion Product Images* set, mapped onto the ten Fashion-MNIST classes.
 
-    python -m training.kaggle summary --kaggle-dir data/kaggle      # what the loader keeps and skips
-    python -m training.kaggle evaluate --artifacts artifacts --kaggle-dir data/kaggle
-    python -m training.kaggle download --kaggle-dir data/kaggle     # `make data-kaggle`
+    python -m training.data.kaggle summary --kaggle-dir data/kaggle    # what the loader keeps and skips
+    python -m training.data.kaggle download --kaggle-dir data/kaggle   # `make data-kaggle`
 
 The layout is Kaggle's: <kaggle_dir>/styles.csv and <kaggle_dir>/images/<id>.jpg. Rows whose
 articleType is in ARTICLE_TYPES become labelled images; everything skipped on the way is counted
@@ -14,19 +13,17 @@ The study had no validation set for this model: a fixed, stratified 20% of the u
 held out as the test set. The trainer's 'val' split is that same 20% (its per-epoch curve), so a
 Kaggle model has no honest validation accuracy; the reports show none.
 
-`evaluate` scores finished checkpoints on that test split and stores the figures in them: the
-Kaggle model's confusion matrix, and each Fashion-MNIST model's cross-domain accuracy (with the
-preprocessing its own checkpoint carries, i.e. what the service would feed it).
+This module loads the set and nothing else: scoring checkpoints on its test split is
+training/kaggle_eval.py, which models get which data is training/data/select.py.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +35,8 @@ from zoo.errors import ZooError
 from zoo.registry import default_preprocess
 from zoo.spec import CLASSES, normalize, to_pixels
 
-from .checkpoint import build_model, finished_checkpoints, save_atomic
-from .data import Split
-from .metrics import confusion_matrix, per_class_accuracy, predict
-from .pixel_cache import cached_decode
+from ..pixel_cache import cached_decode
+from . import Split
 
 KAGGLE_HANDLE = "paramaggarwal/fashion-product-images-small"
 KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_HANDLE}"
@@ -249,50 +244,6 @@ def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: i
     return {"train": part(train_idx), "val": test, "test": test}, spec, summary
 
 
-def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fraction: float = 0.2,
-             split_seed: int = 0, quiet: bool = False) -> dict[str, float]:
-    """Score every finished checkpoint on the Kaggle test split; store the figures in them.
-
-    The `kaggle` checkpoint gains metrics['test_confusion'] and 'kaggle_data' (the loader's
-    counts); each Fashion-MNIST checkpoint gains metrics['cross_domain']. Returns {model: top-1}.
-    """
-    splits: dict[str, tuple[KaggleSplit, Summary]] = {}  # by preprocessing spec
-    out: dict[str, float] = {}
-    for key, path, ckpt in finished_checkpoints(artifacts):
-        spec_key = json.dumps(ckpt["preprocess"], sort_keys=True)
-        if spec_key not in splits:
-            s, _, summary = load(kaggle_dir, val_fraction, split_seed, ckpt["preprocess"],
-                                 quiet=quiet or bool(splits))
-            splits[spec_key] = (s["test"], summary)
-        test, summary = splits[spec_key]
-        pred = predict(build_model(ckpt), test)
-        correct = int((pred == test.y).sum())
-        m = ckpt["metrics"]
-        if ckpt["dataset"] == "kaggle":
-            cfg = ckpt["config"]
-            if (cfg["split_seed"], cfg["val_fraction"]) != (split_seed, val_fraction):
-                raise ZooError(f"{path} was trained with split seed {cfg['split_seed']} and held-out "
-                               f"fraction {cfg['val_fraction']}; evaluate with --split-seed "
-                               f"{cfg['split_seed']} --val-fraction {cfg['val_fraction']}")
-            if abs(round(m["test_acc"] * len(test)) - correct) > 1:
-                raise ZooError(f"{path} scored {100 * m['test_acc']:.2f}% on its test split but "
-                               f"{100 * correct / len(test):.2f}% on the one in {kaggle_dir}: it was "
-                               f"trained on other data; point --kaggle-dir at that data, or retrain it")
-            m["test_confusion"] = confusion_matrix(test.y, pred)
-            ckpt["kaggle_data"] = asdict(summary)
-        else:
-            m["cross_domain"] = {"test_acc": correct / len(test),
-                                 "test_per_class": per_class_accuracy(pred, test.y),
-                                 "images": len(test), "split_seed": split_seed,
-                                 "test_fraction": val_fraction}
-        save_atomic(ckpt, path)
-        out[key] = correct / len(test)
-        if not quiet:
-            print(f"[{key}] Kaggle test split: {100 * correct / len(test):.2f}% top-1 "
-                  f"({len(test):,} images)", file=sys.stderr)
-    return out
-
-
 def download(kaggle_dir: str | os.PathLike) -> str:
     """Fetch the Kaggle set with kagglehub (the `kaggle` extra) and link it into `kaggle_dir`."""
     dest = Path(kaggle_dir)
@@ -324,21 +275,18 @@ def download(kaggle_dir: str | os.PathLike) -> str:
 
 @cli
 def main() -> None:
-    parser = ArgumentParser(prog="python -m training.kaggle", description=__doc__,
+    parser = ArgumentParser(prog="python -m training.data.kaggle", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("summary", "evaluate", "download"))
+    parser.add_argument("command", choices=("summary", "download"))
     parser.add_argument("--kaggle-dir", default="data/kaggle")
-    parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each class")
     args = parser.parse_args()
     if args.command == "download":
-        print(f"Kaggle set {download(args.kaggle_dir)}; `python -m training.kaggle summary "
+        print(f"Kaggle set {download(args.kaggle_dir)}; `python -m training.data.kaggle summary "
               f"--kaggle-dir {args.kaggle_dir}` shows what training will use")
-    elif args.command == "summary":
-        load(args.kaggle_dir, args.val_fraction, args.split_seed)
     else:
-        evaluate(args.artifacts, args.kaggle_dir, args.val_fraction, args.split_seed)
+        load(args.kaggle_dir, args.val_fraction, args.split_seed)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import torch
 
 from zoo.registry import default_preprocess, get_entry
 
-from .config import TrainConfig
-from .data import Split
+from ..config import TrainConfig
+from . import Split
 from .kaggle import KaggleSplit, load_kaggle, stratified_split
 
 
@@ -37,6 +37,6 @@ def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
         return (development_split(splits["train"], cfg.val_fraction, cfg.split_seed) if cfg.dev else splits), spec
     if cfg.dev:
         raise ValueError(f"--dev is for the photo models; {cfg.model} has a validation split of its own")
-    from .data import load_fashion_mnist
+    from .fashion_mnist import load_fashion_mnist
 
     return load_fashion_mnist(cfg.data_dir, cfg.val_fraction, cfg.split_seed), default_preprocess(cfg.model)

@@ -1,6 +1,6 @@
 """Fashion-MNIST as in-memory tensors, and `make data` to put the raw files in place.
 
-    python -m training.data --data-dir data     # copy from Debian's package, else download
+    python -m training.data.fashion_mnist --data-dir data     # copy from Debian's package, else download
 
 `make data` first installs the Debian package (dataset-fashion-mnist) where it is missing and it
 can (root, apt-get); this module never installs OS packages.
@@ -16,7 +16,6 @@ import hashlib
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,19 +24,12 @@ from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.spec import FASHION_MNIST_PREPROCESS
 
+from . import Split
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 GET_IT = (f"run `make data` (it copies from {DEBIAN_DIR}, installs the Debian package "
           f"{DEBIAN_PACKAGE}, or downloads with torchvision)")
-
-
-@dataclass
-class Split:
-    x: torch.Tensor   # (N, 1, 28, 28) float32, normalised
-    y: torch.Tensor   # (N,) int64
-
-    def __len__(self) -> int:
-        return len(self.y)
 
 
 def raw_dir(data_dir: str | os.PathLike) -> Path:
@@ -177,7 +169,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike, val_fraction: float = 0.2,
 
 @cli
 def main() -> None:
-    parser = ArgumentParser(prog="python -m training.data", description=__doc__,
+    parser = ArgumentParser(prog="python -m training.data.fashion_mnist", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Serve the shipped weights when there is nothing else: `python -m service.shipped` (`make serve`
+"""Serve the shipped weights when there is nothing else: `python -m release.shipped` (`make serve`
 runs it before `bentoml serve`).
 
 On a fresh clone the BentoML model store holds no `fashion-zoo`: this imports the zoo shipped in
@@ -24,7 +24,7 @@ from zoo.pretrained import RESTORE, shipped_manifest, weights_dir
 
 def import_shipped(root: str | os.PathLike | None = None):
     """Save the shipped zoo as a new `fashion-zoo` version; returns the bentoml.Model."""
-    from release.store import create_version
+    from .store import create_version
 
     root = Path(root or weights_dir())
     if not (root / MANIFEST).exists():
