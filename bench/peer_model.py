@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from zoo.manifest import MANIFEST
+
 DIR_ENV, MODEL_ENV = "FASHION_ZOO_PEER_DIR", "FASHION_ZOO_PEER_MODEL"
 TOP_K = 3  # the zoo's default
 
@@ -29,7 +31,7 @@ class PeerModel:
 
         from service.runtime import CPU_THREADS
 
-        manifest = json.loads((Path(root) / "manifest.json").read_text())
+        manifest = json.loads((Path(root) / MANIFEST).read_text())
         self.name, entry = name, manifest["models"][name]
         self.spec, self.classes = entry["preprocess"], entry["classes"]
         options = ort.SessionOptions()

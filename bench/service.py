@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from zoo.manifest import STORE_NAME, ZooLoadError, read_manifest
+
 from . import loadgen, wrk
 from .server import Server
 from .stats import summary
@@ -35,7 +37,7 @@ BATCH_IMAGES = 64
 BATCH_SECONDS = {False: 4, True: 1}
 REPS = {False: 3, True: 2}
 SOAK_REQUESTS, SOAK_AT, SOAK_CONCURRENCY = 50_000, (10_000, 50_000), 64
-STORE_MODEL = os.environ.get("FASHION_ZOO_MODEL", "fashion-zoo:latest")
+STORE_MODEL = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
 WORKER_SCRIPT = "_bentoml_impl.worker.service"
 
 
@@ -64,8 +66,6 @@ def sample_pngs(data_dir: str, n: int) -> tuple[list[bytes], str]:
 
 def store_default_model() -> tuple[str | None, str]:
     """(the zoo's default model name, the store tag), or (None, why not) when nothing is stored."""
-    import json
-
     try:
         import bentoml
 
@@ -75,10 +75,9 @@ def store_default_model() -> tuple[str | None, str]:
         return None, (f"no {STORE_MODEL} in the BentoML model store ({home}): {type(e).__name__}; "
                       f"run `make export` first")
     try:
-        manifest = json.loads((Path(stored.path) / "manifest.json").read_text())
-        return manifest["default"], str(stored.tag)
-    except (OSError, ValueError, KeyError) as e:
-        return None, f"{stored.tag} has no readable manifest.json ({type(e).__name__})"
+        return read_manifest(stored.path, str(stored.tag))["default"], str(stored.tag)
+    except ZooLoadError as e:
+        return None, str(e)
 
 
 def default_workers() -> tuple[int, str]:

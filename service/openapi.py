@@ -17,6 +17,7 @@ from typing import Any, Union
 import numpy as np
 
 from zoo.auto import AUTO, RULE
+from zoo.manifest import PROJECT
 from zoo.spec import CLASSES
 
 from .imaging import MAX_REQUEST_PIXELS, WHAT_TO_SEND
@@ -26,7 +27,7 @@ from .results import result
 from .runtime import Zoo
 from .schemas import AllResults, BatchResults, Error, ModelsInfo, Result
 
-TAGS = ["fashion-zoo"]
+TAGS = [PROJECT]
 MiB = 1024 * 1024
 
 # ---------------------------------------------------------------------------------------------

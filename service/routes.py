@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from zoo.auto import AUTO
+from zoo.manifest import PROJECT
 
 from . import openapi
 from .forms import Part, parse_plain
@@ -255,14 +256,20 @@ async def _in_thread(func, *args):
     return await anyio.to_thread.run_sync(func, *args, limiter=_limiter)
 
 
+async def _read_request(request: Request, batch: bool) -> tuple[Zoo, Upload, Options]:
+    """The served zoo, the uploaded images and what the request asks for: the routes' common start."""
+    zoo = _zoo(request)
+    upload = await read_upload(request, batch)
+    options = choose(zoo, request, upload)
+    if not upload.images:
+        raise RequestError(400, f"no image in the request; {HOW_BATCH if batch else HOW_SINGLE}")
+    return zoo, upload, options
+
+
 async def classify(request: Request) -> JSON:
     """POST /classify: one image, one model (or ?model=all)."""
     try:
-        zoo = _zoo(request)
-        upload = await read_upload(request, batch=False)
-        options = choose(zoo, request, upload)
-        if not upload.images:
-            raise RequestError(400, f"no image in the request; {HOW_SINGLE}")
+        zoo, upload, options = await _read_request(request, batch=False)
         try:  # the header only: its size says where to decode it
             image = open_image(upload.images[0][1])
         except ImageError as e:
@@ -279,11 +286,7 @@ async def classify(request: Request) -> JSON:
 async def classify_batch(request: Request) -> JSON:
     """POST /classify/batch: many images in one request, each model run once on all of them."""
     try:
-        zoo = _zoo(request)
-        upload = await read_upload(request, batch=True)
-        options = choose(zoo, request, upload)
-        if not upload.images:
-            raise RequestError(400, f"no image in the request; {HOW_BATCH}")
+        zoo, upload, options = await _read_request(request, batch=True)
         try:  # every header first: a request over the pixel limit is refused before decoding
             images = open_all(upload.images)
         except ImageError as e:
@@ -336,7 +339,7 @@ async def unknown_route(request: Request, exc: HTTPException) -> JSON:
 # openapi_url=None: the API is described by BentoML's /docs.json (shown at /), not by this app.
 # No telemetry of FastAPI's own: BentoML already traces every request and keeps its metrics; inside
 # BentoML (which configures OpenTelemetry) FastAPI would otherwise add a second span per request.
-app = FastAPI(title="fashion-zoo", openapi_url=None, docs_url=None, redoc_url=None,
+app = FastAPI(title=PROJECT, openapi_url=None, docs_url=None, redoc_url=None,
               telemetry={"tracing": False, "metrics": False, "logs": False},
               exception_handlers={HTTPException: unknown_route})
 app.router.route_class = RawRoute

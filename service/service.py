@@ -19,7 +19,7 @@ import os
 
 import bentoml
 
-from zoo.manifest import STORE_NAME, ZooLoadError, read_verified
+from zoo.manifest import PROJECT, STORE_NAME, ZooLoadError, read_verified
 
 from . import bentoml_fixes, observability, ui, workers
 from .routes import app
@@ -56,7 +56,7 @@ def _stored_model() -> bentoml.Model:
 
 # Further ASGI apps (a web page, static files) mount here too, under their own path.
 @bentoml.service(workers=WORKERS, traffic={"timeout": 60}, **OBSERVABILITY)
-@bentoml.asgi_app(app, path="/", name="fashion-zoo")
+@bentoml.asgi_app(app, path="/", name=PROJECT)
 @bentoml.asgi_app(ui.app, path=ui.PATH, name="ui")  # the web page, /ui/
 class FashionZoo:
     # Declares the store model so that `bentoml build` packs it into the bento.
