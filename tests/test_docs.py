@@ -59,21 +59,30 @@ SOURCE = re.compile(r"`([a-z_]+/[A-Za-z0-9_./-]+\.(?:py|sh|j2|yaml|yml|conf|toml
 GENERATED = {"artifacts", "data", "site", "build"}
 
 
+def _current(pattern: re.Pattern, text: str) -> list[str]:
+    """The names `pattern` finds in `text`, less a former name: one right after "was " (the
+    changelog's "`release/shipped.py` (was `service/shipped.py`)")."""
+    return [m.group(1) for m in pattern.finditer(text) if not re.search(r"\bwas `?$", text[:m.start()][-6:])]
+
+
 def test_named_source_files_exist():
     top = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")} - GENERATED
     missing = []
     for name, text in _pages().items():
-        for path in SOURCE.findall(text):
+        for path in _current(SOURCE, text):
             # paths relative to another folder (`overlays/gpu/gpu.yaml` under deploy/k8s) are left alone
             if path.split("/", 1)[0] in top and not (ROOT / path).exists():
                 missing.append(f"{name}: {path}")
     assert not missing, f"the docs name files that do not exist: {missing}"
 
 
+MODULE = re.compile(r"python -m ([a-z_][a-z0-9_.]*[a-z0-9_])")
+
+
 def test_named_modules_exist():
     missing = []
     for name, text in _pages().items():
-        for module in sorted(set(re.findall(r"python -m ([a-z_][a-z0-9_.]*[a-z0-9_])", text))):
+        for module in sorted(set(_current(MODULE, text))):
             if module in {"pytest", "mkdocs"}:
                 continue
             if importlib.util.find_spec(module) is None:
