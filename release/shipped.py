@@ -31,8 +31,7 @@ def import_shipped(root: str | os.PathLike | None = None):
         raise ZooError(f"no {STORE_NAME} in the BentoML model store and no shipped weights in {root}; "
                        f"run `make train-all export` first")
     manifest, onnx = read_verified(root, "shipped weights", RESTORE)
-    # the bytes that were verified are the bytes stored
-    return create_version(manifest, onnx, json.dumps(manifest, indent=2) + "\n", source="shipped")
+    return create_version(manifest, onnx, source="shipped")  # the bytes verified are the bytes stored
 
 
 def ensure_store(root: str | os.PathLike | None = None) -> tuple[object, bool]:

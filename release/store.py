@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cli import ArgumentParser, cli
-from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, read_file, read_manifest
+from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, read_verified
 
 EXPORT_FIRST = "run `make export` (or `python -m export`) first"
 
@@ -24,10 +24,11 @@ def _models_section(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest["models"], sort_keys=True)
 
 
-def create_version(manifest: dict[str, Any], onnx: dict[str, bytes], manifest_text: str, **labels: str):
+def create_version(manifest: dict[str, Any], onnx: dict[str, bytes], **labels: str):
     """A new version of `fashion-zoo` holding every model's ONNX bytes (`onnx`: model name -> bytes,
-    written under the file name its manifest entry gives) and `manifest_text` (the manifest as
-    stored); `labels` are added to the version's (source="shipped"). Returns the bentoml.Model."""
+    written under the file name its manifest entry gives) and the manifest (the one that verified
+    them, written as export writes it); `labels` are added to the version's (source="shipped").
+    Returns the bentoml.Model."""
     import bentoml
 
     labels = {"project": PROJECT, "format": str(manifest["format"]), **labels}
@@ -37,7 +38,7 @@ def create_version(manifest: dict[str, Any], onnx: dict[str, bytes], manifest_te
     with bentoml.models.create(STORE_NAME, labels=labels, metadata=meta) as ref:
         for name, data in onnx.items():  # the bytes given are the bytes stored
             (Path(ref.path) / manifest["models"][name]["onnx"]).write_bytes(data)
-        (Path(ref.path) / MANIFEST).write_text(manifest_text)
+        (Path(ref.path) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return ref
 
 
@@ -48,9 +49,7 @@ def save_to_store(artifacts: str | os.PathLike) -> tuple[str, bool]:
 
     artifacts = Path(artifacts)
     tag = str(artifacts / MANIFEST)
-    manifest = read_manifest(artifacts, tag, EXPORT_FIRST)
-    onnx = {name: read_file(artifacts / "onnx", name, entry, "onnx", tag, EXPORT_FIRST)
-            for name, entry in manifest["models"].items()}
+    manifest, onnx = read_verified(artifacts, tag, EXPORT_FIRST, files=artifacts / "onnx")
     try:
         latest = bentoml.models.get(f"{STORE_NAME}:latest")
         previous = json.loads((Path(latest.path) / MANIFEST).read_text())
@@ -58,7 +57,7 @@ def save_to_store(artifacts: str | os.PathLike) -> tuple[str, bool]:
             return str(latest.tag), False
     except (bentoml.exceptions.NotFound, FileNotFoundError, json.JSONDecodeError):
         pass
-    return str(create_version(manifest, onnx, (artifacts / MANIFEST).read_text()).tag), True
+    return str(create_version(manifest, onnx).tag), True
 
 
 @cli

@@ -99,8 +99,10 @@ def read_file(root: str | os.PathLike, name: str, entry: dict[str, Any], field: 
     return data
 
 
-def read_verified(root: str | os.PathLike, tag: str,
-                  fix: str = EXPORT_AGAIN) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest in `root` and every model's ONNX bytes, each checked against its sha256."""
+def read_verified(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN,
+                  files: str | os.PathLike | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest in `root` and every model's ONNX bytes, each checked against its sha256; the
+    files are in `files` when given (an export's onnx/ folder), else beside the manifest."""
     manifest = read_manifest(root, tag, fix)
-    return manifest, {n: read_file(root, n, e, "onnx", tag, fix) for n, e in manifest["models"].items()}
+    files = root if files is None else files
+    return manifest, {n: read_file(files, n, e, "onnx", tag, fix) for n, e in manifest["models"].items()}
