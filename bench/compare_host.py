@@ -99,13 +99,14 @@ def main() -> int:
                        stdout=subprocess.DEVNULL)
         running = lambda: subprocess.run([backend, "inspect", "--format", "{{.State.Running}}", name],
                                          capture_output=True, text=True, env=env).stdout.strip() == "true"
-        ready = wait_ready(urls["container"], running, start, 300, what="the container")
+        ready = wait_ready(urls["container"], running, start, 300, what="the container", poll=0.1)
         report["ready_s"] = {"container": round(ready, 2)}
         start = time.monotonic()
         host = subprocess.Popen([str(Path(sys.executable).with_name("bentoml")), "serve", bento, "--host",
                                  "127.0.0.1", "--port", str(ports["host"])], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=join)
-        ready = wait_ready(urls["host"], lambda: host.poll() is None, start, 300, what="the host's server")
+        ready = wait_ready(urls["host"], lambda: host.poll() is None, start, 300, what="the host's server",
+                           poll=0.1)
         report["ready_s"]["host"] = round(ready, 2)
 
         body, ctype = multipart([("image", "x.png", test_png(), "image/png")])
