@@ -66,3 +66,20 @@ def test_the_table_is_the_one_in_the_docs():
         if line.startswith("| `") and len(cells) == 3 and cells[0].strip("`/") in ALLOWED:
             rows[cells[0].strip("`/")] = {w.strip("`,") for w in cells[2].split() if w.strip("`,") in ALLOWED}
     assert rows == ALLOWED
+
+
+def test_no_source_file_is_ignored_by_git():
+    """A file git ignores never reaches a clone: a package whose __init__.py matched an ignore
+    pattern imports here and fails everywhere else."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", *ALLOWED, "tests"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert [f for f in ignored if f.endswith(".py")] == [], (
+        "git ignores these source files, so a clone lacks them: fix .gitignore")
