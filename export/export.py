@@ -16,7 +16,7 @@ import torch
 from zoo.auto import auto_entry, best_fashion_mnist
 from zoo.errors import ZooError
 from zoo.fileio import write_atomic
-from zoo.manifest import MANIFEST, MANIFEST_FORMAT, PROJECT, sha256
+from zoo.manifest import MANIFEST, MANIFEST_FORMAT, PROJECT, manifest_text, sha256
 from zoo.registry import default_preprocess, get_entry, photo_models
 
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, metadata, model_from_checkpoint
@@ -158,5 +158,5 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
             "models": models,
         }
         manifest_path = artifacts / MANIFEST
-        write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+        write_atomic(manifest_path, manifest_text(manifest))
     return manifest, failures

@@ -26,7 +26,7 @@ from typing import Any
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.fileio import write_atomic
-from zoo.manifest import MANIFEST, sha256
+from zoo.manifest import MANIFEST, manifest_text, sha256
 from zoo.pretrained import shipped_manifest, weights_dir
 from zoo.registry import default_preprocess, describe, get_entry, list_models
 
@@ -244,7 +244,7 @@ def write(manifest: dict[str, Any], files: dict[str, bytes], out: str | os.PathL
     for stale in [*out.glob("*.pt"), *out.glob("*.onnx")]:
         if stale.name not in files:
             stale.unlink()
-    write_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_atomic(out / MANIFEST, manifest_text(manifest))
     return True
 
 

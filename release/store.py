@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cli import ArgumentParser, cli
-from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, read_verified
+from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, manifest_text, read_verified
 
 EXPORT_FIRST = "run `make export` (or `python -m export`) first"
 
@@ -38,7 +38,7 @@ def create_version(manifest: dict[str, Any], onnx: dict[str, bytes], **labels: s
     with bentoml.models.create(STORE_NAME, labels=labels, metadata=meta) as ref:
         for name, data in onnx.items():  # the bytes given are the bytes stored
             (Path(ref.path) / manifest["models"][name]["onnx"]).write_bytes(data)
-        (Path(ref.path) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (Path(ref.path) / MANIFEST).write_text(manifest_text(manifest))
     return ref
 
 

@@ -1,7 +1,11 @@
 """The package arrows docs/architecture.md draws, checked on the source: every import of a project
 package (at module level or inside a function) is one the table allows, and there is no cycle."""
 import ast
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parents[1]
 
@@ -71,11 +75,6 @@ def test_the_table_is_the_one_in_the_docs():
 def test_no_source_file_is_ignored_by_git():
     """A file git ignores never reaches a clone: a package whose __init__.py matched an ignore
     pattern imports here and fails everywhere else."""
-    import shutil
-    import subprocess
-
-    import pytest
-
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     ignored = subprocess.run(

@@ -35,6 +35,12 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest as every writer stores it (export, publish-weights, the model store), so a
+    manifest read and written again is byte-identical."""
+    return json.dumps(manifest, indent=2) + "\n"
+
+
 def read_json(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
     """`root`/manifest.json parsed: a dict with a "models" dict, else ZooLoadError."""
     path = Path(root) / MANIFEST
