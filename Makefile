@@ -12,6 +12,10 @@ ARTIFACTS  ?= artifacts
 EPOCHS     ?=# empty: each model's recipe (the study's 15; photo 20)
 MODEL      ?= baseline
 FORCE      ?= 0
+# 1: the portable mode (the same weights on every x86-64 processor, ~1.8x the time); publish-weights needs it.
+PORTABLE   ?= 0
+# make study: seeds per batch size.
+SEEDS      ?= 3
 JOBS       ?= 2
 HOST       ?= 127.0.0.1
 PORT       ?= 3000
@@ -30,9 +34,9 @@ REGISTRY   ?=
 TAG        ?=
 
 TRAIN_ARGS := $(if $(EPOCHS),--epochs $(EPOCHS) )--data-dir $(DATA_DIR) --kaggle-dir $(KAGGLE_DIR) \
-              --artifacts $(ARTIFACTS) --force $(FORCE)
+              --artifacts $(ARTIFACTS) --force $(FORCE) --portable $(PORTABLE)
 
-.PHONY: help install data data-kaggle train train-all report export test bench docs build serve clean models \
+.PHONY: help install data data-kaggle train train-all study portable-check report export test bench docs build serve clean models \
         container container-test publish-weights verify-weights classify bench-catalogue \
         k8s-validate k8s-image k8s-play
 
@@ -80,6 +84,13 @@ train: data  ## train one model: make train MODEL=numfilters [EPOCHS=3]
 
 train-all: data  ## train every model, retrain the best on train+val, write reports
 	@$(PY) -m training.train_all --jobs $(JOBS) $(TRAIN_ARGS)
+
+study: data  ## the recipe's grid: every study variant at batch 32 and 64, SEEDS=3 seeds each -> reports/study.md
+	@$(PY) -m training.study --seeds $(SEEDS) --jobs $(JOBS) $(TRAIN_ARGS)
+
+portable-check: install  ## the portable mode on emulated Haswell and Nehalem (qemu-user; ~10 min): the same bits as natively
+	@command -v qemu-x86_64 >/dev/null || { echo "needs qemu-user: apt-get install qemu-user" >&2; exit 2; }
+	$(PY) -m pytest -q -m emulated tests/test_portable.py
 
 report: install  ## rebuild results.json/.md and the curves from the checkpoints
 	@$(PY) -m training.report --artifacts $(ARTIFACTS)

@@ -81,6 +81,9 @@ def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any]
         "input": {"name": INPUT_NAME, "shape": ["batch", 1, 28, 28], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt["classes"])], "dtype": "float32"},
         "epochs": ckpt["epoch"],
+        # The training mode and the processor that trained it (none for an assembled model, or a
+        # checkpoint from before they were recorded): what `make verify-weights` compares against.
+        "trained_on": ckpt.get("trained_on"),
         **assembled_entry(ckpt),
     }
 

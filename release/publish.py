@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 CODE_PATHS = ("zoo", "training", "export", "release", "pyproject.toml")
 # What decides the weights a run trains (a change here after a checkpoint was written is worth a note).
 TRAINING_CODE = ("zoo/registry.py", "zoo/model.py", "zoo/spec.py", "training")
-COMMAND = "make train-all export publish-weights"
+COMMAND = "make train-all export publish-weights PORTABLE=1"
 # Per-run settings that do not change the weights (and local paths that say nothing to a user).
 LOCAL_CONFIG = ("artifacts", "force")
 
@@ -64,7 +64,7 @@ def recipe_problems(name: str, ckpt: dict[str, Any], artifacts: str | os.PathLik
 
     if get_entry(name).members is not None:
         return assembled_problems(name, ckpt, artifacts)
-    want = TrainConfig(model=name).resolved()
+    want = TrainConfig.release(name)
     cfg = ckpt.get("config", {})
     if not ckpt.get("complete"):
         return [f"unfinished (epoch {ckpt.get('epoch')} of {cfg.get('epochs')}; run `make train-all` to finish it)"]
@@ -72,7 +72,11 @@ def recipe_problems(name: str, ckpt: dict[str, Any], artifacts: str | os.PathLik
     if ckpt["epoch"] != want.epochs:
         problems.append(f"{'short-epoch' if ckpt['epoch'] < want.epochs else 'not the recipe'}: "
                         f"{ckpt['epoch']} epochs, the recipe is {want.epochs}")
-    off = [f"{k}={cfg.get(k)!r} (recipe {v!r})" for k, v in want.identity().items() if cfg.get(k) != v]
+    if not cfg.get("portable"):
+        problems.append("trained in the native mode, whose weights depend on the processor; the "
+                        "weights that ship are trained in the portable mode (`make train-all PORTABLE=1`)")
+    off = [f"{k}={cfg.get(k)!r} (recipe {v!r})" for k, v in want.identity().items()
+           if cfg.get(k) != v and k != "portable"]
     if off:
         problems.append("not the recipe: " + ", ".join(off))
     if json.dumps(ckpt.get("kwargs"), sort_keys=True) != json.dumps(get_entry(name).kwargs, sort_keys=True):
@@ -107,6 +111,23 @@ def assembled_problems(name: str, ckpt: dict[str, Any], artifacts: str | os.Path
         if why:
             problems.append(f"not assembled from the checkpoints beside it ({why}); {again}")
     return problems
+
+
+def seed_spreads(artifacts: Path, models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model, the standard deviation over seeds of each accuracy (fractions, like "metrics") that
+    `make study` measured at the batch size the model was trained with: what `make verify-weights`
+    allows an accuracy retrained on another processor. Empty without a study in `artifacts`."""
+    path = artifacts / "reports" / "study.json"
+    if not path.exists():
+        return {}
+    study = json.loads(path.read_text())
+    out = {}
+    for row in study["rows"]:
+        entry = models.get(row["model"])
+        if entry and entry["config"].get("batch_size") == row["batch_size"] and len(row["seeds"]) > 1:
+            out[row["model"]] = {**{f"{k}_acc": round(row[f"{k}_sd"] / 100, 6) for k in ("train", "val", "test")},
+                                 "seeds": len(row["seeds"]), "mode": study.get("mode")}
+    return out
 
 
 def dirty_code(repo: Path = REPO, paths: tuple[str, ...] = CODE_PATHS) -> list[str]:
@@ -199,6 +220,8 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
         models[name] = {**entry, "state_dict": f"{name}.pt", "state_dict_sha256": sha256(weights_bytes),
                         "kwargs": ckpt["kwargs"], "macs": describe(name, **assembled_kwargs(name, ckpt))["macs"],
                         "config": config}
+    for name, spread in seed_spreads(artifacts, models).items():
+        models[name]["seed_spread"] = spread
     dirty = dirty_code() if strict else []
     if problems and draft and models:
         left_out = {name: ", ".join(p) for name, p in problems.items()}

@@ -86,7 +86,8 @@ def test_shipped_model_is_the_registry_full_recipe(name):
     else:
         assert e["kwargs"] == json.loads(json.dumps(get_entry(name).kwargs))
         assert e["params"] == describe(name)["params"] and e["macs"] == describe(name)["macs"]
-        want = TrainConfig(model=name).resolved()
+        want = TrainConfig.release(name)
+        assert e["trained_on"]["mode"] == "portable" and e["trained_on"]["processor"]["vendor"]
         assert e["epochs"] == want.epochs and all(e["config"][k] == v for k, v in want.identity().items())
     assert e["parity"]["max_abs_diff"] <= 1e-4 and e["parity"]["argmax_agreement"] == 1.0
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -373,3 +374,35 @@ def test_serve_imports_the_shipped_zoo_into_an_empty_store_and_an_export_wins(ex
     shutil.copytree(exported_zoo[0], artifacts)
     assert run_export(artifacts, home).returncode == 0
     assert shipped_step() == ""
+
+
+def test_verify_is_bit_for_bit_only_where_the_mode_guarantees_it():
+    from release.verify_weights import verdicts
+
+    xeon = {"machine": "x86_64", "vendor": "GenuineIntel", "model": "Xeon", "flags": ["avx2", "avx512f"]}
+    epyc = {"machine": "x86_64", "vendor": "AuthenticAMD", "model": "EPYC", "flags": ["avx2"]}
+    metrics = {"train_acc": 0.95, "val_acc": 0.91, "test_acc": 0.9}
+    entry = {"state_dict": "baseline.pt", "state_dict_sha256": "a" * 64, "onnx": "baseline.onnx", "sha256": "b" * 64,
+             "metrics": metrics, "trained_on": {"mode": "portable", "processor": xeon},
+             "seed_spread": {"train_acc": 0.001, "val_acc": 0.0005, "test_acc": 0.001}}
+    shipped = {"models": {"baseline": entry}}
+    other_bits = json.loads(json.dumps(shipped))
+    other_bits["models"]["baseline"].update(sha256="c" * 64, metrics={**metrics, "val_acc": 0.9110})
+    # portable weights: bit for bit on any x86-64 processor, so other bits fail even within the spread
+    [(ok, line)] = verdicts(shipped, shipped, epyc)
+    assert ok and "bit for bit" in line and "portable mode" in line
+    [(ok, line)] = verdicts(shipped, other_bits, epyc)
+    assert not ok and "FAILED bit for bit" in line and "baseline.onnx sha256" in line
+    # native weights from another processor: the accuracies, each within 3 seed sds, and why
+    native = json.loads(json.dumps(shipped))
+    native["models"]["baseline"]["trained_on"]["mode"] = "native"
+    [(ok, line)] = verdicts(native, other_bits, epyc)
+    assert ok and "not bit for bit" in line and "GenuineIntel Xeon" in line and "AuthenticAMD EPYC" in line
+    assert "val 91.00 -> 91.10 (+0.10, within 0.15: 3 x the seed sd 0.05)" in line
+    far = json.loads(json.dumps(other_bits))
+    far["models"]["baseline"]["metrics"]["val_acc"] = 0.905
+    [(ok, line)] = verdicts(native, far, epyc)
+    assert not ok and "OUTSIDE" in line
+    # ... but on the very processor that made them, native weights must be the same bits too
+    [(ok, line)] = verdicts(native, other_bits, xeon)
+    assert not ok and "FAILED bit for bit" in line

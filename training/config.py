@@ -23,7 +23,9 @@ class TrainConfig:
     split_seed: int = 0            # which images form the validation (or Kaggle test) split
     val_fraction: float = 0.2      # 48,000 train / 12,000 validation of Fashion-MNIST's 60,000
     trainval: bool = False         # train on train+validation (the study's final retrain)
-    threads: int = 1               # torch intra-op threads; 1 keeps results bit-identical everywhere
+    threads: int = 1               # torch intra-op threads; 1 keeps results bit-identical from run to run
+    portable: bool = False         # the portable mode (training/portable.py): the same weights on every
+                                   # x86-64 processor, ~1.8x the time; what publish-weights requires
     data_dir: str = "data"         # Fashion-MNIST lives in <data_dir>/FashionMNIST/raw
     kaggle_dir: str = "data/kaggle"  # styles.csv + images/<id>.jpg
     artifacts: str = "artifacts"   # checkpoints/, reports/, onnx/
@@ -37,7 +39,8 @@ class TrainConfig:
     IDENTITY = ("model", "lr", "batch_size", "seed", "split_seed", "val_fraction", "trainval", "threads")
     # Added after the first models were trained: part of the identity only when they differ from
     # the study's recipe, so the checkpoints trained before them stay valid.
-    IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0}
+    IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0,
+                       "portable": False}
     RECIPE = {"epochs": 15, "batch_size": 64, "lr": 1e-3, "hflip": False, "schedule": "constant",
               "shift": 0, "label_smoothing": 0.0}  # the study's
     SCHEDULES = ("constant", "cosine")
@@ -67,6 +70,12 @@ class TrainConfig:
                              f"(`python -m training.ensemble`, part of `make train-all`)")
         recipe = {**self.RECIPE, **get_entry(self.model).recipe}
         return dataclasses.replace(self, **{k: v for k, v in recipe.items() if getattr(self, k) is None})
+
+    @classmethod
+    def release(cls, model: str) -> "TrainConfig":
+        """The recipe of the weights that ship (`make publish-weights` refuses any other): the
+        model's own recipe in the portable mode."""
+        return cls(model=model, portable=True).resolved()
 
     def identity(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.IDENTITY}

@@ -32,7 +32,8 @@ from zoo.errors import ZooError
 from zoo.registry import (assembled_models, default_preprocess, ensemble_candidates, ensemble_kwargs, get_entry,
                           get_model)
 
-from .checkpoint import checkpoint_file, checkpoints_dir, load_checkpoint, make_checkpoint, save_atomic
+from . import portable
+from .checkpoint import checkpoint_file, finished_checkpoints, checkpoints_dir, load_checkpoint, make_checkpoint, save_atomic
 from .config import parse_bool
 from .data import Split
 from .metrics import evaluate, per_class_accuracy, predict
@@ -113,9 +114,12 @@ def candidate_checkpoints(artifacts: str | os.PathLike, name: str) -> dict[str, 
 def identity(name: str, members: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What decides an assembled checkpoint: the method, the validation split and every candidate's weights."""
     first = next(iter(members.values()))["config"]
-    return {"model": name, "members": get_entry(name).members, "method": METHOD,
-            "val_fraction": first["val_fraction"], "split_seed": first["split_seed"], "threads": 1,
-            "candidates": {n: weights_sha256(c["state_dict"]) for n, c in members.items()}}
+    out = {"model": name, "members": get_entry(name).members, "method": METHOD,
+           "val_fraction": first["val_fraction"], "split_seed": first["split_seed"], "threads": 1,
+           "candidates": {n: weights_sha256(c["state_dict"]) for n, c in members.items()}}
+    if all(c["config"].get("portable") for c in members.values()):
+        out["portable"] = True  # scored in the mode its candidates were trained in
+    return out
 
 
 def stale_reason(ckpt: dict[str, Any], members: dict[str, dict[str, Any]]) -> str | None:
@@ -159,6 +163,8 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
 
     from .data.fashion_mnist import load_fashion_mnist
 
+    if ident.get("portable"):
+        portable.apply()
     splits = load_fashion_mnist(data_dir, ident["val_fraction"], ident["split_seed"])
     val = splits["val"]
     threads = torch.get_num_threads()
@@ -199,7 +205,7 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
         raise ZooError(f"{name}: its members were trained with another preprocessing than the registry's; retrain them")
     config = {"model": name, "members": entry.members, "data_dir": str(data_dir), "artifacts": str(artifacts),
               "val_fraction": ident["val_fraction"], "split_seed": ident["split_seed"],
-              "threads": ident["threads"]}
+              "threads": ident["threads"], "portable": bool(ident.get("portable"))}
     ckpt = make_checkpoint(
         model, name=name, kwargs=kwargs, metrics=metrics,
         history=[],  # not trained: no epochs, no curve
@@ -233,6 +239,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="one assembled model (default: all of them)")
     parser.add_argument("--force", type=parse_bool, default=False, help="assemble even when up to date (default: 0)")
     args = parser.parse_args()
+    if any(c["config"].get("portable") for _, _, c in finished_checkpoints(args.artifacts)):
+        portable.reexec("training.ensemble")  # candidates trained in the portable mode are scored in it
     if args.model:
         build(args.artifacts, args.data_dir, args.model, force=args.force)
     else:

@@ -21,6 +21,7 @@ from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.registry import default_preprocess, get_entry, get_model
 
+from . import portable
 from .checkpoint import checkpoint_path, load_checkpoint, make_checkpoint, save_atomic
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import Split
@@ -104,7 +105,10 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
 
     entry = get_entry(cfg.model)
     cfg = cfg.resolved()
-    torch.set_num_threads(cfg.threads)
+    if cfg.portable:
+        portable.apply()  # one thread, whatever cfg.threads says
+    else:
+        torch.set_num_threads(cfg.threads)
     path = checkpoint_path(cfg)
     ckpt = load_checkpoint(path) if path.exists() else None
     if ckpt is not None:
@@ -131,7 +135,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
 
     torch.manual_seed(cfg.seed)
     model = get_model(cfg.model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    opt = portable.make_optimizer(model.parameters(), cfg.lr, cfg.portable)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
     seconds = 0.0
@@ -144,6 +148,12 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
         if not quiet:
             print(f"[{cfg.model}] resuming after epoch {ckpt['epoch']}: {path}", file=sys.stderr)
 
+    # The processor and mode of this run; a resumed run that moved to another processor says so.
+    trained_on = {"mode": portable.mode_name(cfg.portable), "processor": portable.processor()}
+    if ckpt is not None and ckpt.get("trained_on", trained_on) != trained_on and not quiet:
+        print(f"[{cfg.model}] note: epochs 1-{ckpt['epoch']} ran on "
+              f"{portable.describe_processor(ckpt['trained_on']['processor'])}, the rest on "
+              f"{portable.describe_processor(trained_on['processor'])}", file=sys.stderr)
     params = sum(p.numel() for p in model.parameters())
     if not quiet and not history:
         print(f"[{cfg.model}] {params:,} parameters, {len(train_split):,} training images, "
@@ -180,7 +190,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
             metrics["test_per_class"] = per_class_accuracy(predict(model, splits["test"]), splits["test"].y)
         ckpt = make_checkpoint(model, name=cfg.model, kwargs=entry.kwargs, metrics=metrics, history=history,
                                config=cfg.to_dict(), config_identity=cfg.identity(), preprocess=preprocess,
-                               epoch=epoch, complete=done, seconds=seconds,
+                               epoch=epoch, complete=done, seconds=seconds, trained_on=trained_on,
                                optimizer=opt.state_dict(), rng=_rng_state(gen))
         save_atomic(ckpt, path)
     if not quiet:
@@ -198,6 +208,8 @@ def main() -> None:
     add_config_arguments(parser)
     cfg = config_from_args(parser.parse_args())
     get_entry(cfg.model)
+    if cfg.portable:
+        portable.reexec("training.train")
     train(cfg)
 
 

@@ -24,6 +24,7 @@ from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.registry import assembled_models, describe, get_entry, list_models, trainable_models
 
+from . import portable
 from .config import TrainConfig, add_config_arguments, config_from_args
 
 _slot: Any = None
@@ -151,7 +152,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    run(config_from_args(args), args.jobs)
+    cfg = config_from_args(args)
+    if cfg.portable:  # the workers inherit the environment; the evaluations here run in the mode too
+        portable.reexec("training.train_all")
+        portable.apply()
+    run(cfg, args.jobs)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""The portable training mode (training/portable.py): weights that no switch selecting vector code
+changes, and (marked `emulated`, `make portable-check`) the same bits on emulated older processors.
+
+Each run is the real command, `python -m training.portable`, a few hundred Adam steps of a registry
+model on seeded synthetic images, printing the sha256 of the weights."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import portable
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 200
+# Every switch that selects vector code, each set to a value other than the machine's own choice.
+SWITCHES = [{}, {"ATEN_CPU_CAPABILITY": "avx2"}, {"ATEN_CPU_CAPABILITY": "avx512"},
+            {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, {"MKL_CBWR": "AVX2"},
+            {"DNNL_MAX_CPU_ISA": "SSE41"}, {"DNNL_MAX_CPU_ISA": "AVX2"}]
+
+
+def fingerprint(model: str, *args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None,
+                timeout: int = 300) -> dict:
+    base = {k: v for k, v in os.environ.items() if k not in (*portable.ENV, *portable.SWITCHES)}
+    out = subprocess.run([*(prefix or []), sys.executable, "-m", "training.portable", "--model", model,
+                          "--steps", str(STEPS), *args], cwd=REPO, env={**base, **(env or {})},
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("model, switches", [("baseline", SWITCHES), ("batchnorm", SWITCHES[::3]),
+                                             ("dropout", SWITCHES[::3])])
+def test_no_vector_switch_changes_the_portable_weights(model, switches):
+    runs = [fingerprint(model, env=env) for env in switches]
+    assert {r["mode"] for r in runs} == {"portable"}
+    assert len({r["sha256"] for r in runs}) == 1, [(r["env"], r["sha256"][:16]) for r in runs]
+
+
+def test_the_same_switches_change_the_native_weights():
+    """The check above can fail: natively, ATen's vector code changes the bits (where the
+    processor has a vector unit to choose)."""
+    if "avx2" not in portable.processor()["flags"]:
+        pytest.skip("this processor has no AVX2: ATen has no other code to choose")
+    a = fingerprint("baseline", "--native", env={"ATEN_CPU_CAPABILITY": "default"})
+    b = fingerprint("baseline", "--native", env={"ATEN_CPU_CAPABILITY": "avx2"})
+    assert a["sha256"] != b["sha256"]
+
+
+def test_correctly_rounded_sqrt():
+    x = torch.from_numpy(np.random.default_rng(0).random(100_000, dtype=np.float32) * 4)
+    exact = torch.sqrt(x.double()).float()  # double rounding is exact for sqrt (53 >= 2 * 24 + 2)
+    assert torch.equal(portable.correctly_rounded_sqrt(x), exact)
+
+
+def test_portable_adam_is_torch_adam_but_for_the_last_bit_of_the_square_root():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(30, 10), torch.nn.Linear(30, 10)
+    b.load_state_dict(a.state_dict())
+    opts = [portable.make_optimizer(a.parameters(), 1e-3, portable=False),
+            portable.make_optimizer(b.parameters(), 1e-3, portable=True)]
+    for step in range(50):
+        x = torch.randn(8, 30)
+        for model, opt in zip((a, b), opts):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert set(opts[1].state_dict()["state"][0]) == set(opts[0].state_dict()["state"][0])  # checkpoints resume
+
+
+def test_processor_is_recorded():
+    info = portable.processor()
+    assert info["machine"] and isinstance(info["flags"], list)
+    assert info["machine"] in portable.describe_processor(info)
+
+
+def test_a_portable_step_without_its_environment_is_a_clear_error(tmp_path, fmnist_dir):
+    """In a process started without the environment (this one), training in the portable mode
+    refuses in one line instead of training weights that are not portable."""
+    from training.config import TrainConfig
+    from training.train import train
+    from zoo.errors import ZooError
+
+    if portable.env_ready():
+        pytest.skip("this test process already has the portable environment")
+    with pytest.raises(ZooError, match="ATEN_CPU_CAPABILITY=default"):
+        train(TrainConfig(model="baseline", epochs=1, batch_size=64, portable=True, data_dir=str(fmnist_dir),
+                          artifacts=str(tmp_path)), quiet=True)
+
+
+@pytest.mark.emulated
+@pytest.mark.parametrize("cpu", ["Haswell", "Nehalem"])
+def test_an_emulated_older_processor_trains_the_same_bits(cpu):
+    """qemu-user runs the same Python on an emulated processor: Haswell has no AVX-512, Nehalem
+    no AVX at all. Slow (about 1.6 s a step): `make portable-check`, not the default suite."""
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        pytest.skip("qemu-user is not installed (apt-get install qemu-user)")
+    native = fingerprint("baseline")
+    # qemu-user would run a re-executed process natively: give the mode's environment up front.
+    emulated = fingerprint("baseline", env=portable.ENV, prefix=[qemu, "-cpu", cpu], timeout=3600)
+    assert not emulated["cpuid"]["avx512"] and emulated["cpuid"]["avx2"] == (cpu == "Haswell")
+    assert emulated["sha256"] == native["sha256"], (cpu, emulated["ms_per_step"])

@@ -1,0 +1,168 @@
+"""The study's recipe, found from the study's own figures: a grid of batch sizes and seeds.
+
+    python -m training.study                     # what `make study` runs: batch 32 and 64, 3 seeds
+    python -m training.study --seeds 5 --batch-sizes 16 32 64 --jobs 2
+
+Trains every Fashion-MNIST variant of the study for each batch size and seed (the study's Adam,
+learning rate and 15 epochs; only the batch size and the seed change), on every core, one thread
+per run. Each run is an ordinary `training.train` run into <artifacts>/study/b<batch>-s<seed>/, so
+an interrupted grid resumes where it stopped and a finished run is reused. Then it writes
+<artifacts>/reports/study.{json,md}: per variant and batch size, mean ± sd over the seeds of train,
+validation and test top-1, the study's figures and the differences, and the batch size whose mean
+distance |ours - study| over train and validation (never test) is smallest: the one recipe for all
+seven variants.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
+from zoo.fileio import write_atomic
+from zoo.registry import describe, trainable_models
+
+from . import portable
+from .config import TrainConfig, add_config_arguments, config_from_args
+from .report import STUDY
+
+BATCH_SIZES = (32, 64)
+SEEDS = 3
+
+
+def run_dir(artifacts: str | os.PathLike, batch_size: int, seed: int) -> Path:
+    """Where one grid run writes its checkpoints: <artifacts>/study/b<batch>-s<seed>."""
+    return Path(artifacts) / "study" / f"b{batch_size}-s{seed}"
+
+
+def variants() -> list[str]:
+    """The study's Fashion-MNIST variants (the registry's models that the study reported)."""
+    return [n for n in trainable_models("fashion-mnist") if n in STUDY]
+
+
+def grid(cfg: TrainConfig, batch_sizes: list[int], seeds: int, models: list[str] | None = None) -> list[TrainConfig]:
+    """One config per (variant, batch size, seed), the most multiply-accumulates first."""
+    names = sorted(models or variants(), key=lambda n: -describe(n)["macs"])
+    return [replace(cfg, model=n, batch_size=b, seed=s, artifacts=str(run_dir(cfg.artifacts, b, s)))
+            for s in range(seeds) for b in batch_sizes for n in names]
+
+
+def _train(cfg: TrainConfig) -> dict[str, Any]:
+    from .train import train
+
+    m = train(cfg, quiet=True)["metrics"]
+    return {"model": cfg.model, "batch_size": cfg.batch_size, "seed": cfg.seed,
+            **{k: m[k] for k in ("train_acc", "val_acc", "test_acc")}}
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table: per variant and batch size mean and sd (percent) of each split over the seeds, the
+    study's figures and the differences; the chosen batch size and why."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        rows.setdefault(f"{r['model']}@{r['batch_size']}", {"model": r["model"], "batch_size": r["batch_size"],
+                                                             "seeds": []})["seeds"].append(r)
+    distance: dict[int, list[float]] = {}
+    for row in rows.values():
+        study_train, study_val = STUDY[row["model"]]
+        for split in ("train", "val", "test"):
+            row[split], row[f"{split}_sd"] = _mean_sd([100 * r[f"{split}_acc"] for r in row["seeds"]])
+        row["study_train"], row["study_val"] = study_train, study_val
+        row["train_diff"], row["val_diff"] = row["train"] - study_train, row["val"] - study_val
+        row["seeds"] = sorted(r["seed"] for r in row["seeds"])
+        distance.setdefault(row["batch_size"], []).extend([abs(row["train_diff"]), abs(row["val_diff"])])
+    mean_distance = {b: statistics.fmean(d) for b, d in sorted(distance.items())}
+    chosen = min(mean_distance, key=mean_distance.get)
+    return {"rows": sorted(rows.values(), key=lambda r: (r["batch_size"], list(STUDY).index(r["model"]))),
+            "mean_distance": mean_distance, "chosen_batch_size": chosen}
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = ["| model | batch | seeds | train | val | test | study train | study val | train − study | val − study |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in summary["rows"]:
+        lines.append(f"| `{r['model']}` | {r['batch_size']} | {len(r['seeds'])} | {r['train']:.2f} ± {r['train_sd']:.2f} "
+                     f"| {r['val']:.2f} ± {r['val_sd']:.2f} | {r['test']:.2f} ± {r['test_sd']:.2f} "
+                     f"| {r['study_train']:.2f} | {r['study_val']:.2f} | {r['train_diff']:+.2f} | {r['val_diff']:+.2f} |")
+    lines.append("")
+    lines += [f"Mean |ours − study| over train and validation, batch {b}: {d:.2f} points"
+              for b, d in summary["mean_distance"].items()]
+    lines.append(f"\nChosen: batch {summary['chosen_batch_size']} (mean ± sd over the seeds; top-1 %).")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
+        models: list[str] | None = None) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    configs = grid(cfg, batch_sizes, seeds, models)
+    t0 = time.perf_counter()
+    runs, failed = [], []
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, tqdm(total=len(configs), desc="study grid", unit="run",
+                                                 file=sys.stderr) as bar:
+        futures = {pool.submit(_train, c): c for c in configs}
+        for fut in as_completed(futures):
+            c = futures[fut]
+            try:
+                r = fut.result()
+            except (ZooError, ValueError, FileNotFoundError) as e:
+                failed.append(f"{c.model} batch {c.batch_size} seed {c.seed}: {e}")
+                continue
+            runs.append(r)
+            bar.update(1)
+            tqdm.write(f"[{r['model']} batch {r['batch_size']} seed {r['seed']}] train {100 * r['train_acc']:.2f} "
+                       f"val {100 * r['val_acc']:.2f} test {100 * r['test_acc']:.2f}", file=sys.stderr)
+    if failed:
+        raise ZooError(f"{len(failed)} run(s) failed (the finished ones are kept; run again to resume): "
+                       + "; ".join(failed))
+    summary = {**summarise(runs), "mode": portable.mode_name(cfg.portable), "processor": portable.processor(),
+               "epochs": cfg.resolved().epochs if cfg.epochs is None else cfg.epochs,
+               "runs": sorted(runs, key=lambda r: (r["batch_size"], r["model"], r["seed"]))}
+    reports = Path(cfg.artifacts) / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    write_atomic(reports / "study.json", json.dumps(summary, indent=1) + "\n")
+    write_atomic(reports / "study.md", markdown(summary))
+    print(markdown(summary))
+    print(f"study grid: {len(runs)} runs in {time.perf_counter() - t0:.0f}s wall-clock; "
+          f"{reports / 'study.md'}", file=sys.stderr)
+    return summary
+
+
+@cli
+def main() -> None:
+    parser = ArgumentParser(prog="python -m training.study", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, skip=("model", "trainval", "batch_size", "seed", "dev"))
+    parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds 0..N-1 per batch size (default: %(default)s)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES),
+                        help="(default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (default: the cores)")
+    parser.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                        help=f"a part of the grid (default: all of {', '.join(variants())})")
+    args = parser.parse_args()
+    if args.seeds < 1 or args.jobs < 1 or min(args.batch_sizes) < 1:
+        raise ValueError("--seeds, --jobs and --batch-sizes must be positive")
+    for name in args.models or []:
+        if name not in variants():
+            raise ValueError(f"Unknown study variant {name!r}; choose from: {', '.join(variants())}")
+    cfg = config_from_args(args)
+    if cfg.portable:
+        portable.reexec("training.study")
+    run(cfg, args.batch_sizes, args.seeds, args.jobs, args.models)
+
+
+if __name__ == "__main__":
+    main()
