@@ -110,3 +110,21 @@ def test_an_emulated_older_processor_trains_the_same_bits(cpu):
     emulated = fingerprint("baseline", env=portable.ENV, prefix=[qemu, "-cpu", cpu], timeout=3600)
     assert not emulated["cpuid"]["avx512"] and emulated["cpuid"]["avx2"] == (cpu == "Haswell")
     assert emulated["sha256"] == native["sha256"], (cpu, emulated["ms_per_step"])
+
+
+def test_training_in_the_portable_mode_records_it_and_the_processor(tmp_path, fmnist_dir):
+    """`python -m training.train --portable 1` re-runs itself with the mode's environment; the
+    checkpoint says which mode and processor made it, and the same command gives the same bits."""
+    from training.checkpoint import load_checkpoint
+
+    def run(artifacts: Path) -> dict:
+        out = subprocess.run([sys.executable, "-m", "training.train", "--model", "lesskernelsize", "--epochs", "1",
+                              "--batch-size", "64", "--portable", "1", "--data-dir", str(fmnist_dir),
+                              "--artifacts", str(artifacts)], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return load_checkpoint(artifacts / "checkpoints" / "lesskernelsize.pt")
+
+    a, b = run(tmp_path / "a"), run(tmp_path / "b")
+    assert a["config"]["portable"] and a["config_identity"]["portable"] is True
+    assert a["trained_on"] == {"mode": "portable", "processor": portable.processor()}
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
