@@ -25,9 +25,11 @@ from .params import (ALL, DEFAULT_TOP_K, FORMATS, IMAGE, INCLUDE_INPUT, MAX_BATC
                      MAX_BYTES, MAX_PIXELS, MODEL, RAW_TYPES, TOP_K)
 from .results import result
 from .runtime import Zoo
-from .schemas import AllResults, BatchResults, Error, ModelsInfo, Result
+from .schemas import (AllResults, BatchResults, Error, ModelsInfo, Result, V2InferResponse, V2Live, V2Model,
+                      V2ModelConfig, V2ModelReady, V2Ready, V2Server)
 
 TAGS = [PROJECT]
+V2_TAGS = ["Open Inference Protocol (KServe V2, Triton)"]
 MiB = 1024 * 1024
 
 # ---------------------------------------------------------------------------------------------
@@ -174,3 +176,124 @@ MODELS = dict(
     tags=TAGS, operation_id="models",
     responses={200: {"model": ModelsInfo, "description": "the zoo"}, **_errors(503)},
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# the Open Inference Protocol (service/v2.py): KServe V2, Triton's HTTP/REST API
+
+V2_SPEC = ("the Open Inference Protocol's (kserve/open-inference-protocol, "
+           "specification/protocol/inference_rest.md)")
+V2_IMAGE = [[0.0] * 28] * 28  # one preprocessed 28x28 image (nested as the shape, or flat, both work)
+V2_EXAMPLES = {
+    "a preprocessed image (JSON)": {"value": {
+        "id": "42", "inputs": [{"name": IMAGE, "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [[V2_IMAGE]]}]}},
+    "an encoded image (JSON, base64)": {"value": {
+        "inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1],
+                    "data": ["iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAFklEQVR4nGOMYsANmPDIjUqOSo4wSQB5KQCSuxhJsAAAAABJRU5ErkJggg=="]}],
+        "outputs": [{"name": "logits"}]}},
+}
+V2_TENSOR = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+    "name": {"type": "string", "enum": [IMAGE, "image_bytes"]},
+    "datatype": {"type": "string", "enum": ["FP32", "BYTES"]},
+    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    "parameters": {"type": "object", "properties": {"binary_data_size": {
+        "type": "integer", "description": "with the binary tensor data extension: this input's bytes after the JSON"}}},
+    "data": {"type": "array", "description": "FP32: the values, flat in row-major order or nested as the shape; "
+                                             "BYTES: one base64 string per element"}}}
+V2_REQUEST = {"type": "object", "required": ["inputs"], "properties": {
+    "id": {"type": "string", "description": "echoed in the answer"},
+    "parameters": {"type": "object", "properties": {"binary_data_output": {
+        "type": "boolean", "default": False, "description": "every output as binary data after the JSON"}}},
+    "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": V2_TENSOR,
+               "description": f"one input: `{IMAGE}`, FP32 [N, 1, 28, 28], preprocessed as the model's manifest "
+                              "entry says (GET /models); or `image_bytes`, BYTES [N], one encoded image file per "
+                              f"element (as /classify takes it); N from 1 to {MAX_BATCH_IMAGES}"},
+    "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "enum": ["logits", "probabilities", "model"]},
+        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}},
+        "description": "the outputs to answer (default: all): logits, probabilities, and for auto model"}}}
+
+
+def _path_parameters(zoo: Zoo | None, versioned: bool) -> list[dict[str, Any]]:
+    model: dict[str, Any] = {"type": "string"}
+    version: dict[str, Any] = {"type": "string"}
+    if zoo is not None:
+        model["enum"] = [AUTO, *zoo.models]
+        version["enum"] = [zoo.tag.rpartition(":")[2]]
+    params = [{"name": "model_name", "in": "path", "required": True, "schema": model,
+               "description": f"a served model, or `{AUTO}` (encoded images only: it picks the model per image)"}]
+    if versioned:
+        params.append({"name": "model_version", "in": "path", "required": True, "schema": version,
+                       "description": "the served version (the store tag's)"})
+    return params
+
+
+def _v2_errors(*statuses: int) -> dict[int, dict[str, Any]]:
+    known = {
+        400: _error("a bad request: not JSON, or an input of the wrong name, datatype, shape or element count, "
+                    "or binary sizes that do not add up (the message says what to send)",
+                    "input 'image' must have shape [-1, 1, 28, 28] (-1: the batch, 1 to 256), got [1, 28, 28]"),
+        404: _error("unknown model or version", f"unknown model 'resnet50'; choose one of: {AUTO}, baseline",
+                    models=[AUTO, "baseline"]),
+        413: _error(f"over {MAX_BATCH_IMAGES} images, {MAX_BATCH_BYTES // MiB} MiB in all, or an image file over "
+                    f"{MAX_BYTES // MiB} MiB or {MAX_PIXELS // 1_000_000} megapixels",
+                    "a batch of 300 images is over the limit of 256 per request; send them in several requests"),
+        503: _error("the models are still loading",
+                    "the models are still loading; try again shortly (GET /readyz says when)"),
+    }
+    return {s: known[s] for s in statuses}
+
+
+def _v2_model_route(suffix: str, operation: str, summary: str, description: str,
+                    answer: dict[str, Any], *errors: int, **more: Any) -> dict[str, Any]:
+    versioned = bool(suffix)
+    extra = more.pop("openapi_extra", None)
+    return dict(summary=summary + (" (a version)" if versioned else ""), description=description, tags=V2_TAGS,
+                operation_id=f"v2_{operation}{suffix}",
+                openapi_extra=lambda zoo: {"parameters": _path_parameters(zoo, versioned), **(extra or {})},
+                responses={200: answer, **_v2_errors(*errors)}, **more)
+
+
+V2_SERVER = dict(summary="Server metadata", description=f"Name, version and extensions, as {V2_SPEC} says.",
+                 tags=V2_TAGS, operation_id="v2_server", responses={200: {"model": V2Server, "description": "the server"}})
+V2_LIVE = dict(summary="Server live", description="200 while the server answers.", tags=V2_TAGS,
+               operation_id="v2_live", responses={200: {"model": V2Live, "description": "live"}})
+V2_READY = dict(summary="Server ready", description="200 exactly when /readyz is: every worker has loaded and "
+                                                    "verified every model; else 503.",
+                tags=V2_TAGS, operation_id="v2_ready",
+                responses={200: {"model": V2Ready, "description": "ready"},
+                           503: {"model": V2Ready, "description": "not ready yet"}})
+
+
+def v2_model(suffix: str) -> dict[str, Any]:
+    return _v2_model_route(suffix, "model", "Model metadata",
+                           "Inputs and outputs with datatype and shape (-1: the batch axis), from the manifest.",
+                           {"model": V2Model, "description": "the model"}, 404, 503)
+
+
+def v2_model_ready(suffix: str) -> dict[str, Any]:
+    return _v2_model_route(suffix, "model_ready", "Model ready", "200 when the model can be asked; else 503.",
+                           {"model": V2ModelReady, "description": "ready"}, 404, 503)
+
+
+def v2_model_config(suffix: str) -> dict[str, Any]:
+    return _v2_model_route(suffix, "model_config", "Model configuration (Triton)",
+                           "The part of Triton's model configuration load tools read: name, platform, "
+                           "max_batch_size, input, output.",
+                           {"model": V2ModelConfig, "description": "the configuration"}, 404, 503)
+
+
+def v2_infer(suffix: str) -> dict[str, Any]:
+    binary = ("the JSON request followed by the raw little-endian tensor bytes (Triton's binary tensor data "
+              "extension, what tritonclient sends): the Inference-Header-Content-Length header gives the JSON's "
+              "length, each binary input's parameters.binary_data_size its bytes; a BYTES element is a 4-byte "
+              "little-endian length and the bytes. Any Content-Type, or none, is read the same")
+    body = {"requestBody": {"required": True, "description": f"{V2_SPEC.capitalize()} inference request", "content": {
+        "application/json": {"schema": V2_REQUEST, "examples": V2_EXAMPLES},
+        "application/octet-stream": {"schema": {**BINARY, "description": binary}}}}}
+    return _v2_model_route(
+        suffix, "infer", "Inference",
+        "The model's logits and probabilities for a batch, with the sessions and numbers of /classify (an "
+        "encoded image gets /classify's logits); auto also answers the model it picked per image. Each output "
+        "as JSON, or as binary after the JSON when asked (`binary_data_output`, or an output's `binary_data`).",
+        {"model": V2InferResponse, "description": "the outputs"}, 400, 404, 413, 503, openapi_extra=body)

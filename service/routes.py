@@ -73,11 +73,11 @@ class Upload:
     fields: dict[str, str] = field(default_factory=dict)
 
 
-def _error(status: int, message: str, **extra: Any) -> JSON:
+def error_answer(status: int, message: str, **extra: Any) -> JSON:
     return JSON({"error": message, **extra}, status_code=status)
 
 
-def _zoo(request: Request) -> Zoo:
+def served_zoo(request: Request) -> Zoo:
     zoo = getattr(request.app.state, "zoo", None)
     if zoo is None or not zoo.ready:
         raise RequestError(503, "the models are still loading; try again shortly (GET /readyz says when)")
@@ -248,7 +248,7 @@ def classify_images(zoo: Zoo, options: Options,
     return out
 
 
-async def _in_thread(func, *args):
+async def in_thread(func, *args):
     """Run a large image's decoding and inference off the event loop."""
     global _limiter
     if _limiter is None:  # decoding and inference are CPU work: one thread per core
@@ -258,7 +258,7 @@ async def _in_thread(func, *args):
 
 async def _read_request(request: Request, batch: bool) -> tuple[Zoo, Upload, Options]:
     """The served zoo, the uploaded images and what the request asks for: the routes' common start."""
-    zoo = _zoo(request)
+    zoo = served_zoo(request)
     upload = await read_upload(request, batch)
     options = choose(zoo, request, upload)
     if not upload.images:
@@ -277,9 +277,9 @@ async def classify(request: Request) -> JSON:
         if image.width * image.height <= INLINE_PIXELS:
             (one,) = classify_images(zoo, options, [(None, image)])
         else:
-            (one,) = await _in_thread(classify_images, zoo, options, [(None, image)])
+            (one,) = await in_thread(classify_images, zoo, options, [(None, image)])
     except RequestError as e:
-        return _error(e.status, e.message, **e.extra)
+        return error_answer(e.status, e.message, **e.extra)
     return JSON(one)
 
 
@@ -291,9 +291,9 @@ async def classify_batch(request: Request) -> JSON:
             images = open_all(upload.images)
         except ImageError as e:
             raise RequestError(e.status, str(e)) from None
-        results = await _in_thread(classify_images, zoo, options, images)
+        results = await in_thread(classify_images, zoo, options, images)
     except RequestError as e:
-        return _error(e.status, e.message, **e.extra)
+        return error_answer(e.status, e.message, **e.extra)
     model = AUTO if options.auto else options.names[0] if len(options.names) == 1 else ALL
     return JSON({"model": model, "count": len(results), "results": results})
 
@@ -301,9 +301,9 @@ async def classify_batch(request: Request) -> JSON:
 async def models(request: Request) -> JSON:
     """GET /models: the served models, their manifest entries and the provider each runs on."""
     try:
-        return JSON(_zoo(request).describe())
+        return JSON(served_zoo(request).describe())
     except RequestError as e:
-        return _error(e.status, e.message)
+        return error_answer(e.status, e.message)
 
 
 class RawRoute(APIRoute):

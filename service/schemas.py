@@ -75,3 +75,75 @@ class ModelsInfo(TypedDict):
 class Error(TypedDict):
     error: Annotated[str, Field(description="what is wrong and what to send instead")]
     models: NotRequired[Annotated[list[str], Field(description="with 404 for an unknown model: the valid names")]]
+
+
+# ---------------------------------------------------------------------------------------------
+# the Open Inference Protocol (service/v2.py), as its specification words them
+
+class V2Server(TypedDict):
+    name: str
+    version: str
+    extensions: Annotated[list[str], Field(description="Triton's names for what the server adds to the "
+                                                       "protocol: binary_tensor_data, model_configuration")]
+
+
+class V2Live(TypedDict):
+    live: bool
+
+
+class V2Ready(TypedDict):
+    ready: bool
+
+
+class V2ModelReady(TypedDict):
+    name: str
+    ready: bool
+
+
+class V2TensorMetadata(TypedDict):
+    name: str
+    datatype: Annotated[str, Field(description="FP32, or BYTES (one encoded image file, or one model name, "
+                                               "per element)")]
+    shape: Annotated[list[int], Field(description="-1: any size (the batch)")]
+
+
+class V2Model(TypedDict):
+    name: str
+    versions: Annotated[list[str], Field(description="the served version: the store tag's")]
+    platform: Annotated[str, Field(description="onnx_onnxv1; auto: ensemble (it picks one of the ONNX "
+                                               "models per image)")]
+    inputs: Annotated[list[V2TensorMetadata], Field(description="send one of them per request")]
+    outputs: list[V2TensorMetadata]
+
+
+class V2ConfigTensor(TypedDict):
+    name: str
+    data_type: str
+    dims: list[int]
+    reshape: NotRequired[dict[str, list[int]]]
+
+
+class V2ModelConfig(TypedDict):
+    """The part of Triton's model configuration that load tools read."""
+    name: str
+    platform: str
+    max_batch_size: int
+    input: list[V2ConfigTensor]
+    output: list[V2ConfigTensor]
+
+
+class V2OutputTensor(TypedDict):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: NotRequired[Annotated[list[Union[float, str]], Field(description="the values, flat in row-major "
+                                                                           "order (as JSON)")]]
+    parameters: NotRequired[Annotated[dict[str, int], Field(description="binary_data_size: the output's "
+                                                                        "bytes after the JSON (as binary)")]]
+
+
+class V2InferResponse(TypedDict):
+    model_name: str
+    model_version: str
+    id: NotRequired[Annotated[str, Field(description="the request's id, when it had one")]]
+    outputs: list[V2OutputTensor]

@@ -5,7 +5,8 @@
 
 Serves the `fashion-zoo` model from the BentoML model store (written by `make export`): the
 latest version, the one a built bento was made with, or the tag in FASHION_ZOO_MODEL. Routes are
-in `service.routes`, the web page at /ui/ in `service.ui`; BentoML adds /livez, /readyz (ready once
+in `service.routes`, the Open Inference Protocol (KServe V2, Triton) under /v2 in `service.v2`, the
+web page at /ui/ in `service.ui`; BentoML adds /livez, /readyz (ready once
 every model is loaded and verified), /metrics and its API docs at /. FASHION_ZOO_DEVICE=auto|cuda|cpu
 picks the onnxruntime provider (auto: CUDA when it can really run); one worker process per CPU core
 unless FASHION_ZOO_WORKERS=N (`service.workers` says why). The access log is off unless
@@ -21,7 +22,7 @@ import bentoml
 
 from zoo.manifest import PROJECT, STORE_NAME, ZooLoadError, read_verified
 
-from . import bentoml_fixes, observability, ui, workers
+from . import bentoml_fixes, observability, ui, v2, workers
 from .routes import app
 from .runtime import choose_device, load_zoo
 MODEL_TAG = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
@@ -30,6 +31,7 @@ logger = logging.getLogger("bentoml.fashion_zoo")
 WORKERS, WORKERS_WHY = workers.choose(gpu=workers.gpu_likely(DEVICE))  # FASHION_ZOO_WORKERS=N overrides
 OBSERVABILITY, OBSERVABILITY_WHY = observability.service_kwargs()  # FASHION_ZOO_ACCESS_LOG, FASHION_ZOO_TRACING
 bentoml_fixes.apply()  # BentoML's request-timeout middleware leaks a timer per request
+v2.add_routes(app)  # the Open Inference Protocol (KServe V2, Triton) beside /classify
 
 
 def _served_tag() -> str:
@@ -78,6 +80,7 @@ class FashionZoo:
         stored = _stored_model()
         self.zoo = load_zoo(stored.path, str(stored.tag), DEVICE)
         app.state.zoo = self.zoo
+        app.state.is_ready = self.__is_ready__  # GET /v2/health/ready answers what /readyz does
         self.readiness = workers.Readiness(WORKERS)
         self.readiness.mark_ready()
         logger.info("fashion-zoo worker %d: %s", os.getpid(), observability.http_server())

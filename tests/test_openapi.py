@@ -111,8 +111,11 @@ def test_every_zoo_route_is_documented(docs):
 
 
 def test_every_documented_route_answers(docs, client):
-    """Each path in the document answers a request built from what the document says."""
+    """Each path in the document answers a request built from what the document says (the V2 routes:
+    tests/test_v2.py)."""
     for path, item in docs["paths"].items():
+        if path.startswith("/v2"):
+            continue
         for method, operation in item.items():
             if method == "get":
                 r = client.get(path)

@@ -1,0 +1,280 @@
+"""The Open Inference Protocol (KServe V2, Triton's HTTP/REST API) on the zoo's own app: the same
+BentoML service, port, workers, sessions and numbers as POST /classify, so `tritonclient`, KServe's
+clients and V2 gateways call the zoo unchanged.
+
+    GET  /v2                                    server metadata (name, version, extensions)
+    GET  /v2/health/live, /v2/health/ready      ready exactly when /readyz is
+    GET  /v2/models/{name}[/versions/{v}]       model metadata, from the manifest
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    GET  /v2/models/{name}[/versions/{v}]/config  Triton's model configuration (what load tools read)
+    POST /v2/models/{name}[/versions/{v}]/infer
+
+The V2 models are the manifest's and `auto`; the version is the store tag's. Each model takes one of
+two inputs: `image`, FP32 [N, 1, 28, 28] (the manifest's shape), already preprocessed as the
+manifest says; or `image_bytes`, BYTES [N], one encoded image file per element, decoded and
+preprocessed by the code behind /classify (`routes.classify_images`), so the logits are /classify's.
+auto takes `image_bytes` only: it picks the model by looking at the image, and answers which in its
+output `model`. Outputs: `logits` and `probabilities` (FP32 [N, classes]). Tensors come and go as JSON
+or as Triton's binary tensor data (service/v2_tensors.py); a request without a Content-Type (as
+tritonclient sends) is read the same. The limits are /classify/batch's: MAX_BATCH_IMAGES per request
+(413), MAX_BATCH_BYTES per body (413), and each file's bytes and pixels as /classify's.
+
+Specification: kserve/open-inference-protocol `specification/protocol/inference_rest.md`.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any, Callable
+
+import numpy as np
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from zoo.auto import AUTO
+from zoo.manifest import PROJECT
+
+from . import openapi
+from .imaging import ImageError, open_all
+from .inference import UnknownModel, answering
+from .params import IMAGE, MAX_BATCH_BYTES, MAX_BATCH_IMAGES
+from .results import JSON, softmax
+from .routes import (INLINE_PIXELS, Options, RequestError, classify_images, error_answer, in_thread,
+                     read_body, served_zoo)
+from .runtime import Zoo
+from .v2_tensors import BYTES, HEADER_LENGTH, HOW_JSON, Output, TensorError, encode_answer, parse_request
+
+IMAGE_BYTES = "image_bytes"        # the BYTES input: one encoded image file per element
+LOGITS, PROBABILITIES, CHOSEN = "logits", "probabilities", "model"   # the outputs (`model`: auto's only)
+PLATFORM = "onnx_onnxv1"           # the spec's name for an ONNX model
+AUTO_PLATFORM = "ensemble"         # Triton's name for a model made of others: auto picks one per image
+CONFIG_PLATFORM = "onnxruntime_onnx"  # Triton's model configuration names the ONNX backend so
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]  # Triton's names for what /v2 adds to the spec
+TRITON_TYPES = {"FP32": "TYPE_FP32", BYTES: "TYPE_STRING"}
+HOW_INPUT = (f"send one input: '{IMAGE}', FP32 of shape [N, 1, 28, 28] (preprocessed as GET /v2/models/<name> "
+             f"and GET /models say), or '{IMAGE_BYTES}', BYTES of shape [N], one PNG/JPEG/... file per "
+             f"element; N from 1 to {MAX_BATCH_IMAGES}")
+
+
+def server_version() -> str:
+    try:
+        return importlib.metadata.version(PROJECT)
+    except importlib.metadata.PackageNotFoundError:  # the service's files without the package installed
+        return "unknown"
+
+
+def version_of(zoo: Zoo) -> str:
+    """The served zoo's version: its store tag's (fashion-zoo:<version>)."""
+    return zoo.tag.rpartition(":")[2]
+
+
+def _dims(shape: list[Any]) -> list[int]:
+    """A manifest shape (['batch', 1, 28, 28]) in V2's words: -1 for a named, variable axis."""
+    return [d if isinstance(d, int) else -1 for d in shape]
+
+
+def _tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
+    return {"name": name, "datatype": datatype, "shape": shape}
+
+
+def metadata(zoo: Zoo, name: str) -> dict[str, Any]:
+    """GET /v2/models/{name}: inputs and outputs from the manifest (auto: those of the models it picks)."""
+    names, auto = answering(zoo, name)
+    first = zoo.models[names[0]].entry
+    n_classes = _dims(first["output"]["shape"])[1:]
+    inputs = [_tensor(IMAGE_BYTES, BYTES, [-1])]
+    outputs = [_tensor(LOGITS, "FP32", [-1, *n_classes]), _tensor(PROBABILITIES, "FP32", [-1, *n_classes])]
+    if auto:
+        outputs.append(_tensor(CHOSEN, BYTES, [-1]))
+    else:
+        inputs.insert(0, _tensor(first["input"]["name"], "FP32", _dims(first["input"]["shape"])))
+    return {"name": name, "versions": [version_of(zoo)], "platform": AUTO_PLATFORM if auto else PLATFORM,
+            "inputs": inputs, "outputs": outputs}
+
+
+def config(zoo: Zoo, name: str) -> dict[str, Any]:
+    """GET /v2/models/{name}/config: the part of Triton's model configuration load tools read. The
+    batch axis is max_batch_size's, so `dims` leave it out; a BYTES input of shape [N] is dims [1]
+    reshaped to [] (Triton's way to say one element per batch item)."""
+    meta = metadata(zoo, name)
+
+    def tensor(t: dict[str, Any]) -> dict[str, Any]:
+        dims = t["shape"][1:]
+        out = {"name": t["name"], "data_type": TRITON_TYPES[t["datatype"]], "dims": dims or [1]}
+        return out if dims else {**out, "reshape": {"shape": []}}
+
+    return {"name": name, "platform": AUTO_PLATFORM if meta["platform"] == AUTO_PLATFORM else CONFIG_PLATFORM,
+            "max_batch_size": MAX_BATCH_IMAGES, "input": [tensor(t) for t in meta["inputs"]],
+            "output": [tensor(t) for t in meta["outputs"]]}
+
+
+def _model(zoo: Zoo, request: Request) -> str:
+    """The V2 model named in the path (the manifest's models and auto), at the served version if named."""
+    name = request.path_params["model_name"]
+    valid = [AUTO, *zoo.models]
+    if name not in valid:
+        raise RequestError(404, str(UnknownModel(name, valid)), models=valid)
+    version = request.path_params.get("model_version")
+    if version is not None and version != version_of(zoo):
+        raise RequestError(404, f"model {name!r} has no version {version!r}; the served version is "
+                                f"{version_of(zoo)!r} (or leave /versions/... out)")
+    return name
+
+
+def _is_ready(request: Request) -> bool:
+    """What /readyz answers: the service puts its own readiness check (`__is_ready__`) in app.state."""
+    check = getattr(request.app.state, "is_ready", None)
+    if check is not None:
+        return check()
+    zoo = getattr(request.app.state, "zoo", None)
+    return zoo is not None and zoo.ready
+
+
+async def server_metadata(request: Request) -> JSON:
+    return JSON({"name": PROJECT, "version": server_version(), "extensions": EXTENSIONS})
+
+
+async def server_live(request: Request) -> JSON:
+    return JSON({"live": True})
+
+
+async def server_ready(request: Request) -> JSON:
+    ready = _is_ready(request)
+    return JSON({"ready": ready}, status_code=200 if ready else 503)
+
+
+async def model_metadata(request: Request) -> JSON:
+    try:
+        zoo = served_zoo(request)
+        return JSON(metadata(zoo, _model(zoo, request)))
+    except RequestError as e:
+        return error_answer(e.status, e.message, **e.extra)
+
+
+async def model_config(request: Request) -> JSON:
+    try:
+        zoo = served_zoo(request)
+        return JSON(config(zoo, _model(zoo, request)))
+    except RequestError as e:
+        return error_answer(e.status, e.message, **e.extra)
+
+
+async def model_ready(request: Request) -> JSON:
+    try:
+        zoo = served_zoo(request)
+        name = _model(zoo, request)
+    except RequestError as e:
+        if e.status != 503:
+            return error_answer(e.status, e.message, **e.extra)
+        return JSON({"name": request.path_params["model_name"], "ready": False}, status_code=503)
+    ready = _is_ready(request)
+    return JSON({"name": name, "ready": ready}, status_code=200 if ready else 503)
+
+
+def _input_check(meta: dict[str, Any]) -> Callable[[str, str, list[int]], None]:
+    """Vets a request input against the model's metadata: its name, datatype and shape, and the batch
+    limit (v2_tensors.parse_request calls it before reading the input's data)."""
+    accepted = {t["name"]: t for t in meta["inputs"]}
+
+    def check(name: str, datatype: str, shape: list[int]) -> None:
+        if name not in accepted:
+            only = (" (auto looks at each image to pick its model, so it takes encoded images only)"
+                    if meta["name"] == AUTO else "")
+            raise TensorError(f"model {meta['name']!r} has no input {name!r}; it takes "
+                              f"{' or '.join(map(repr, accepted))}{only}; {HOW_INPUT}")
+        want = accepted[name]
+        if datatype != want["datatype"]:
+            raise TensorError(f"input {name!r} must be {want['datatype']}, got {datatype}; {HOW_INPUT}")
+        if len(shape) != len(want["shape"]) or any(w not in (-1, s) for w, s in zip(want["shape"], shape)):
+            raise TensorError(f"input {name!r} must have shape {want['shape']} (-1: the batch, 1 to "
+                              f"{MAX_BATCH_IMAGES}), got {shape}")
+        if shape[0] > MAX_BATCH_IMAGES:
+            raise TensorError(f"a batch of {shape[0]} images is over the limit of {MAX_BATCH_IMAGES} per "
+                              "request; send them in several requests", 413)
+        if shape[0] == 0:
+            raise TensorError(f"input {name!r} has no images (shape {shape}); {HOW_INPUT}")
+
+    return check
+
+
+def _classify_files(zoo: Zoo, name: str, files: list[bytes]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Encoded images -> (per image the model that answered, logits, probabilities), through
+    /classify/batch's own decoding, preprocessing and classification."""
+    names, auto = answering(zoo, name)
+    try:  # every header first: a request over the pixel limit is refused before decoding
+        images = open_all([(f"{IMAGE_BYTES}[{i}]", data) for i, data in enumerate(files)])
+    except ImageError as e:
+        raise RequestError(e.status, str(e)) from None
+    results = classify_images(zoo, Options(names, top_k=1, auto=auto), images)
+    logits = np.array([r["logits"] for r in results], np.float32)  # float32 values, exactly
+    classes = [zoo.models[r["model"]].classes for r in results]
+    probabilities = np.array([[r["probabilities"][c] for c in cs] for r, cs in zip(results, classes)], np.float32)
+    return [r["model"] for r in results], logits, probabilities
+
+
+def _classify_tensor(zoo: Zoo, name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    logits = zoo.logits(name, x)
+    return logits, softmax(logits).astype(np.float32)
+
+
+async def infer(request: Request) -> Response:
+    """POST /v2/models/{name}[/versions/{v}]/infer."""
+    try:
+        zoo = served_zoo(request)
+        name = _model(zoo, request)
+        encoding = request.headers.get("content-encoding", "identity").lower()
+        if encoding != "identity":
+            raise RequestError(400, f"Content-Encoding {encoding} is not read here; send the body uncompressed")
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type == "multipart/form-data" or media_type.startswith("image/"):
+            raise RequestError(400, f"this route takes an inference request, not {media_type}; for an image "
+                                    f"file use POST /classify, or send the file as the BYTES input "
+                                    f"'{IMAGE_BYTES}'; {HOW_JSON}")
+        body = await read_body(request, MAX_BATCH_BYTES)
+        meta = metadata(zoo, name)
+        try:
+            parsed = parse_request(body, request.headers.get(HEADER_LENGTH), _input_check(meta))
+        except TensorError as e:
+            raise RequestError(e.status, str(e)) from None
+        if len(parsed.inputs) != 1:
+            raise RequestError(400, f"got {len(parsed.inputs)} inputs "
+                                    f"({', '.join(t.name for t in parsed.inputs)}); {HOW_INPUT}")
+        (tensor,) = parsed.inputs
+        produced = [t["name"] for t in meta["outputs"]]
+        unknown = [o for o in parsed.outputs or () if o not in produced]
+        if unknown:
+            raise RequestError(400, f"model {name!r} has no output {', '.join(map(repr, unknown))}; its outputs "
+                                    f"are {', '.join(map(repr, produced))} (or leave outputs out for all)")
+        if tensor.name == IMAGE_BYTES:
+            chosen, logits, probabilities = await in_thread(_classify_files, zoo, name, tensor.value)
+        else:
+            x = tensor.value
+            if not np.isfinite(x).all():
+                raise RequestError(400, f"input {tensor.name!r} holds {int((~np.isfinite(x)).sum())} NaN or "
+                                        "infinite values; send the preprocessed image's finite values")
+            if x.size <= INLINE_PIXELS:  # as /classify: a small batch costs less than a thread hand-off
+                logits, probabilities = _classify_tensor(zoo, name, x)
+            else:
+                logits, probabilities = await in_thread(_classify_tensor, zoo, name, x)
+            chosen = [name] * len(x)
+        values = {LOGITS: Output(LOGITS, "FP32", logits), PROBABILITIES: Output(PROBABILITIES, "FP32", probabilities),
+                  CHOSEN: Output(CHOSEN, BYTES, [n.encode() for n in chosen])}
+        wanted = list(parsed.outputs) if parsed.outputs else produced
+        content, headers = encode_answer(name, version_of(zoo), parsed, [values[o] for o in wanted])
+    except RequestError as e:
+        return error_answer(e.status, e.message, **e.extra)
+    return Response(content, headers=headers)
+
+
+def add_routes(app: FastAPI) -> None:
+    """Add the V2 routes to the zoo's app (service/routes.py's), each with its OpenAPI description."""
+    model = "/v2/models/{model_name}"
+    versioned = "/v2/models/{model_name}/versions/{model_version}"
+    app.add_api_route("/v2", server_metadata, methods=["GET"], **openapi.V2_SERVER)
+    app.add_api_route("/v2/health/live", server_live, methods=["GET"], **openapi.V2_LIVE)
+    app.add_api_route("/v2/health/ready", server_ready, methods=["GET"], **openapi.V2_READY)
+    for base, suffix in ((model, ""), (versioned, "_version")):
+        app.add_api_route(base, model_metadata, methods=["GET"], **openapi.v2_model(suffix))
+        app.add_api_route(f"{base}/ready", model_ready, methods=["GET"], **openapi.v2_model_ready(suffix))
+        app.add_api_route(f"{base}/config", model_config, methods=["GET"], **openapi.v2_model_config(suffix))
+        app.add_api_route(f"{base}/infer", infer, methods=["POST"], **openapi.v2_infer(suffix))

@@ -1,0 +1,268 @@
+"""Open Inference Protocol (KServe V2, Triton's HTTP API) request and answer bodies: tensors in and out.
+
+An inference request is a JSON object, optionally followed by raw tensor bytes (Triton's binary
+tensor data extension: the `Inference-Header-Content-Length` header gives the JSON's length, each
+binary input's `binary_data_size` parameter its share of the bytes after it, in input order).
+`parse_request` reads one into an `InferRequest` of named numpy tensors, checking every size against
+what the JSON declares; `encode_answer` writes the answer, each output as JSON `data` or as binary
+after the JSON, as the request asks (`binary_data_output`, or an output's own `binary_data`).
+Nothing here knows the models: service/v2.py checks the tensors against the model's metadata.
+
+    request = parse_request(body, header_length)   # raises TensorError (400, or 413 over a limit)
+    content, headers = encode_answer(model, version, request, outputs)
+
+Specifications: kserve/open-inference-protocol `specification/protocol/inference_rest.md`; Triton's
+`docs/protocol/extension_binary_data.md`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+
+HEADER_LENGTH = "inference-header-content-length"
+# The datatypes this service takes or gives, as numpy dtypes (little-endian, as the extension says).
+DTYPES = {"FP32": np.dtype("<f4")}
+BYTES = "BYTES"
+HOW_JSON = ('send a JSON object {"inputs": [{"name": ..., "datatype": ..., "shape": [...], "data": [...]}]}, '
+            "or that JSON followed by the raw tensor bytes with the Inference-Header-Content-Length header "
+            "and each binary input's parameters.binary_data_size (what tritonclient sends)")
+
+
+class TensorError(ValueError):
+    """A request body this service answers with `status` (400, or 413 over a limit) and the message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    value: np.ndarray | list[bytes]  # a numeric tensor of `shape`, or BYTES: one bytes object per element
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    inputs: list[Tensor]
+    outputs: dict[str, bool] | None = None  # asked-for outputs -> binary?, in order; None: every output
+    binary_default: bool = False            # binary_data_output: outputs not named are binary
+
+    def binary(self, output: str) -> bool:
+        """Whether `output` goes back as binary data after the JSON."""
+        return self.outputs.get(output, self.binary_default) if self.outputs else self.binary_default
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TensorError(f"{what} must be a JSON object, got {type(value).__name__}; {HOW_JSON}")
+    return value
+
+
+def _flag(parameters: dict[str, Any], name: str, what: str) -> bool | None:
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise TensorError(f"{what}: parameter {name} must be true or false, got {value!r}")
+    return value
+
+
+def _shape(value: Any, name: str) -> list[int]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)):
+        raise TensorError(f"input {name!r}: shape must be a non-empty list of non-negative integers, "
+                          f"got {value!r}")
+    return value
+
+
+def _bytes_elements(raw: bytes, name: str) -> list[bytes]:
+    """The extension's BYTES tensor: each element a 4-byte little-endian length, then that many bytes."""
+    out, pos = [], 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise TensorError(f"input {name!r}: its binary data ends inside an element's 4-byte length")
+        (n,) = struct.unpack_from("<I", raw, pos)
+        if pos + 4 + n > len(raw):
+            raise TensorError(f"input {name!r}: element {len(out)} says {n:,} bytes but only "
+                              f"{len(raw) - pos - 4:,} follow (a truncated body?)")
+        out.append(raw[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    return out
+
+
+def _json_numbers(data: Any, name: str, shape: list[int], dtype: np.dtype) -> np.ndarray:
+    """`data` as the spec allows it: flat in row-major order, or nested as `shape`."""
+    if not isinstance(data, list):
+        raise TensorError(f"input {name!r}: data must be a list of numbers, got {type(data).__name__}")
+    try:
+        array = np.array(data)
+    except ValueError:  # ragged nesting
+        raise TensorError(f"input {name!r}: data is nested unevenly; send it flat in row-major order, "
+                          f"or nested exactly as shape {shape}") from None
+    if array.dtype.kind not in "iuf":
+        raise TensorError(f"input {name!r}: data must hold numbers only (no strings, booleans or nulls)")
+    if array.ndim > 1 and list(array.shape) != shape:
+        raise TensorError(f"input {name!r}: data is nested as {list(array.shape)} but shape says {shape}; "
+                          "nest it as the shape, or send it flat")
+    if array.size != math.prod(shape):
+        raise TensorError(f"input {name!r}: shape {shape} holds {math.prod(shape):,} elements but data has "
+                          f"{array.size:,}")
+    return array.astype(dtype).reshape(shape)
+
+
+def _json_bytes(data: Any, name: str, shape: list[int]) -> list[bytes]:
+    """A BYTES tensor in JSON: one base64 string per element (a file is not text JSON could carry)."""
+    if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
+        raise TensorError(f"input {name!r}: BYTES data in JSON must be a flat list of base64 strings, one "
+                          "per element; or send the bytes as binary data (tritonclient's binary_data=True)")
+    if len(data) != math.prod(shape):
+        raise TensorError(f"input {name!r}: shape {shape} holds {math.prod(shape):,} elements but data has "
+                          f"{len(data):,}")
+    try:
+        return [base64.b64decode(s, validate=True) for s in data]
+    except (binascii.Error, ValueError):
+        raise TensorError(f"input {name!r}: an element is not valid base64; in JSON, encode each file "
+                          "with base64, or send the bytes as binary data") from None
+
+
+def parse_request(body: bytes, header_length: str | None,
+                  check: Callable[[str, str, list[int]], None] | None = None) -> InferRequest:
+    """An inference request body (JSON, then any binary tensor data) -> InferRequest. `check(name,
+    datatype, shape)` vets each input before its data is read, so a wrong name, datatype or shape is
+    reported as such rather than as data that does not fit it. Raises TensorError."""
+    if header_length is None:
+        head, rest = body, b""
+    else:
+        if not header_length.strip().isdigit():
+            raise TensorError(f"Inference-Header-Content-Length must be a byte count, got {header_length!r}")
+        n = int(header_length)
+        if n > len(body):
+            raise TensorError(f"Inference-Header-Content-Length says the JSON is {n:,} bytes but the body is "
+                              f"{len(body):,} (a truncated body?)")
+        head, rest = body[:n], body[n:]
+    if not head.strip():
+        raise TensorError(f"the request body is empty; {HOW_JSON}")
+    try:
+        doc = orjson.loads(head)
+    except orjson.JSONDecodeError as e:
+        raise TensorError(f"the request is not valid JSON ({e}); {HOW_JSON}") from None
+    doc = _object(doc, "the request")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise TensorError(f"id must be a string, got {request_id!r}")
+    parameters = _object(doc.get("parameters"), "parameters")
+    binary_default = bool(_flag(parameters, "binary_data_output", "the request"))
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise TensorError(f"the request has no inputs; {HOW_JSON}")
+
+    tensors, pos = [], 0
+    for i, spec in enumerate(inputs):
+        spec = _object(spec, f"inputs[{i}]")
+        name, datatype = spec.get("name"), spec.get("datatype")
+        if not isinstance(name, str) or not isinstance(datatype, str):
+            raise TensorError(f"inputs[{i}] needs a string name and datatype; {HOW_JSON}")
+        shape = _shape(spec.get("shape"), name)
+        if check is not None:
+            check(name, datatype, shape)
+        if datatype != BYTES and datatype not in DTYPES:
+            raise TensorError(f"input {name!r}: datatype {datatype!r} is not one this service takes "
+                              f"({', '.join([*DTYPES, BYTES])})")
+        size = _object(spec.get("parameters"), f"input {name!r} parameters").get("binary_data_size")
+        if size is None:
+            if "data" not in spec:
+                raise TensorError(f"input {name!r} has neither data nor parameters.binary_data_size")
+            value = (_json_bytes(spec["data"], name, shape) if datatype == BYTES
+                     else _json_numbers(spec["data"], name, shape, DTYPES[datatype]))
+        else:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise TensorError(f"input {name!r}: binary_data_size must be a byte count, got {size!r}")
+            if pos + size > len(rest):
+                raise TensorError(f"input {name!r}: binary_data_size {size:,} goes past the {len(rest):,} "
+                                  "bytes after the JSON (send Inference-Header-Content-Length with the "
+                                  "JSON's length, and every binary input's bytes, in input order)")
+            raw = rest[pos:pos + size]
+            pos += size
+            if datatype == BYTES:
+                value = _bytes_elements(raw, name)
+                if len(value) != math.prod(shape):
+                    raise TensorError(f"input {name!r}: shape {shape} holds {math.prod(shape):,} elements but "
+                                      f"its binary data has {len(value):,}")
+            else:
+                dtype = DTYPES[datatype]
+                want = math.prod(shape) * dtype.itemsize
+                if size != want:
+                    raise TensorError(f"input {name!r}: shape {shape} of {datatype} is {want:,} bytes but "
+                                      f"binary_data_size is {size:,}")
+                value = np.frombuffer(raw, dtype).reshape(shape)
+        tensors.append(Tensor(name, datatype, shape, value))
+    if pos != len(rest):
+        raise TensorError(f"{len(rest) - pos:,} bytes after the JSON belong to no input (the binary inputs' "
+                          f"binary_data_size add up to {pos:,}; Inference-Header-Content-Length must be "
+                          "the JSON's length)")
+
+    outputs = None
+    if doc.get("outputs") is not None:
+        if not isinstance(doc["outputs"], list):
+            raise TensorError(f"outputs must be a list of {{\"name\": ...}}, got {doc['outputs']!r}")
+        outputs = {}
+        for i, spec in enumerate(doc["outputs"]):
+            spec = _object(spec, f"outputs[{i}]")
+            if not isinstance(spec.get("name"), str):
+                raise TensorError(f"outputs[{i}] needs a string name")
+            flag = _flag(_object(spec.get("parameters"), f"output {spec['name']!r} parameters"),
+                         "binary_data", f"output {spec['name']!r}")
+            outputs[spec["name"]] = binary_default if flag is None else flag
+    return InferRequest(request_id, tensors, outputs, binary_default)
+
+
+@dataclass
+class Output:
+    name: str
+    datatype: str     # FP32 or BYTES
+    value: np.ndarray | list[bytes]
+
+
+def _binary(output: Output) -> bytes:
+    if output.datatype == BYTES:
+        return b"".join(struct.pack("<I", len(v)) + v for v in output.value)
+    return np.ascontiguousarray(output.value, DTYPES[output.datatype]).tobytes()
+
+
+def encode_answer(model: str, version: str, request: InferRequest,
+                  outputs: list[Output]) -> tuple[bytes, dict[str, str]]:
+    """The inference answer's body and headers: each output as JSON data, or binary after the JSON."""
+    described, tail = [], []
+    for out in outputs:
+        shape = [len(out.value)] if out.datatype == BYTES else list(out.value.shape)
+        one: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": shape}
+        if request.binary(out.name):
+            raw = _binary(out)
+            one["parameters"] = {"binary_data_size": len(raw)}
+            tail.append(raw)
+        elif out.datatype == BYTES:
+            one["data"] = [v.decode("utf-8") for v in out.value]
+        else:
+            # float32 -> Python float is exact, and orjson writes each so it reads back as the same float.
+            one["data"] = out.value.ravel().tolist()
+        described.append(one)
+    answer: dict[str, Any] = {"model_name": model, "model_version": version}
+    if request.id is not None:
+        answer["id"] = request.id
+    answer["outputs"] = described
+    head = orjson.dumps(answer)
+    if not tail:
+        return head, {"content-type": "application/json"}
+    return head + b"".join(tail), {"content-type": "application/octet-stream",
+                                   "inference-header-content-length": str(len(head))}
