@@ -121,7 +121,7 @@ def test_cosine_lr():
 
 def test_recipe_fills_what_is_not_given():
     study = TrainConfig(model="baseline").resolved()
-    assert (study.epochs, study.batch_size, study.hflip, study.schedule) == (15, 64, False, "constant")
+    assert (study.epochs, study.batch_size, study.hflip, study.schedule) == (15, 32, False, "constant")
     photo = TrainConfig(model="photo").resolved()
     assert (photo.epochs, photo.batch_size, photo.lr, photo.hflip, photo.schedule) == (20, 32, 2e-3, True, "cosine")
     assert TrainConfig(model="photo", epochs=1, hflip=False).resolved().epochs == 1

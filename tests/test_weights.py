@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from release import formats
 from release.publish import collect, dirty_code, recipe_problems, write
 from release.verify_weights import differences
 from tests.conftest import REAL_FASHION_MNIST, run_export, synthetic_images
@@ -46,7 +47,7 @@ def test_every_registry_model_has_shipped_weights():
 @needs_shipped
 def test_shipped_files_match_their_manifest():
     root, manifest = weights_dir(), shipped_manifest()
-    listed = {"__init__.py", "manifest.json"}
+    listed = {"__init__.py", "manifest.json", *formats.top_level(manifest)}  # + card and test data sets
     for name, e in SHIPPED.items():
         assert sha256(root / e["state_dict"]) == e["state_dict_sha256"], f"{name}: {e['state_dict']} changed"
         assert sha256(root / e["onnx"]) == e["sha256"], f"{name}: {e['onnx']} changed"
@@ -236,7 +237,7 @@ def test_publish_refuses_short_epoch_models_in_one_line(exported_zoo, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: refusing to publish weights/: "), out.stderr
     assert "baseline: short-epoch: 1 epochs, the recipe is 15" in lines[0]
-    assert "not the recipe: batch_size=32 (recipe 64)" in lines[0]
+    assert "baseline: short-epoch: 1 epochs, the recipe is 15, trained in the native mode" in lines[0]
     assert "parity ran on synthetic" in lines[0]
 
 
@@ -309,8 +310,10 @@ def test_publish_writes_what_load_model_and_the_service_read(exported_zoo, tmp_p
             100 * ckpt["metrics"]["test_acc"], 2)
     # a model that is no longer published leaves no file behind
     del manifest["models"]["numfilters"], files["numfilters.pt"], files["numfilters.onnx"]
+    assert (out / "numfilters" / "test_data_set_0" / "input_0.pb").exists() and (out / "README.md").exists()
     assert write(manifest, files, out)
     assert not (out / "numfilters.pt").exists() and not (out / "numfilters.onnx").exists()
+    assert not (out / "numfilters").exists() and "### `numfilters`" not in (out / "README.md").read_text()
 
 
 def test_verify_lists_every_difference():

@@ -13,7 +13,8 @@ class TrainConfig:
     epochs: int | None = None      # None: the model's recipe (the study's 15; photo 20)
     lr: float | None = None        # Adam learning rate, the peak with a schedule (None: the recipe's;
                                    # the study's 1e-3)
-    batch_size: int | None = None  # None: the model's recipe (the study's 64; kaggle 8, photo 32)
+    batch_size: int | None = None  # None: the model's recipe (32, found from the study's figures by
+                                   # `make study`: docs/training.md; kaggle 8, photo 32)
     hflip: bool | None = None      # mirror each training image with probability 1/2 (None: the recipe's; off)
     schedule: str | None = None    # "constant" or "cosine" learning rate over all steps (None: the recipe's)
     shift: int | None = None       # move each training image by up to this many pixels in x and y,
@@ -41,8 +42,8 @@ class TrainConfig:
     # the study's recipe, so the checkpoints trained before them stay valid.
     IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0,
                        "portable": False}
-    RECIPE = {"epochs": 15, "batch_size": 64, "lr": 1e-3, "hflip": False, "schedule": "constant",
-              "shift": 0, "label_smoothing": 0.0}  # the study's
+    RECIPE = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "hflip": False, "schedule": "constant",
+              "shift": 0, "label_smoothing": 0.0}  # the study's, with the batch size `make study` found
     SCHEDULES = ("constant", "cosine")
 
     def __post_init__(self) -> None:

@@ -1,6 +1,6 @@
 """Train one zoo model with the study's recipe; resumable, reproducible, fast on a CPU.
 
-    python -m training.train --model numfilters            # 15 epochs, Adam 1e-3, batch 64
+    python -m training.train --model numfilters            # 15 epochs, Adam 1e-3, batch 32
     python -m training.train --model baseline --epochs 1   # a quick run
 
 Writes <artifacts>/checkpoints/<model>.pt after every epoch (atomically). Running the same
