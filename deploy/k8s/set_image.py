@@ -1,12 +1,13 @@
-"""Point an overlay at the image `make container` built: its kustomize `images:` entry.
+"""Point the overlays at the image `make container` built: its kustomize `images:` entry.
 
     python -m deploy.k8s.set_image --device cpu                        # what `make k8s-image DEVICE=cpu` runs
     python -m deploy.k8s.set_image --device gpu --registry registry.example.com/ml
     python -m deploy.k8s.set_image --device cpu --tag 7yy4q7honsxl4ax4
     python -m deploy.k8s.set_image --device cpu --print                # the built image; changes nothing
 
-The overlay's kustomization.yaml (overlays/cpu or overlays/gpu) names the image once; this sets
-its newTag to the bento version of the image tagged `<name>:latest` in the container backend (the
+Each image is named once, in the kustomization of KUSTOMIZATIONS: the CPU image in
+components/cpu-image (which the cpu, monitoring and kserve overlays share), the GPU image in
+overlays/gpu. This sets its newTag to the bento version of the image tagged `<name>:latest` in the container backend (the
 one `make container` built last; --tag names another) and, with --registry, its newName to
 `<registry>/<name>`, where you push it. The tag is never `latest`: a Deployment that says `latest`
 runs whatever the registry held when each node pulled. Only those two lines change (comments stay).
@@ -30,7 +31,10 @@ K8S = Path(__file__).resolve().parent
 # The image of each device is named as its bento, by the bentofile's `name:`.
 IMAGES = {device: yaml.safe_load((K8S.parents[1] / bentofile).read_text())["name"]
           for device, bentofile in BENTOFILES.items()}
-BASE_NAME = "fashion-zoo-service"   # the image deploy/k8s/base/deployment.yaml names
+BASE_NAME = "fashion-zoo-service"   # the image base/deployment.yaml and overlays/kserve name
+# Where each device's image is named, once.
+KUSTOMIZATIONS = {"cpu": K8S / "components" / "cpu-image" / "kustomization.yaml",
+                  "gpu": K8S / "overlays" / "gpu" / "kustomization.yaml"}
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -84,7 +88,7 @@ def set_image(kustomization: Path, new_name: str, new_tag: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=sorted(IMAGES), required=True, help="which overlay and image")
+    p.add_argument("--device", choices=sorted(IMAGES), required=True, help="which image (and so which overlays)")
     p.add_argument("--registry", default="", help="where the image is pushed, e.g. registry.example.com/ml")
     p.add_argument("--tag", default="", help="the version tag (default: the one of <image>:latest here)")
     p.add_argument("--backend", default=os.environ.get("CONTAINER_BACKEND") or None)
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}:{tag}")
             return 0
         new_name = f"{args.registry.rstrip('/')}/{name}" if args.registry else name
-        kustomization = K8S / "overlays" / args.device / "kustomization.yaml"
+        kustomization = KUSTOMIZATIONS[args.device]
         set_image(kustomization, new_name, tag)
     except (ContainerError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,12 +7,16 @@ Each overlay is rendered with `kubectl kustomize` (the kubectl of this environme
 dev extra installs one; else the one on PATH), and every object is validated strictly (no property
 the schema does not name) against the Kubernetes schemas of KUBERNETES_VERSIONS that the
 kubernetes-validate package ships. Its command line only warns about a kind it has no schema for;
-here that is an error, except for the Prometheus Operator's ServiceMonitor, which is checked
-against the CRD's schema in deploy/k8s/schemas/. Then the checks a reviewer makes: every container
-has a liveness and a readiness probe, CPU and memory requests and limits, runs as non-root without
+here that is an error, except for the custom resources whose CRD schemas are vendored in
+deploy/k8s/schemas/ (CRD_SCHEMAS: the Prometheus Operator's ServiceMonitor, KServe's ServingRuntime
+and InferenceService), each checked against its schema made as strict. Then the checks a reviewer
+makes: every container (a ServingRuntime's too, and the one KServe would run for an
+InferenceService: its runtime's container with the InferenceService's fields over it) has a
+liveness and a readiness probe, CPU and memory requests and limits, runs as non-root without
 privilege escalation, with every capability dropped and a read-only root filesystem, and names its
 image with a tag that is not `latest`; FASHION_ZOO_WORKERS follows the CPU limit; the Service, the
-autoscaler, the disruption budget and the ServiceMonitor point at what the overlay defines.
+autoscaler, the disruption budget and the ServiceMonitor point at what the overlay defines, and an
+InferenceService at a runtime of the overlay that serves its model format and protocol.
 Every problem is reported, with the overlay and object it is in; the exit status is 1 if any.
 """
 from __future__ import annotations
@@ -29,7 +33,18 @@ import yaml
 
 K8S = Path(__file__).resolve().parent
 OVERLAYS = K8S / "overlays"
-SERVICEMONITOR_SCHEMA = K8S / "schemas" / "servicemonitor-monitoring-v1.json"
+SCHEMAS = K8S / "schemas"
+# (apiVersion, kind) -> the vendored schema of its CRD; each file's $comment says where it is from.
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor-monitoring-v1.json",
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): SCHEMAS / "servingruntime-serving-kserve-v1alpha1.json",
+    ("serving.kserve.io/v1beta1", "InferenceService"): SCHEMAS / "inferenceservice-serving-kserve-v1beta1.json",
+}
+# The container of a ServingRuntime that KServe merges an InferenceService's predictor.model into.
+KSERVE_CONTAINER = "kserve-container"
+# predictor.model's fields that choose the model and runtime rather than go into the container.
+KSERVE_MODEL_FIELDS = ("modelFormat", "protocolVersion", "runtime", "runtimeVersion", "storageUri", "storage",
+                       "confidential")
 # The oldest and the newest Kubernetes release the manifests are checked against.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 # The tag the committed overlays carry until `make k8s-image` sets the built one.
@@ -70,10 +85,12 @@ def name_of(obj: dict) -> str:
 
 def _strict(schema):
     """`schema` with `additionalProperties: false` wherever it lists properties and says nothing
-    about others: how kubernetes-validate's strict schemas are made from the OpenAPI ones."""
+    about others: how kubernetes-validate's strict schemas are made from the OpenAPI ones. A CRD's
+    `x-kubernetes-preserve-unknown-fields: true` keeps unknown fields there, as the API server does."""
     if isinstance(schema, dict):
         out = {k: _strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out:
+        if ("properties" in out and "additionalProperties" not in out
+                and out.get("x-kubernetes-preserve-unknown-fields") is not True):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -82,19 +99,20 @@ def _strict(schema):
 
 
 @cache
-def _servicemonitor_validator(version: str):
-    """A validator of the vendored ServiceMonitor schema, made strict, whose metadata is the
+def _crd_validator(api_version: str, kind: str, version: str):
+    """A validator of the vendored CRD schema of `kind`, made strict, whose metadata is the
     Kubernetes ObjectMeta of `version` (from kubernetes-validate's strict definitions)."""
     import importlib.resources
 
     import jsonschema
     from referencing import Registry, Resource
 
-    schema = json.loads(SERVICEMONITOR_SCHEMA.read_text())
+    path = CRD_SCHEMAS[(api_version, kind)]
+    schema = json.loads(path.read_text())
     schema.pop("$comment", None)
     schema = _strict(schema)
     schema["properties"]["metadata"] = {"$ref": OBJECT_META}
-    schema["$id"] = "https://kubernetes.io/api/servicemonitor-monitoring-v1.json"
+    schema["$id"] = f"https://kubernetes.io/api/{path.name}"
     definitions = importlib.resources.files("kubernetes_validate").joinpath(
         "kubernetes-json-schema", f"v{version}-local-strict", "_definitions.json")
     registry = Resource.from_contents(json.loads(definitions.read_text())) @ Registry()
@@ -108,9 +126,10 @@ def schema_problems(obj: dict, versions=KUBERNETES_VERSIONS) -> list[str]:
 
     problems = []
     for version in versions:
-        if obj.get("apiVersion") == "monitoring.coreos.com/v1" and obj.get("kind") == "ServiceMonitor":
-            errors = sorted(_servicemonitor_validator(version).iter_errors(obj), key=lambda e: list(e.path))
-            problems += [f"{'.'.join(map(str, e.path)) or '(top)'}: {e.message} (ServiceMonitor CRD schema)"
+        key = (obj.get("apiVersion"), obj.get("kind"))
+        if key in CRD_SCHEMAS:
+            errors = sorted(_crd_validator(*key, version).iter_errors(obj), key=lambda e: list(e.path))
+            problems += [f"{'.'.join(map(str, e.path)) or '(top)'}: {e.message} ({key[1]} CRD schema)"
                          for e in errors]
         else:
             try:
@@ -118,7 +137,8 @@ def schema_problems(obj: dict, versions=KUBERNETES_VERSIONS) -> list[str]:
             except kubernetes_validate.ValidationError as e:
                 problems.append(f"{'.'.join(map(str, e.path)) or '(top)'}: {e.message} (Kubernetes {e.version})")
             except SchemaNotFoundError as e:
-                problems.append(f"{e.message}: not validated (only ServiceMonitor has a vendored CRD schema)")
+                problems.append(f"{e.message}: not validated (vendored CRD schemas: "
+                                f"{', '.join(kind for _, kind in CRD_SCHEMAS)})")
         if problems:
             break   # the same mistake again for the next version says nothing new
     return problems
@@ -127,12 +147,38 @@ def schema_problems(obj: dict, versions=KUBERNETES_VERSIONS) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # what a reviewer checks
 
-def _pod_spec(obj: dict) -> dict | None:
+def _pod_spec(obj: dict, objects: list[dict] = ()) -> dict | None:
+    """The pod spec `obj` makes; for an InferenceService, the one KServe would make from its runtime
+    in `objects` (None if that runtime is not there: reference_problems says so)."""
     if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
         return obj.get("spec", {}).get("template", {}).get("spec", {})
-    if obj.get("kind") == "Pod":
+    if obj.get("kind") in ("Pod", "ServingRuntime"):   # a ServingRuntime's spec has a pod's containers and volumes
         return obj.get("spec", {})
+    if obj.get("kind") == "InferenceService":
+        return _predictor_pod(obj, objects)
     return None
+
+
+def _runtime_of(isvc: dict, objects: list[dict]) -> dict | None:
+    name = isvc.get("spec", {}).get("predictor", {}).get("model", {}).get("runtime")
+    return next((o for o in objects if o.get("kind") == "ServingRuntime"
+                 and o.get("metadata", {}).get("name") == name), None)
+
+
+def _predictor_pod(isvc: dict, objects: list[dict]) -> dict | None:
+    """The predictor pod as KServe makes it: the runtime's containers, the model server's with the
+    InferenceService's predictor.model fields over it (field by field, so a list such as `env` set
+    there replaces the runtime's: stricter than KServe's merge, never laxer), and the predictor's pod
+    fields (securityContext ...)."""
+    runtime = _runtime_of(isvc, objects)
+    if runtime is None:
+        return None
+    predictor = isvc.get("spec", {}).get("predictor", {})
+    model = {k: v for k, v in predictor.get("model", {}).items() if k not in KSERVE_MODEL_FIELDS}
+    containers = [{**c, **model, "name": c.get("name")} if c.get("name") == KSERVE_CONTAINER else c
+                  for c in runtime["spec"].get("containers", [])]
+    pod = {k: v for k, v in predictor.items() if k != "model"}
+    return {**pod, "containers": containers, "volumes": runtime["spec"].get("volumes", []) + pod.get("volumes", [])}
 
 
 def _image_problem(image: str) -> str | None:
@@ -175,7 +221,7 @@ def container_problems(pod: dict) -> list[str]:
         if image_problem:
             problems.append(f"{where}: {image_problem}")
         workers = [e for e in c.get("env", []) if e.get("name") == "FASHION_ZOO_WORKERS"]
-        if c.get("name") == "fashion-zoo" and not (
+        if c.get("name") in ("fashion-zoo", KSERVE_CONTAINER) and not (
                 workers and workers[0].get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu"):
             problems.append(f"{where}: FASHION_ZOO_WORKERS does not come from limits.cpu "
                             f"(else the service starts one worker per core of the node)")
@@ -229,6 +275,37 @@ def reference_problems(objects: list[dict]) -> list[tuple[str, str]]:
             for s in services:
                 if endpoint.get("port") not in {p.get("name") for p in s["spec"].get("ports", [])}:
                     problems.append((name_of(monitor), f"port {endpoint.get('port')!r} is no named port of {name_of(s)}"))
+    for isvc in by_kind.get("InferenceService", []):
+        problems += [(name_of(isvc), p) for p in _inference_service_problems(isvc, objects)]
+    return problems
+
+
+def _inference_service_problems(isvc: dict, objects: list[dict]) -> list[str]:
+    """What KServe would refuse or get wrong: the runtime, its model format and protocol, its model
+    server container, the resources that would otherwise be KServe's defaults."""
+    model = isvc.get("spec", {}).get("predictor", {}).get("model")
+    if model is None:
+        return ["no predictor.model (the zoo is served through its runtime)"]
+    runtime = _runtime_of(isvc, objects)
+    if runtime is None:
+        return [f"runtime {model.get('runtime')!r} is no ServingRuntime of this overlay"]
+    problems = []
+    spec = runtime["spec"]
+    fmt = model.get("modelFormat", {})
+    if not any(f.get("name") == fmt.get("name") and f.get("version", fmt.get("version")) == fmt.get("version")
+               for f in spec.get("supportedModelFormats", [])):
+        problems.append(f"{name_of(runtime)} does not support model format {fmt.get('name')!r} "
+                        f"version {fmt.get('version')!r}")
+    protocol = model.get("protocolVersion", "v1")   # KServe's default
+    if protocol not in spec.get("protocolVersions", []):
+        problems.append(f"{name_of(runtime)} does not speak protocol {protocol!r}")
+    if not any(c.get("name") == KSERVE_CONTAINER for c in spec.get("containers", [])):
+        problems.append(f"{name_of(runtime)} has no container named {KSERVE_CONTAINER!r}")
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            if resource not in model.get("resources", {}).get(kind, {}):
+                problems.append(f"no {resource} in predictor.model.resources.{kind}: KServe's default "
+                                f"would replace the runtime's")
     return problems
 
 
@@ -237,7 +314,7 @@ def problems_of(objects: list[dict], versions=KUBERNETES_VERSIONS) -> list[str]:
     problems = []
     for obj in objects:
         found = schema_problems(obj, versions)
-        pod = _pod_spec(obj)
+        pod = _pod_spec(obj, objects)
         if pod is not None:
             found += container_problems(pod)
         problems += [f"{name_of(obj)}: {p}" for p in found]
