@@ -42,11 +42,23 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: Path) -> nn.Module:
         raise ZooError(f"{path}: weights do not fit the {name!r} architecture ({first})") from None
 
 
+def zoo_version() -> str:
+    """The fashion-zoo release the export is made with (the installed package's version)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(PROJECT)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
-    """What travels inside the ONNX file: name, classes, preprocessing, size, accuracy."""
+    """What travels inside the ONNX file (its `metadata_props`, every value a string; the keys are
+    documented in docs/export.md): name, classes, preprocessing, size, accuracy, the zoo's version."""
     m = ckpt["metrics"]
     return {
         "zoo": PROJECT,
+        "version": zoo_version(),
         "name": ckpt["name"],
         "description": get_entry(ckpt["name"]).description,
         "dataset": ckpt["dataset"],

@@ -255,18 +255,23 @@ def _same_zoo(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def write(manifest: dict[str, Any], files: dict[str, bytes], out: str | os.PathLike) -> bool:
-    """Put `files` and `manifest` in `out` (the manifest last); remove the model files no longer
-    shipped. Returns False, touching nothing, when `out` already holds exactly this zoo."""
+    """Put `files`, what other tools check them with (release/formats.py) and `manifest` in `out`
+    (the manifest last); remove the model files no longer shipped. Returns False, touching nothing,
+    when `out` already holds exactly this zoo."""
+    from . import formats
+
     out = Path(out)
     if _same_zoo(shipped_manifest(out), manifest) and all(
             (out / f).exists() and (out / f).read_bytes() == data for f, data in files.items()):
         return False
+    generated = formats.build(manifest, files)  # test data first: a missing dataset touches nothing
     out.mkdir(parents=True, exist_ok=True)
     for filename, data in files.items():
         write_atomic(out / filename, data)
     for stale in [*out.glob("*.pt"), *out.glob("*.onnx")]:
         if stale.name not in files:
             stale.unlink()
+    formats.write(out, manifest, generated)
     write_atomic(out / MANIFEST, manifest_text(manifest))
     return True
 

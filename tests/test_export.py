@@ -1,4 +1,5 @@
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ def test_every_model_exports_with_parity(exported_zoo):
         assert meta["name"] == name and json.loads(meta["classes"]) == entry["classes"]
         assert json.loads(meta["preprocess"]) == entry["preprocess"]
         assert int(meta["params"]) == entry["params"]
+        assert meta["zoo"] == "fashion-zoo" and meta["version"] == importlib.metadata.version("fashion-zoo")
         for key in ("train_acc", "val_acc", "test_acc"):
             assert key in entry["metrics"]
         assert entry["input"]["shape"] == ["batch", 1, 28, 28] and entry["output"]["shape"] == ["batch", 10]
