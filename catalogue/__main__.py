@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from service.params import ALL, DEFAULT_TOP_K
@@ -97,18 +98,28 @@ def main(argv=None) -> int:
     progress = sys.stderr.isatty() if args.progress == "auto" else args.progress == "bars"
     plan = job.Plan(names, auto, args.top_k, args.device, args.batch_size, args.cpus_per_actor, args.actors,
                     args.part_rows)
-    try:
-        startup, resources = job.start_ray(args.address)
-        if plan.device == "auto":  # the actors ask Ray for GPUs where the cluster has them
-            plan.device = "cuda" if resources.get("GPU", 0) else "cpu"
-        tally = job.run(zoo, sources, todo, out, plan, resources, progress)
-        tally.startup = startup
-    except KeyboardInterrupt:
+    tally = None
+    with job.Interruption() as stop:  # until Ray is shut down: a signal then is this job's too
+        try:
+            startup, resources = job.start_ray(args.address)
+            stop.take()  # ray.init set its own SIGTERM handler
+            if plan.device == "auto":  # the actors ask Ray for GPUs where the cluster has them
+                plan.device = "cuda" if resources.get("GPU", 0) else "cpu"
+            tally = job.run(zoo, sources, todo, out, plan, resources, progress, stop)
+            tally.startup = startup
+        except KeyboardInterrupt:  # a second signal: stopped at once, the block in hand not awaited
+            pass
+        except SystemExit as e:  # a SIGTERM inside ray.init met Ray's handler, sys.exit(SIGTERM)
+            if e.code != signal.SIGTERM:
+                raise
+            stop.signal = stop.signal or signal.SIGTERM
+        finally:
+            stop.shutting_down = True
+            _shutdown()
+    if tally is None or tally.images < len(todo):  # a signal after the last block lost nothing: a normal end
         print(f"\ninterrupted: {out.parts} part(s) written to {args.out} this run; run the same command "
               f"again to classify the rest", file=sys.stderr)
-        return 130
-    finally:
-        _shutdown()
+        return stop.exit_code
     classified = tally.images - tally.failed
     rate = tally.images / tally.seconds if tally.seconds else 0.0
     print(f"catalogue: {classified:,} images classified, {tally.failed:,} failed (see the error column), in "

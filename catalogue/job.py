@@ -78,24 +78,48 @@ class Tally:
     nodes: int = 0
 
 
-class _StopOnSignal:
-    """Ctrl-C (SIGINT) or SIGTERM: finish the block in hand, write what is pending, stop. With Ray
-    2.60 a SIGINT to the driver while `iter_batches` streams did not stop the job (it ran to the
-    end and exited 0; tests/test_catalogue.py), so the driver takes both signals itself for the
-    length of the job."""
+class Interruption:
+    """Ctrl-C (SIGINT) or SIGTERM for the length of a job, Ray's start and shutdown included: the
+    first one asks the job to finish the block in hand, write what is pending and stop; a second
+    one stops at once (KeyboardInterrupt). `exit_code` is the shell's 128 + the first signal.
+
+    Why the driver takes both signals itself, and keeps them until Ray is shut down:
+    - with Ray 2.60 a SIGINT to the driver while `iter_batches` streams did not stop the job (it ran
+      to the end and exited 0);
+    - `ray.init` sets its own SIGTERM handler, `sys.exit(15)` (`take` takes SIGTERM back after it);
+    - the handlers that were there before were put back before `ray.shutdown`, so a signal during
+      the shutdown met Python's or Ray's own: a KeyboardInterrupt out of `main`, which a process that
+      has run Ray exits with as status 1 (an "interrupted" line, then exit 1), or Ray's
+      `sys.exit(15)`; a signal after the last block made a complete job exit 130
+      (tests/test_catalogue.py).
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
-        self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.old: dict[int, Any] = {}
+        self.shutting_down = False  # set before Ray's shutdown: no KeyboardInterrupt can cut it short then
 
-    def _handle(self, signum, frame) -> None:
-        if self.signal is not None:  # a second Ctrl-C: stop now, without waiting for a block
-            raise KeyboardInterrupt
-        self.signal = signum
+    def __enter__(self) -> Interruption:
+        self.take()
+        return self
 
-    def restore(self) -> None:
+    def __exit__(self, *exc) -> None:
         for s, handler in self.old.items():
             signal.signal(s, handler)
+
+    def take(self) -> None:
+        """(Re)install the handlers; the first call's are the ones put back on exit."""
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self.old.setdefault(s, signal.signal(s, self._handle))
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None and not self.shutting_down:  # a second signal: stop now, no block awaited
+            raise KeyboardInterrupt
+        self.signal = self.signal or signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal or signal.SIGINT)
 
 
 def start_ray(address: str | None) -> tuple[float, dict[str, float]]:
@@ -123,8 +147,9 @@ def pool_size(plan: Plan, resources: dict[str, float]) -> int:
 
 
 def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan,
-        resources: dict[str, float], progress: bool) -> Tally:
-    """Classify the files `todo` of `sources` into `out` on the Ray that `start_ray` started."""
+        resources: dict[str, float], progress: bool, stop: Interruption) -> Tally:
+    """Classify the files `todo` of `sources` into `out` on the Ray that `start_ray` started. Returns
+    early, every block in hand written, once `stop` has a signal: `tally.images < len(todo)`."""
     import pyarrow as pa
     import ray
     from ray.data import ActorPoolStrategy, DataContext
@@ -156,10 +181,11 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
         # cores 0.78 -> 0.87 in their busiest 3 s).
         compute=ActorPoolStrategy(size=tally.actors, max_tasks_in_flight_per_actor=4),
         num_cpus=0 if gpu else plan.cpus_per_actor, num_gpus=1 if gpu else 0)
-    stop = _StopOnSignal()
     t0 = last_part = last_line = time.perf_counter()
     total = len(todo)
     try:
+        if stop.signal:  # while Ray started: nothing to wait for
+            return tally
         for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             out.add(block)
             files = block.column("path").unique()
@@ -176,9 +202,8 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
                       f"{rate:,.0f} images/s, {tally.failed:,} failed", file=sys.stderr, flush=True)
                 last_line = now
             if stop.signal:
-                raise KeyboardInterrupt
+                break
     finally:
-        stop.restore()
         tally.rows += out.seal()  # what was classified before an interruption is kept
         tally.seconds = time.perf_counter() - t0
     return tally

@@ -157,7 +157,7 @@ def many(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT", "SIGTERM"])
 def test_an_interrupted_job_resumes_with_no_file_twice_and_none_missing(cluster, many, exported_zoo, tmp_path, how):
     _, home = exported_zoo
     out = tmp_path / "out"
@@ -174,11 +174,13 @@ def test_an_interrupted_job_resumes_with_no_file_twice_and_none_missing(cluster,
     proc.send_signal(getattr(signal, how))
     proc.wait(timeout=60)
     stderr = proc.stderr.read()
-    assert proc.returncode == (130 if how == "SIGINT" else -signal.SIGKILL), stderr
-    if how == "SIGINT":
-        assert "run the same command again" in stderr
+    assert proc.returncode == {"SIGINT": 130, "SIGTERM": 143, "SIGKILL": -signal.SIGKILL}[how], stderr
+    if how != "SIGKILL":
+        assert stderr.rstrip().endswith("run the same command again to classify the rest"), stderr
     before = table(out)
     assert 0 < len(before) < 1200 and before.path.is_unique, "the job was not interrupted in the middle"
+    if how == "SIGTERM":  # the same stop as SIGINT's; the resume is SIGINT's and SIGKILL's to show
+        return
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stderr
     assert f"{len(before):,} already in" in again.stderr and f"{1200 - len(before):,} to classify" in again.stderr
@@ -188,6 +190,32 @@ def test_an_interrupted_job_resumes_with_no_file_twice_and_none_missing(cluster,
     # A third run has nothing to do and starts no Ray.
     third = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert third.returncode == 0 and "nothing to do" in third.stderr
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_last_block_is_a_normal_end(cluster, mixed, tmp_path, monkeypatch, capsys, how):
+    """The signal comes while Ray shuts down, every row written: nothing was lost, so the job's
+    summary and exit 0. Until the driver kept its handlers through the shutdown, the signal met
+    Python's or Ray's own there: SIGINT a KeyboardInterrupt out of `main` (exit 1), SIGTERM Ray's
+    `sys.exit(15)`."""
+    import catalogue.__main__ as catalogue
+
+    for k in [k for k in os.environ if k.startswith("RAY_")]:
+        monkeypatch.delenv(k)
+    shutdown = catalogue._shutdown
+
+    def signalled_shutdown():
+        os.kill(os.getpid(), getattr(signal, how))
+        shutdown()
+
+    monkeypatch.setattr(catalogue, "_shutdown", signalled_shutdown)
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = catalogue.main([str(mixed / "photos"), str(tmp_path / "out"), "--progress", "lines",
+                           "--zoo", str(REPO / "weights"), "--address", cluster.address])
+    stderr = capsys.readouterr().err
+    assert code == 0 and f"{N_JPG:,} images classified" in stderr and "interrupted" not in stderr, stderr
+    assert {s: signal.getsignal(s) for s in old} == old  # the job's handlers are gone with it
+    assert len(table(tmp_path / "out")) == N_JPG
 
 
 @pytest.mark.parametrize("case, args, says", [
