@@ -183,10 +183,16 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
         num_cpus=0 if gpu else plan.cpus_per_actor, num_gpus=1 if gpu else 0)
     t0 = last_part = last_line = time.perf_counter()
     total = len(todo)
+    batches = None
     try:
         if stop.signal:  # while Ray started: nothing to wait for
             return tally
-        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        batches = ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        for block in batches:
+            # The handlers taken after ray.init did not hold for the whole job: 4 of 15 SIGTERMs
+            # sent mid-job ended the driver with status 1 and no message (the core worker's
+            # "already been shutdown ... The process will exit"). Taken again on every block.
+            stop.take()
             out.add(block)
             files = block.column("path").unique()
             tally.images += len(files)
@@ -204,6 +210,8 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
             if stop.signal:
                 break
     finally:
+        if hasattr(batches, "close"):
+            batches.close()  # its prefetching stops now, not when Ray is shut down under it
         tally.rows += out.seal()  # what was classified before an interruption is kept
         tally.seconds = time.perf_counter() - t0
     return tally
