@@ -10,7 +10,7 @@ every accuracy with weights/manifest.json, one line per model. Retrained in the 
 were made in: where that mode guarantees the bits (the portable mode, on any x86-64 processor; the
 native mode, on the same kind of processor only) every file and accuracy must be equal; elsewhere
 each line says which processor and mode made the weights and which retrained them, and every
-accuracy must be within 3 seed standard deviations of the shipped one (the spread `make study`
+accuracy must be within 4 seed standard deviations of the shipped one (the spread `make study`
 measured, in the manifest's `seed_spread`; 0.5 point where none was measured). Exits 1 if any model
 fails. Takes about as long as `make train-all PORTABLE=1` (minutes); not part of `make test`.
 """
@@ -56,8 +56,10 @@ def differences(shipped: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
 # Where the study grid measured no seed spread (the Kaggle models, the ensemble): the tolerance, in
 # points, of an accuracy retrained on another processor.
 DEFAULT_TOLERANCE = 0.5
-SPREADS = 3  # an accuracy retrained elsewhere is within 3 seed standard deviations of the shipped one
-FLOOR = 0.1  # ... or this many points, for a spread measured as (almost) nothing
+# Two runs that differ only in rounding are two draws of the seed distribution: their difference has
+# sd sqrt(2) x the seeds' sd, so 4 sds is ~2.8 sds of the difference (a false alarm ~0.5% per figure).
+SPREADS = 4  # an accuracy retrained elsewhere is within 4 seed standard deviations of the shipped one
+FLOOR = 0.2  # ... or this many points, for a spread measured as (almost) nothing
 
 
 def bit_for_bit(entry: dict[str, Any], here: dict[str, Any]) -> tuple[bool, str]:

@@ -396,12 +396,12 @@ def test_verify_is_bit_for_bit_only_where_the_mode_guarantees_it():
     assert ok and "bit for bit" in line and "portable mode" in line
     [(ok, line)] = verdicts(shipped, other_bits, epyc)
     assert not ok and "FAILED bit for bit" in line and "baseline.onnx sha256" in line
-    # native weights from another processor: the accuracies, each within 3 seed sds, and why
+    # native weights from another processor: the accuracies, each within 4 seed sds, and why
     native = json.loads(json.dumps(shipped))
     native["models"]["baseline"]["trained_on"]["mode"] = "native"
     [(ok, line)] = verdicts(native, other_bits, epyc)
     assert ok and "not bit for bit" in line and "GenuineIntel Xeon" in line and "AuthenticAMD EPYC" in line
-    assert "val 91.00 -> 91.10 (+0.10, within 0.15: 3 x the seed sd 0.05)" in line
+    assert "val 91.00 -> 91.10 (+0.10, within 0.20: 4 x the seed sd 0.05)" in line
     far = json.loads(json.dumps(other_bits))
     far["models"]["baseline"]["metrics"]["val_acc"] = 0.905
     [(ok, line)] = verdicts(native, far, epyc)
