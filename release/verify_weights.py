@@ -67,12 +67,13 @@ def bit_for_bit(entry: dict[str, Any], here: dict[str, Any]) -> tuple[bool, str]
     shipped bits, and a phrase saying why (or why not)."""
     made = entry.get("trained_on") or {}
     mode, proc = made.get("mode"), made.get("processor") or {}
-    where = f"{mode or 'an unrecorded'} mode on {describe_processor(proc) if proc else 'an unrecorded processor'}"
+    where = (f"the {mode} mode" if mode else "an unrecorded mode") + \
+        f" on {describe_processor(proc) if proc else 'an unrecorded processor'}"
     if mode == "portable" and proc.get("machine") == here["machine"] == "x86_64":
-        return True, f"made in the {where}; the portable mode gives the same bits on every x86-64 processor"
+        return True, f"made in {where}; the portable mode gives the same bits on every x86-64 processor"
     if mode == "native" and proc == here:
-        return True, f"made in the {where}: this very kind of processor"
-    return False, f"made in the {where}; retrained on {describe_processor(here)}"
+        return True, f"made in {where}: this very kind of processor"
+    return False, f"made in {where}; retrained on {describe_processor(here)}"
 
 
 def tolerance(entry: dict[str, Any], key: str) -> tuple[float, str]:
@@ -95,6 +96,8 @@ def verdicts(shipped: dict[str, Any], rebuilt: dict[str, Any], here: dict[str, A
         exact, why = bit_for_bit(entry, here)
         if entry.get("members"):  # assembled: bit for bit exactly when every member is
             exact = all(bit_for_bit(a[m], here)[0] for m in entry["members"] if m in a)
+            why = f"assembled from {', '.join(entry['members'])}, " + \
+                ("each bit for bit here" if exact else "not all of them bit for bit here")
         if exact:
             diffs = [d.split(": ", 1)[1] for d in differences({"models": {name: entry}}, {"models": {name: b[name]}})]
             out.append((not diffs, f"[{name}] " + (f"bit for bit: both files and every accuracy equal ({why})"
