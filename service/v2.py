@@ -143,20 +143,21 @@ async def server_ready(request: Request) -> JSON:
     return JSON({"ready": ready}, status_code=200 if ready else 503)
 
 
-async def model_metadata(request: Request) -> JSON:
+def _describe(request: Request, describe) -> JSON:
+    """`describe(zoo, name)` of the model the path names, or its 4xx."""
     try:
         zoo = served_zoo(request)
-        return JSON(metadata(zoo, _model(zoo, request)))
+        return JSON(describe(zoo, _model(zoo, request)))
     except RequestError as e:
         return error_answer(e.status, e.message, **e.extra)
+
+
+async def model_metadata(request: Request) -> JSON:
+    return _describe(request, metadata)
 
 
 async def model_config(request: Request) -> JSON:
-    try:
-        zoo = served_zoo(request)
-        return JSON(config(zoo, _model(zoo, request)))
-    except RequestError as e:
-        return error_answer(e.status, e.message, **e.extra)
+    return _describe(request, config)
 
 
 async def model_ready(request: Request) -> JSON:
