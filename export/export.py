@@ -18,6 +18,7 @@ from zoo.errors import ZooError
 from zoo.fileio import write_atomic
 from zoo.manifest import MANIFEST, MANIFEST_FORMAT, PROJECT, manifest_text, sha256
 from zoo.registry import default_preprocess, get_entry, photo_models
+from zoo.spec import input_shape
 
 from .onnx_export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, metadata, model_from_checkpoint
 from .parity import check_parity, parity_problems
@@ -55,7 +56,8 @@ def _load_parity_images(ckpt: dict[str, Any], cfg: Any, samples: int) -> tuple[t
         print(f"[{ckpt['name']}] no dataset for parity ({e}); using {samples} seeded random images",
               file=sys.stderr)
         gen = torch.Generator().manual_seed(0)
-        return torch.randn(samples, 1, 28, 28, generator=gen), "random (dataset not found)"
+        shape = input_shape(ckpt["preprocess"])
+        return torch.randn(samples, *shape, generator=gen), "random (dataset not found)"
     x = splits["val"].x[:samples]
     if ckpt["dataset"] == "kaggle":
         return x, f"kaggle held-out ({cfg.kaggle_dir})"
@@ -78,7 +80,7 @@ def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any]
         "classes": ckpt["classes"],
         "preprocess": ckpt["preprocess"],
         "opset": opset,
-        "input": {"name": INPUT_NAME, "shape": ["batch", 1, 28, 28], "dtype": "float32"},
+        "input": {"name": INPUT_NAME, "shape": ["batch", *input_shape(ckpt["preprocess"])], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt["classes"])], "dtype": "float32"},
         "epochs": ckpt["epoch"],
         # The training mode and the processor that trained it (none for an assembled model, or a

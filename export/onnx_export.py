@@ -75,7 +75,7 @@ def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int =
     """Write `model` to `path` (atomically) and check it with onnx.checker's full check."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    example = torch.zeros(2, 1, 28, 28)
+    example = torch.zeros(2, *model.input_shape)
     # torch.onnx's exporter reports its progress on stdout; keep our output readable.
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from zoo.auto import AUTO, route
-from zoo.spec import normalize, to_pixels_each
+from zoo.spec import to_input, to_pixels_each
 
 from .params import ALL
 from .results import results
@@ -80,7 +80,7 @@ class Batch:
     def results(self, top_k: int) -> list[list[dict[str, Any]]]:
         """Run each model once on its images; per image, one result per model that answers it
         (service/results.py's shape), in the order of `chosen`."""
-        batches = {key: normalize(np.stack(px) if len(px) > 1 else px[0][None], self.specs[key])[:, None]
+        batches = {key: to_input(np.stack(px) if len(px) > 1 else px[0][None], self.specs[key])
                    for key, px in self.pixels.items() if px}
         used = dict.fromkeys(n for mine in self.chosen for n in mine)
         answers = {n: results(n, self.zoo.logits(n, batches[self.key_of[n]]), self.zoo.models[n].classes, top_k)

@@ -207,8 +207,12 @@ def query_params(request: Request) -> dict[str, str] | Any:
 
 
 def _png(pixels: np.ndarray) -> str:
+    """A model's uint8 input, (H, W) grey or (3, H, W) colour, as a base64 PNG."""
     buf = io.BytesIO()
-    Image.fromarray(pixels, "L").save(buf, format="PNG")
+    if pixels.ndim == 3:
+        Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), "RGB").save(buf, format="PNG")
+    else:
+        Image.fromarray(pixels, "L").save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from zoo.auto import AUTO
 from zoo.manifest import ZooLoadError, check_sha256, read_verified
+from zoo.spec import input_shape
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 DEVICES = ("auto", "cuda", "cpu")
@@ -211,8 +212,7 @@ def build_zoo(manifest: dict[str, Any], files: dict[str, bytes], root: Path, tag
                                f"{[o.name for o in outputs]}, the manifest says {want_in!r} -> "
                                f"{want_out!r}; re-run `make export`")
         served = ServedModel(name, entry, session, provider, want_in, want_out)
-        size = int(entry["preprocess"]["size"])
-        probe = session.run(None, {want_in: np.zeros((1, 1, size, size), np.float32)})[0]
+        probe = session.run(None, {want_in: np.zeros((1, *input_shape(entry["preprocess"])), np.float32)})[0]
         if probe.shape != (1, len(served.classes)) or not np.isfinite(probe).all():
             raise ZooLoadError(f"{tag}: {path} gave {probe.shape} logits on a test image, expected "
                                f"(1, {len(served.classes)}) finite values; re-run `make export`")

@@ -1,6 +1,7 @@
-"""model=auto over HTTP: a real `bentoml serve` of a small zoo that has a photo model.
+"""model=auto over HTTP: a real `bentoml serve` of a small zoo that has photo models.
 
-The zoo: two Fashion-MNIST models and the photo model, trained briefly on small data (synthetic
+The zoo: two Fashion-MNIST models, the grey photo model and the colour one (auto's choice for
+photos), trained briefly on small data (synthetic
 Fashion-MNIST, a tiny Kaggle layout of generated product photos), exported by the real exporter.
 """
 from __future__ import annotations
@@ -22,15 +23,15 @@ from zoo.spec import to_pixels
 
 @pytest.fixture(scope="module")
 def photo_zoo(tmp_path_factory, fmnist_dir):
-    """(artifacts, BENTOML_HOME, kaggle_dir) of an exported zoo: baseline, batchnorm and photo."""
+    """(artifacts, BENTOML_HOME, kaggle_dir) of an exported zoo: baseline, batchnorm, photo, colour."""
     from training.config import TrainConfig
     from training.train import train
 
     kaggle = tmp_path_factory.mktemp("kaggle")
     make_kaggle(kaggle)
     artifacts = tmp_path_factory.mktemp("photo-zoo")
-    for name in ("baseline", "batchnorm", "photo"):
-        train(TrainConfig(model=name, epochs=2 if name == "photo" else 1, data_dir=str(fmnist_dir),
+    for name in ("baseline", "batchnorm", "photo", "colour"):
+        train(TrainConfig(model=name, epochs=2 if name in ("photo", "colour") else 1, data_dir=str(fmnist_dir),
                           kaggle_dir=str(kaggle), artifacts=str(artifacts)), quiet=True)
     home = tmp_path_factory.mktemp("bentoml")
     out = run_export(artifacts, home)
@@ -83,7 +84,7 @@ def accuracy(answers: list[dict], labels: np.ndarray) -> float:
 
 
 def test_the_manifest_names_the_models_auto_picks(manifest):
-    assert manifest["auto"]["models"] == {"fashion-mnist": manifest["default"], "photo": "photo"}
+    assert manifest["auto"]["models"] == {"fashion-mnist": manifest["default"], "photo": "colour"}
     assert manifest["default"] in ("baseline", "batchnorm")
 
 
@@ -100,11 +101,11 @@ def test_default_on_fashion_mnist_images_is_the_best_fashion_mnist_model(client,
     assert [a["logits"] for a in auto] == [s["logits"] for s in single]
 
 
-def test_default_on_photos_is_the_photo_model(client, photo_zoo):
+def test_default_on_photos_is_the_colour_photo_model(client, photo_zoo):
     images, labels = kaggle_test_photos(photo_zoo[2])
     auto = [classify(client, data) for data in images]
-    single = [classify(client, data, model="photo") for data in images]
-    assert {a["model"] for a in auto} == {"photo"} and {a["chosen_by"] for a in auto} == {"auto"}
+    single = [classify(client, data, model="colour") for data in images]
+    assert {a["model"] for a in auto} == {"colour"} and {a["chosen_by"] for a in auto} == {"auto"}
     assert abs(accuracy(auto, labels) - accuracy(single, labels)) <= 0.005
     assert [a["logits"] for a in auto] == [s["logits"] for s in single]
 
@@ -121,13 +122,14 @@ def test_auto_by_name_and_in_a_batch(client, manifest, fmnist_dir, photo_zoo):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "auto" and body["count"] == 3
-    assert [x["model"] for x in body["results"]] == [manifest["default"], "photo", manifest["default"]]
+    assert [x["model"] for x in body["results"]] == [manifest["default"], "colour", manifest["default"]]
     assert [x["filename"] for x in body["results"]] == ["f.png", "p.jpg", "f2.png"]
     for x, data in zip(body["results"], [fashion[0], photos[0], fashion[1]]):
         assert x["chosen_by"] == "auto"
         seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(x["input_png"]))))
         spec = manifest["models"][x["model"]]["preprocess"]
-        assert np.array_equal(seen, to_pixels(Image.open(io.BytesIO(data)), spec))
+        want = to_pixels(Image.open(io.BytesIO(data)), spec)
+        assert np.array_equal(seen, want.transpose(1, 2, 0) if want.ndim == 3 else want)
         alone = classify(client, data, model=x["model"])
         assert x["logits"] == alone["logits"]
 
@@ -159,4 +161,35 @@ def test_auto_eval_over_http(client, manifest, fmnist_dir, photo_zoo):
     fm, photos = out["fashion-mnist"], out["kaggle"]
     assert fm["images"] == 50 and fm["routed"] == {manifest["default"]: 50}
     assert fm["auto"] == fm[manifest["default"]]
-    assert photos["routed"] == {"photo": photos["images"]} and photos["auto"] == photos["photo"]
+    assert photos["routed"] == {"colour": photos["images"]} and photos["auto"] == photos["colour"]
+
+
+def test_the_colour_model_answers_what_its_onnx_file_answers_on_the_shared_preprocessing(client, manifest, photo_zoo):
+    """The colour model through /classify (the service decodes the JPEG) and through V2 (a client sends
+    the 3x80x60 tensor zoo.spec makes): the logits of onnxruntime on zoo.spec.preprocess of the file."""
+    import onnxruntime as ort
+
+    from zoo.spec import preprocess
+
+    artifacts, _, kaggle = photo_zoo
+    entry = manifest["models"]["colour"]
+    assert entry["input"]["shape"] == ["batch", 3, 80, 60] and entry["preprocess"]["channels"] == 3
+    photos, _ = kaggle_test_photos(kaggle)
+    photos = photos[:8]
+    x = np.stack([preprocess(Image.open(io.BytesIO(p)), entry["preprocess"]) for p in photos])
+    session = ort.InferenceSession(str(artifacts / "onnx" / entry["onnx"]), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"image": x})[0]
+    got = np.array([classify(client, p, model="colour")["logits"] for p in photos], np.float32)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    meta = client.get("/v2/models/colour").json()
+    assert [i["shape"] for i in meta["inputs"] if i["name"] == "image"] == [[-1, 3, 80, 60]]
+    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}],
+            "outputs": [{"name": "logits"}]}
+    r = client.post("/v2/models/colour/infer", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"][0]
+    assert out["shape"] == [len(photos), 10]
+    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(len(photos), 10), want, rtol=0, atol=1e-5)
+    wrong = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0.0] * 784}]}
+    r = client.post("/v2/models/colour/infer", json=wrong)
+    assert r.status_code == 400 and "[-1, 3, 80, 60]" in r.json()["error"]

@@ -285,3 +285,66 @@ def test_the_shared_steps_give_each_preprocessing_exactly_its_pixels():
         for got in (to_pixels_each(image, specs), [to_pixels(image, spec) for spec in specs]):
             for spec, g, w in zip(specs, got, want):
                 assert g.dtype == np.uint8 and np.array_equal(g, w), (image.mode, image.size, spec)
+
+
+COLOUR = {"channels": 3, "height": 80, "width": 60, "fit": "stretch", "resample": "lanczos", "invert": "never",
+          "mean": 0.83, "std": 0.28}
+
+
+def reference_colour_pixels(image: Image.Image, spec: dict) -> np.ndarray:
+    """A colour spec's pixels step by step on the whole image: RGB (transparency on white), inverted
+    when the grey frame says so, resized (stretched, or padded with the frame's per-channel median)."""
+    from zoo.spec import border_mean, to_rgb
+
+    height, width = spec["height"], spec["width"]
+    rgb = to_rgb(image)
+    arr = np.asarray(rgb, dtype=np.uint8)
+    if spec["invert"] == "always" or (spec["invert"] == "auto" and border_mean(np.asarray(rgb.convert("L"))) > 127.5):
+        rgb, arr = ImageOps.invert(rgb), 255 - arr
+    resample = getattr(Image.Resampling, spec["resample"].upper())
+    w, h = rgb.size
+    if spec["fit"] == "pad":
+        scale = min(width / w, height / h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        frame = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+        canvas = Image.new("RGB", (width, height), tuple(int(v) for v in np.median(frame, axis=0)))
+        canvas.paste(rgb if (nw, nh) == (w, h) else rgb.resize((nw, nh), resample),
+                     ((width - nw) // 2, (height - nh) // 2))
+        rgb = canvas
+    elif (w, h) != (width, height):
+        rgb = rgb.resize((width, height), resample)
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def test_a_colour_spec_gives_the_step_by_step_pixels_beside_the_grey_ones():
+    """A colour spec (3xHxW) on every kind of image, alone and shared with the grey specs in one
+    to_pixels_each call: the step-by-step definition's pixels, and the grey specs' unchanged."""
+    from zoo.spec import to_pixels_each
+
+    colour = [{**COLOUR, "invert": invert, "fit": fit} for invert in ("never", "auto") for fit in ("stretch", "pad")]
+    grey = list(SPECS.values())
+    for image in _images_of_every_kind():
+        want = [reference_colour_pixels(image, s) for s in colour] + [reference_to_pixels(image, s) for s in grey]
+        got = to_pixels_each(image, colour + grey)
+        for spec, g, w in zip(colour + grey, got, want):
+            assert g.dtype == np.uint8 and g.shape == w.shape and np.array_equal(g, w), (image.mode, image.size, spec)
+
+
+def test_a_photo_at_the_colour_model_s_size_is_its_own_pixels_and_normalises_per_channel():
+    from zoo.spec import input_shape, preprocess
+
+    image = photo(60, 80)
+    x = preprocess(image, COLOUR)
+    assert input_shape(COLOUR) == (3, 80, 60) and x.shape == (3, 80, 60) and x.dtype == np.float32
+    want = (np.asarray(image, np.float32).transpose(2, 0, 1) / np.float32(255) - np.float32(0.83)) / np.float32(0.28)
+    assert np.array_equal(x, want)
+    # The grey specs still make (1, 28, 28) from the same photo.
+    assert preprocess(image, SPECS["stretch"]).shape == (1, 28, 28)
+
+
+def test_the_frame_s_grey_levels_are_pil_s_grey_conversion():
+    from zoo.spec import _grey_of
+
+    rgb = np.random.default_rng(0).integers(0, 256, (4096, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(rgb[None], "RGB").convert("L"))[0]
+    assert np.array_equal(_grey_of(rgb), want)

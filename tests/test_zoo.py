@@ -14,6 +14,7 @@ STUDY_PARAMS = {
     "baseline": 61_706, "dropout": 61_706, "batchnorm": 61_750, "leakyrelu": 61_706,
     "kernelsize": 46_874, "lesskernelsize": 61_652, "numfilters": 117_078, "kaggle": 61_706,
     "photo": 120_478,  # not the study's: batchnorm with numfilters' 32 second-conv filters and 16 first-conv ones
+    "colour": 259_582,  # not the study's: three convs (8, 16, 32) on 3x80x60 colour photos
 }
 # Assembled from the others: as many parameters as its members (all candidates when none are named).
 STUDY_PARAMS["ensemble"] = sum(STUDY_PARAMS[n] for n in ensemble_candidates("ensemble"))
@@ -33,7 +34,7 @@ def test_param_count(name):
 def test_forward_and_backward(name):
     torch.manual_seed(0)
     model = get_model(name)
-    x = torch.randn(4, 1, 28, 28)
+    x = torch.randn(4, *model.input_shape)
     out = model(x)
     assert out.shape == (4, 10)
     out.sum().backward()
@@ -54,7 +55,28 @@ def test_cli_json_lists_every_model():
         # An assembled model's row describes the members its shipped weights hold.
         members = shipped[r["name"]]["members"] if "members" in r and r["name"] in shipped else None
         assert r["params"] == (sum(STUDY_PARAMS[m] for m in members) if members else STUDY_PARAMS[r["name"]])
-        assert r["input_shape"] == [1, 28, 28] and r["description"]
+        assert r["input_shape"] == ([3, 80, 60] if r["name"] == "colour" else [1, 28, 28]) and r["description"]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_takes_the_shape_its_preprocessing_makes(name):
+    """The network's input (its LeNet5 arguments) and the preprocessing's output (its spec) are
+    written in two places of the registry: they must agree."""
+    from zoo.registry import default_preprocess
+    from zoo.spec import input_shape
+
+    assert get_model(name).input_shape == input_shape(default_preprocess(name))
+
+
+def test_the_existing_models_keep_their_preprocessing():
+    """Colour and non-square sizes changed the spec's code, not the specs of the models before them."""
+    from zoo.registry import default_preprocess
+
+    grey = {"size": 28, "grayscale": "L", "fit": "pad", "resample": "lanczos", "invert": "auto", "mean": 0.5, "std": 0.5}
+    for name in list_models():
+        if name != "colour":
+            want = {**grey, "fit": "stretch", "mean": 0.18, "std": 0.27} if name in ("kaggle", "photo") else grey
+            assert default_preprocess(name) == want, name
 
 
 def test_spec_and_registry_do_not_import_torch():

@@ -20,6 +20,10 @@ class TrainConfig:
     shift: int | None = None       # move each training image by up to this many pixels in x and y,
                                    # filling with its background (None: the recipe's; 0, off)
     label_smoothing: float | None = None  # cross-entropy label smoothing (None: the recipe's; 0.0)
+    class_weights: str | None = None  # cross-entropy class weights from the training counts: "none",
+                                   # "sqrt" (1/sqrt(count)) or "balanced" (1/count) (None: the recipe's; none)
+    jitter: float | None = None    # colour jitter: each training image scaled by 1 +- jitter and shifted
+                                   # by +- jitter per channel, in normalised units (None: the recipe's; 0, off)
     seed: int = 0                  # weight init, shuffling and dropout
     split_seed: int = 0            # which images form the validation (or Kaggle test) split
     val_fraction: float = 0.2      # 48,000 train / 12,000 validation of Fashion-MNIST's 60,000
@@ -41,10 +45,12 @@ class TrainConfig:
     # Added after the first models were trained: part of the identity only when they differ from
     # the study's recipe, so the checkpoints trained before them stay valid.
     IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0,
-                       "portable": False}
+                       "portable": False, "class_weights": "none", "jitter": 0.0}
     RECIPE = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "hflip": False, "schedule": "constant",
-              "shift": 0, "label_smoothing": 0.0}  # the study's, with the batch size `make study` found
+              "shift": 0, "label_smoothing": 0.0, "class_weights": "none",
+              "jitter": 0.0}  # the study's, with the batch size `make study` found
     SCHEDULES = ("constant", "cosine")
+    CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.epochs < 1:
@@ -57,6 +63,11 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.shift is not None and not 0 <= self.shift <= 8:
             raise ValueError(f"shift must be between 0 and 8 pixels, got {self.shift}")
+        if self.class_weights is not None and self.class_weights not in self.CLASS_WEIGHTS:
+            raise ValueError(f"Unknown class_weights {self.class_weights!r}; choose one of: "
+                             f"{', '.join(self.CLASS_WEIGHTS)}")
+        if self.jitter is not None and not 0.0 <= self.jitter < 1.0:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
         if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lr is not None and self.lr <= 0:

@@ -20,6 +20,7 @@ from torch import nn
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.registry import default_preprocess, get_entry, get_model
+from zoo.spec import CLASSES
 
 from . import portable
 from .checkpoint import checkpoint_path, load_checkpoint, make_checkpoint, save_atomic
@@ -52,15 +53,37 @@ def shifted(x: torch.Tensor, max_shift: int, gen: torch.Generator, fill: float) 
     return out
 
 
+def class_weights(labels: torch.Tensor, how: str, num_classes: int) -> torch.Tensor | None:
+    """Cross-entropy weights from the training labels' counts: None for "none"; 1/sqrt(count) for
+    "sqrt", 1/count for "balanced"; scaled so that the mean weight per training image is 1. A class
+    with no images gets weight 0 (it never appears as a target)."""
+    if how == "none":
+        return None
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    w = torch.where(counts > 0, counts.clamp(min=1).pow(-0.5 if how == "sqrt" else -1.0), torch.zeros(()))
+    return (w * len(labels) / (w * counts).sum()).float()
+
+
+def jittered(x: torch.Tensor, amount: float, gen: torch.Generator) -> torch.Tensor:
+    """Each image of x (N, C, H, W) scaled by a factor in [1 - amount, 1 + amount] and shifted by an
+    offset in [-amount, amount] per channel (normalised units), both drawn uniformly with `gen`."""
+    n, c = x.shape[:2]
+    scale = 1.0 + amount * (2.0 * torch.rand(n, 1, 1, 1, generator=gen) - 1.0)
+    offset = amount * (2.0 * torch.rand(n, c, 1, 1, generator=gen) - 1.0)
+    return x * scale + offset
+
+
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batch_size: int,
                 gen: torch.Generator, progress: Any, hflip: bool = False,
                 lr_at: Callable[[int], float] | None = None, first_step: int = 0,
-                shift: int = 0, label_smoothing: float = 0.0) -> tuple[float, float]:
+                shift: int = 0, label_smoothing: float = 0.0, weight: torch.Tensor | None = None,
+                jitter: float = 0.0) -> tuple[float, float]:
     """One pass over `split` in a random order; returns (mean loss, accuracy) measured while training.
 
-    `hflip` mirrors each image with probability 1/2 and `shift` moves it by up to that many pixels
-    (both drawn from `gen`, so a run is reproducible); `lr_at(first_step + k)` sets the learning
-    rate of the epoch's k-th step; `label_smoothing` goes to the cross-entropy."""
+    `hflip` mirrors each image with probability 1/2, `shift` moves it by up to that many pixels and
+    `jitter` changes its brightness and colour (all drawn from `gen`, so a run is reproducible);
+    `lr_at(first_step + k)` sets the learning rate of the epoch's k-th step; `label_smoothing` and
+    the class `weight`s go to the cross-entropy."""
     fill = float(split.x.min()) if shift else 0.0  # the darkest level: the background after inversion
     model.train()
     order = torch.randperm(len(split), generator=gen)
@@ -75,12 +98,14 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batc
             x[mirror] = x[mirror].flip(3)  # x is a copy (advanced indexing), so this leaves the data alone
         if shift:
             x = shifted(x, shift, gen, fill)
+        if jitter:
+            x = jittered(x, jitter, gen)
         if lr_at is not None:
             for group in opt.param_groups:
                 group["lr"] = lr_at(first_step + step)
         logits = model(x)
-        loss = (nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing) if label_smoothing
-                else nn.functional.cross_entropy(logits, y))
+        loss = (nn.functional.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing)
+                if label_smoothing or weight is not None else nn.functional.cross_entropy(logits, y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -160,6 +185,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
               f"config {cfg.to_dict()}", file=sys.stderr)
     steps = steps_per_epoch(train_split, cfg.batch_size)
     lr_at = cosine_lr(cfg.lr, steps * cfg.epochs) if cfg.schedule == "cosine" else None
+    weight = class_weights(train_split.y, cfg.class_weights, len(CLASSES))
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         desc = f"{cfg.model}{'+trainval' if cfg.trainval else ''} {epoch}/{cfg.epochs}"
@@ -167,7 +193,8 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
                   leave=False, disable=quiet, file=sys.stderr, mininterval=0.5) as bar:
             train_loss, train_acc = train_epoch(model, opt, train_split, cfg.batch_size, gen, bar,
                                                 hflip=cfg.hflip, lr_at=lr_at, first_step=steps * (epoch - 1),
-                                                shift=cfg.shift, label_smoothing=cfg.label_smoothing)
+                                                shift=cfg.shift, label_smoothing=cfg.label_smoothing,
+                                                weight=weight, jitter=cfg.jitter)
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if not cfg.trainval:
             row["val_loss"], row["val_acc"] = evaluate(model, splits["val"])

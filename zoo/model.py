@@ -9,43 +9,50 @@ from torch import nn
 
 
 class LeNet5(nn.Module):
-    """LeNet-5 for 1x28x28 inputs.
+    """LeNet-5 for CxHxW inputs (the study's: 1x28x28).
 
     conv(c1@k1, pad p1) -> [BN] -> act -> avgpool 2 -> conv(c2@k2) -> [BN] -> act -> avgpool 2
+    [-> conv(c3@k3, pad k3//2) -> [BN] -> act -> avgpool 2, when three channels are given]
     -> flatten -> fc 120 -> act -> [dropout] -> fc 84 -> act -> [dropout] -> fc num_classes
     """
 
     def __init__(
         self,
         num_classes: int = 10,
-        channels: tuple[int, int] = (6, 16),
-        kernel_sizes: tuple[int, int] = (5, 5),
+        channels: tuple[int, ...] = (6, 16),
+        kernel_sizes: tuple[int, ...] = (5, 5),
         padding: int = 2,
         batchnorm: bool = False,
         activation: str = "relu",
         dropout: float = 0.0,
-        in_size: int = 28,
+        in_size: int | tuple[int, int] = 28,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
-        c1, c2 = channels
-        k1, k2 = kernel_sizes
+        if len(channels) not in (2, 3) or len(kernel_sizes) != len(channels):
+            raise ValueError(f"channels and kernel_sizes must both have 2 or 3 entries, got {channels} and {kernel_sizes}")
         act = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU}
         if activation not in act:
             raise ValueError(f"Unknown activation {activation!r}; expected one of {sorted(act)}")
         Act = act[activation]
+        height, width = (in_size, in_size) if isinstance(in_size, int) else in_size
+        self.input_shape = (in_channels, height, width)
 
-        def block(cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:
-            layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=pad)]
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for i, (cout, k) in enumerate(zip(channels, kernel_sizes)):
+            pad = padding if i == 0 else 0 if i == 1 else k // 2
+            layers.append(nn.Conv2d(cin, cout, k, padding=pad))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(cout))
-            return layers + [Act(), nn.AvgPool2d(2)]
-
-        self.features = nn.Sequential(*block(1, c1, k1, padding), *block(c1, c2, k2, 0))
-        side = ((in_size + 2 * padding - k1 + 1) // 2 - k2 + 1) // 2
+            layers += [Act(), nn.AvgPool2d(2)]
+            height, width = (height + 2 * pad - k + 1) // 2, (width + 2 * pad - k + 1) // 2
+            cin = cout
+        self.features = nn.Sequential(*layers)
         drop = [nn.Dropout(dropout)] if dropout > 0 else []
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(c2 * side * side, 120), Act(), *drop,
+            nn.Linear(cin * height * width, 120), Act(), *drop,
             nn.Linear(120, 84), Act(), *drop,
             nn.Linear(84, num_classes),
         )
@@ -68,6 +75,10 @@ class Ensemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.names = list(members)
         self.members = nn.ModuleList(members.values())
+        shapes = {m.input_shape for m in self.members}
+        if len(shapes) != 1:
+            raise ValueError(f"an ensemble's members must take one input shape, got {sorted(shapes)}")
+        self.input_shape = shapes.pop()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # log(mean(softmax)) as logsumexp of log-softmax: no underflow for confident members.
@@ -76,7 +87,8 @@ class Ensemble(nn.Module):
 
 
 def macs_per_image(model) -> int:
-    """Multiply-accumulates of one forward pass on one 1x28x28 image (conv and linear layers)."""
+    """Multiply-accumulates of one forward pass on one image of the model's input shape (conv and
+    linear layers)."""
     total = 0
 
     def hook(mod, inp, out):
@@ -89,7 +101,7 @@ def macs_per_image(model) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
         with torch.inference_mode():
-            model.eval()(torch.zeros(1, 1, 28, 28))
+            model.eval()(torch.zeros(1, *model.input_shape))
     finally:
         for h in handles:
             h.remove()

@@ -21,6 +21,7 @@ from typing import Any
 from .errors import ZooError
 from .manifest import MANIFEST, read_file, read_json
 from .registry import get_entry, get_model
+from .spec import input_shape
 
 # How `weights_meta` names each dataset's splits in "_metrics" (torchvision: "ImageNet-1K").
 DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "kaggle": "Kaggle fashion products"}
@@ -71,12 +72,12 @@ def weights_meta(name: str, root: str | os.PathLike | None = None) -> dict[str, 
     metrics = {f"{dataset} {split}": {"acc@1": round(100 * e["metrics"][key], 2)}
                for split, key in (("test", "test_acc"), ("validation", "val_acc"), ("train", "train_acc"))
                if e["metrics"].get(key) is not None}
-    size = int(e["preprocess"]["size"])
+    _, height, width = input_shape(e["preprocess"])
     path = Path(root or weights_dir()) / e["state_dict"]
     return {
         "categories": list(e["classes"]),
         "num_params": e["params"],
-        "min_size": (size, size),
+        "min_size": (height, width),
         "recipe": e["config"],
         "_metrics": metrics,
         "_file_size": round(path.stat().st_size / 2**20, 3) if path.exists() else None,

@@ -1,7 +1,8 @@
 """Torch-free facts shared by training, export and the service.
 
-Class names, normalisation and the preprocessing that turns any uploaded image into the
-1x28x28 float tensor a model was trained on. The service imports this module (and never torch),
+Class names, normalisation and the preprocessing that turns any uploaded image into the float
+tensor a model was trained on: 1x28x28 grey for the Fashion-MNIST-style models, CxHxW for a spec
+that says so (`channels`, `height`, `width`; e.g. the colour photo model's 3x80x60). The service imports this module (and never torch),
 so what it feeds a model is, by construction, what training fed it.
 """
 from __future__ import annotations
@@ -31,6 +32,24 @@ FASHION_MNIST_PREPROCESS: dict[str, Any] = {
     "mean": MEAN,
     "std": STD,
 }
+
+
+def input_shape(spec: dict[str, Any]) -> tuple[int, int, int]:
+    """(channels, height, width) of the tensor a spec makes. A spec without `channels`, `height` and
+    `width` is a grey square of `size` (every spec written before colour existed)."""
+    size = spec.get("size")
+    return (int(spec.get("channels", 1)), int(spec.get("height", size)), int(spec.get("width", size)))
+
+
+def is_colour(spec: dict[str, Any]) -> bool:
+    return input_shape(spec)[0] == 3
+
+
+def to_input(pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """A batch of `to_pixels` arrays, stacked (N, H, W) grey or (N, 3, H, W) colour -> float32
+    (N, C, H, W), the model's input."""
+    x = normalize(pixels, spec)
+    return x if is_colour(spec) else x[:, None]
 
 
 def normalize(pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
@@ -97,8 +116,25 @@ def to_grey(image, mode: str = "L"):
     return image.convert(mode) if image.mode != "L" else image
 
 
+def to_rgb(image):
+    """A PIL image of any mode -> an 8-bit RGB PIL image of the same size (transparency on white,
+    16-bit grey scaled as `to_grey` does)."""
+    if image.mode == "RGB":
+        return image
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        image = to_grey(image)
+    return image.convert("RGB")
+
+
 def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
-    """A PIL image of any mode and size -> (size, size) uint8 grey pixels, as the model sees them."""
+    """A PIL image of any mode and size -> the uint8 pixels the model sees: (H, W) grey, or
+    (3, H, W) for a colour spec."""
     return _pixels(image, spec, {})
 
 
@@ -112,45 +148,62 @@ def to_pixels_each(image, specs: list[dict[str, Any]]) -> list[np.ndarray]:
 
 def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray:
     """to_pixels, keeping each intermediate image in `shared` under the steps that made it."""
-    size = int(spec["size"])
-    key: tuple = ("grey", spec["grayscale"])
-    gray = shared.get(key)
-    if gray is None:
-        gray = shared[key] = to_grey(image, spec["grayscale"])
-    if gray.size == (size, size) and gray.mode == "L":
+    channels, height, width = input_shape(spec)
+    colour = channels == 3
+    key: tuple = ("rgb",) if colour else ("grey", spec["grayscale"])
+    base = shared.get(key)
+    if base is None:
+        base = shared[key] = to_rgb(image) if colour else to_grey(image, spec["grayscale"])
+    if not colour and base.size == (width, height) and base.mode == "L":
         # Already the model's size (a Fashion-MNIST image): only the inversion can apply.
-        arr = np.frombuffer(gray.tobytes(), dtype=np.uint8).reshape(size, size)
+        arr = np.frombuffer(base.tobytes(), dtype=np.uint8).reshape(height, width)
         return 255 - arr if _inverts(spec, border_mean(arr)) else arr
     from PIL import Image, ImageOps
 
-    # Only the one-pixel frame is read, not the whole image.
+    # Only the one-pixel frame is read, not the whole image. Colour: the frame's (N, 3) RGB values,
+    # whose grey level decides the inversion and whose per-channel median pads.
     frame = shared.get(key + ("frame",))
     if frame is None:
-        frame = shared[key + ("frame",)] = frame_pixels(gray)
-    if _inverts(spec, _level(frame)):
+        frame = shared[key + ("frame",)] = _rgb_frame(base) if colour else frame_pixels(base)
+    if _inverts(spec, _level(_grey_of(frame) if colour else frame)):
         key += ("inverted",)
         inverted = shared.get(key)
         if inverted is None:
-            inverted = shared[key] = ImageOps.invert(gray)
-        gray, frame = inverted, 255 - frame
+            inverted = shared[key] = ImageOps.invert(base)
+        base, frame = inverted, 255 - frame
     resample = getattr(Image.Resampling, spec["resample"].upper())
-    w, h = gray.size
+    w, h = base.size
     if spec["fit"] == "pad":
-        scale = size / max(w, h)
+        scale = min(width / w, height / h)
         target = max(1, round(w * scale)), max(1, round(h * scale))
     elif spec["fit"] == "stretch":
-        target = size, size
+        target = width, height
     else:
         raise ValueError(f"Unknown fit {spec['fit']!r}; expected 'pad' or 'stretch'")
     key += ("resized", target, resample)
     resized = shared.get(key)
     if resized is None:
-        resized = shared[key] = gray.resize(target, resample)
-    if target != (size, size):  # pad: centred on the frame's median grey level
-        canvas = Image.new("L", (size, size), int(np.median(frame)))
-        canvas.paste(resized, ((size - target[0]) // 2, (size - target[1]) // 2))
+        resized = shared[key] = base if base.size == target else base.resize(target, resample)
+    if target != (width, height):  # pad: centred on the frame's median level (per channel)
+        fill = tuple(int(v) for v in np.median(frame, axis=0)) if colour else int(np.median(frame))
+        canvas = Image.new(base.mode, (width, height), fill)
+        canvas.paste(resized, ((width - target[0]) // 2, (height - target[1]) // 2))
         resized = canvas
-    return np.asarray(resized, dtype=np.uint8)
+    arr = np.asarray(resized, dtype=np.uint8)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)) if colour else arr
+
+
+def _rgb_frame(image) -> np.ndarray:
+    """The one-pixel frame of an RGB PIL image as (N, 3) uint8, in `frame_pixels`' order."""
+    w, h = image.size
+    strips = [image.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
+    return np.concatenate([np.asarray(s, dtype=np.uint8).reshape(-1, 3) for s in strips])
+
+
+def _grey_of(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 RGB -> (N,) uint8 grey levels, PIL's "L" conversion (ITU-R 601-2, rounded)."""
+    r, g, b = (rgb[:, i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def _inverts(spec: dict[str, Any], border: float) -> bool:
@@ -159,5 +212,5 @@ def _inverts(spec: dict[str, Any], border: float) -> bool:
 
 
 def preprocess(image, spec: dict[str, Any]) -> np.ndarray:
-    """A PIL image -> float32 array (1, size, size), exactly the model's training input."""
-    return normalize(to_pixels(image, spec), spec)[None]
+    """A PIL image -> float32 array (C, H, W), exactly the model's training input."""
+    return to_input(to_pixels(image, spec)[None], spec)[0]

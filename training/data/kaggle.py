@@ -33,7 +33,7 @@ import torch
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.registry import default_preprocess
-from zoo.spec import CLASSES, normalize, to_pixels
+from zoo.spec import CLASSES, input_shape, to_input, to_pixels
 
 from ..pixel_cache import cached_decode
 from . import Split
@@ -153,7 +153,8 @@ def read_styles(kaggle_dir: str | os.PathLike) -> tuple[list[tuple[int, int]], S
 
 def decode(kaggle_dir: str | os.PathLike, items: list[tuple[int, int]], spec: dict[str, Any],
            summary: Summary, quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, labels, uint8 pixels (N, size, size)) of the images that decode; counts the others.
+    """(ids, labels, uint8 pixels: (N, H, W) grey or (N, 3, H, W) colour) of the images that decode;
+    counts the others.
 
     Decoded once per file list and spec, then read from the disk cache (training/pixel_cache.py)."""
     files = [(pid, label, Path(kaggle_dir) / "images" / f"{pid}.jpg") for pid, label in items]
@@ -186,9 +187,10 @@ def _decode(files: list[tuple[int, int, Path]], spec: dict[str, Any],
             ids.append(pid)
             labels.append(label)
             pixels.append(to_pixels(img, spec))
-    size = int(spec["size"])
+    channels, height, width = input_shape(spec)
+    empty = np.zeros((0, height, width) if channels == 1 else (0, channels, height, width), np.uint8)
     return (np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64),
-            np.stack(pixels) if pixels else np.zeros((0, size, size), np.uint8), failed)
+            np.stack(pixels) if pixels else empty, failed)
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +230,7 @@ def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: i
     if len(ids) == 0:
         raise ZooError(f"no usable images in {kaggle_dir} ({'; '.join(summary.lines()[:3])}); {GET_IT}")
     train_idx, test_idx = stratified_split(labels, val_fraction, split_seed)
-    x = torch.from_numpy(normalize(pixels, spec)).unsqueeze(1)
+    x = torch.from_numpy(to_input(pixels, spec))
     y, pid = torch.from_numpy(labels), torch.from_numpy(ids)
 
     def part(idx: np.ndarray) -> KaggleSplit:

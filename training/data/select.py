@@ -10,7 +10,7 @@ from zoo.registry import default_preprocess, get_entry
 
 from ..config import TrainConfig
 from . import Split
-from .kaggle import KaggleSplit, load_kaggle, stratified_split
+from .kaggle import KaggleSplit, load, stratified_split
 
 
 def development_split(train: KaggleSplit, fraction: float, split_seed: int) -> dict[str, KaggleSplit]:
@@ -33,7 +33,7 @@ def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
         if cfg.trainval:
             raise ValueError(f"{cfg.model} has no validation split to train on: its held-out "
                              f"{cfg.val_fraction:.0%} is its test set; train it without --trainval")
-        splits, spec = load_kaggle(cfg.kaggle_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
+        splits, spec, _ = load(cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed, default_preprocess(cfg.model))
         return (development_split(splits["train"], cfg.val_fraction, cfg.split_seed) if cfg.dev else splits), spec
     if cfg.dev:
         raise ValueError(f"--dev is for the photo models; {cfg.model} has a validation split of its own")
