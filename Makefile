@@ -4,6 +4,8 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
+# KServe's own server and client (make bench's KServe peer, tests/test_kserve_client.py): a venv of their own.
+KSERVE_VENV ?= .venv-kserve
 DATA_DIR   ?= data
 KAGGLE_DIR ?= data/kaggle
 # A local copy of the Kaggle set that `make data` links to $(KAGGLE_DIR) when that is empty.
@@ -55,6 +57,17 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
 	@touch $@
 
+# The `kserve` package (0.21) needs pandas 2, the project pins pandas 3: it gets its own venv, with the
+# numpy and onnxruntime-gpu releases pyproject.toml pins (never the CPU `onnxruntime` beside it: both
+# install the same `onnxruntime` module, and the second one breaks the first).
+$(KSERVE_VENV)/.installed: pyproject.toml
+	@test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --disable-pip-version-check -q kserve==0.21.0 \
+	  $$(grep -oE '"(numpy|onnxruntime-gpu)==[^"]*"' pyproject.toml | tr -d '"')
+	@! $(KSERVE_VENV)/bin/python -m pip show -q onnxruntime 2>/dev/null \
+	  || { echo "$(KSERVE_VENV) holds the CPU onnxruntime beside onnxruntime-gpu; remove $(KSERVE_VENV) and retry" >&2; exit 1; }
+	@touch $@
+
 # make docs (and make test, which builds the site too): MkDocs and its Material theme, the [docs] extra.
 $(VENV)/.installed-docs: $(VENV)/.installed
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,docs]'
@@ -102,11 +115,11 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 	  $(if $(filter command line environment,$(origin KAGGLE_DIR)),--kaggle-dir $(KAGGLE_DIR))
 	@$(PY) -m release.store --artifacts $(ARTIFACTS)
 
-test: install $(VENV)/.installed-bench $(VENV)/.installed-docs  ## run the test suite (CPU, no network, a few minutes)
-	ARTIFACTS=$(ARTIFACTS) $(PY) -m pytest -q
+test: install $(VENV)/.installed-bench $(VENV)/.installed-docs $(KSERVE_VENV)/.installed  ## run the test suite (CPU, no network, a few minutes)
+	ARTIFACTS=$(ARTIFACTS) KSERVE_VENV=$(KSERVE_VENV) $(PY) -m pytest -q
 
-bench: install $(VENV)/.installed-bench  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
-	@$(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK) --soak $(SOAK)
+bench: install $(VENV)/.installed-bench $(KSERVE_VENV)/.installed  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
+	@KSERVE_VENV=$(KSERVE_VENV) $(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK) --soak $(SOAK)
 
 docs: $(VENV)/.installed-docs  ## build the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link fails
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

@@ -24,6 +24,8 @@ GOALS = {
     "soak": ("every worker's memory grows <= 10% from 10,000 to 50,000 requests, zero errors", 0.10),
     "peers": ("/classify?model=batchnorm at concurrency 64, default workers, >= 1.0x the best peer with the "
               "same answer body in the same run, p99 <= 3x p50, zero errors", 1.0),
+    "peers_kserve": ("/v2/models/batchnorm/infer at concurrency 64, default workers, >= 1.5x the requests/s of "
+                     "KServe's own model server on the same V2 request, the same outputs, zero errors", 1.5),
     "peers_auto": ("/classify (model=auto) at concurrency 64, default workers, >= 1.6x the 1,231 rps of the "
                    "service before issue 19 (2-core machine)", 1.6),
 }
@@ -186,7 +188,9 @@ def peers_md(pe: dict[str, Any]) -> list[str]:
     for label, r in pe["results"].items():
         server = server_of.get(label) or ("zoo+access_log" if "access log" in label else
                                           "zoo+tracing" if "tracing" in label else "zoo")
-        body = pe["bodies"].get(server, "–") if label != "zoo auto" else "(auto: the ensemble's answer)"
+        body = pe["bodies"].get(label) or pe["bodies"].get(server, "–")  # a V2 route's: by its label
+        if label == "zoo auto":
+            body = "(auto: the ensemble's answer)"
         lines.append(f"| {label} | {fmt(r['rps'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
                      f"{fmt(r['p99_over_p50'], 'x')} | {fmt(r['server_cpu_ms_per_request'])} | "
                      f"{fmt(r['server_cpu_cores'])} | {r['errors']} | {body} |")
@@ -194,6 +198,19 @@ def peers_md(pe: dict[str, Any]) -> list[str]:
     for zoo, v in pe.get("vs_best_peer", {}).items():
         lines.append(f"- {zoo} / {pe['best_peer']} (the best peer): requests/s {fmt(v['rps'], 'x')}, "
                      f"by server CPU per request {fmt(v['by_cpu'], 'x')}.")
+    for form, v in pe.get("vs_kserve", {}).items():
+        lines.append(f"- zoo {PEER_MODEL} V2 {form} / kserve V2 {form}: requests/s {fmt(v['rps'], 'x')}, "
+                     f"by server CPU per request {fmt(v['by_cpu'], 'x')}.")
+    for form, v in pe.get("v2_vs_classify", {}).items():
+        lines.append(f"- zoo {PEER_MODEL} V2 {form} / zoo {PEER_MODEL} (`/classify`, a PNG): requests/s "
+                     f"{fmt(v['rps'], 'x')}, by server CPU per request {fmt(v['by_cpu'], 'x')}.")
+    if pe.get("kserve_skipped"):
+        lines.append(f"- kserve not run: {pe['kserve_skipped']}")
+    if any(pe.get("kserve_worker_restarts", [])):
+        lines.append(f"- kserve killed and restarted workers it judged hung (no answer to its 5 s ping; a "
+                     f"worker still starting on a busy machine), by round: "
+                     f"{', '.join(map(str, pe['kserve_worker_restarts']))}; its figures in such a round are "
+                     f"low, and the CPU of a killed worker is not counted.")
     for feature, v in pe.get("observability_cost", {}).items():
         lines.append(f"- {feature} on: {fmt(v['server_cpu_ms_per_request_extra'])} ms more server CPU per "
                      f"request; requests/s {fmt(v['rps_vs_off'], 'x')} of the zoo with it off.")
@@ -207,7 +224,8 @@ def peers_md(pe: dict[str, Any]) -> list[str]:
                   f"{s['concurrency']}. Median (min–max) over the rounds; the 1-minute load average at the end of "
                   f"each run: " + ", ".join(f"{k} {fmt(r['load_1min'])}" for k, r in pe["results"].items())
               + f". Load generator: {s['load_generator']}. Image: {s['image']}. Tracing on: {s['tracing_on']}. "
-                "Server CPU counts every process of the server."]
+                + (f"V2: {s['v2_request']}. " if s.get("v2_request") else "")
+              + "Server CPU counts every process of the server."]
     return lines
 
 
@@ -251,6 +269,20 @@ def goals(report: dict[str, Any]) -> list[str]:
         ok = ratio >= 1.0 and tail <= 3.0 and zoo["errors"] == 0
         lines.append(f"- Peers, {GOALS['peers'][0]}: {ratio:.2f}x {pe['best_peer']} (by server CPU "
                      f"{_med(vs['by_cpu']):.2f}x), p99/p50 {tail:.1f}, {zoo['errors']} errors — {_mark(ok)}")
+    for form, v in (pe.get("vs_kserve") or {}).items():
+        zoo_v2 = (pe.get("results") or {}).get(f"zoo {PEER_MODEL} V2 {form}")
+        if v["rps"] and zoo_v2:
+            ratio = _med(v["rps"])
+            same = all(pe["bodies"].get(f"{who} V2 {form}", "").startswith("same")
+                       for who in (f"zoo {PEER_MODEL}", "kserve"))
+            # A worker KServe killed and restarted mid-run costs it requests, and its CPU leaves the
+            # count with it: such a run says nothing about the goal.
+            restarted = any(pe.get("kserve_worker_restarts", []))
+            ok = ratio >= GOALS["peers_kserve"][1] and same and zoo_v2["errors"] == 0 and not restarted
+            by_cpu = f"{_med(v['by_cpu']):.2f}x" if v["by_cpu"] else "–"
+            lines.append(f"- Peers, V2 {form}, {GOALS['peers_kserve'][0]}: {ratio:.2f}x (by server CPU "
+                         f"{by_cpu}), {zoo_v2['errors']} errors — "
+                         + ("not judged: KServe restarted workers during the run" if restarted else _mark(ok)))
     auto = (pe.get("results") or {}).get("zoo auto")
     if auto:
         rps = _med(auto["rps"])

@@ -2,9 +2,9 @@
 
 On a small machine the load generator shares the cores with the server it measures; wrk costs a
 fraction of the CPU per request that bench.loadgen (Python) does, so the server keeps more of the
-machine. Same shape of load: keep-alive connections, closed loop, a pre-built multipart request.
-The result has the same fields as `bench.loadgen.load`'s; bench.service uses wrk when `wrk` is on
-PATH (Debian: apt-get install wrk) and bench.loadgen otherwise.
+machine. Same shape of load: keep-alive connections, closed loop, a pre-built request (multipart,
+or a V2 inference request). The result has the same fields as `bench.loadgen.load`'s; bench.service
+uses wrk when `wrk` is on PATH (Debian: apt-get install wrk) and bench.loadgen otherwise.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ SCRIPT = """
 wrk.method = "POST"
 local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()
 wrk.headers["Content-Type"] = "{content_type}"
+{more_headers}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRK_RESULT {{"requests": %d, "non_2xx": %d, "socket_errors": %d, ' ..
@@ -42,12 +43,14 @@ def version() -> str:
 
 
 def load(url: str, body: bytes, content_type: str, concurrency: int, seconds: float,
-         timeout_s: int = 30) -> dict[str, Any]:
-    """`seconds` of closed-loop load on `url` from `concurrency` connections (one wrk thread)."""
+         timeout_s: int = 30, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """`seconds` of closed-loop load on `url` from `concurrency` connections (one wrk thread);
+    `headers`: more request headers (a V2 binary request's Inference-Header-Content-Length)."""
     with tempfile.TemporaryDirectory(prefix="fashion-zoo-wrk-") as tmp:
         body_path, script = Path(tmp) / "body", Path(tmp) / "post.lua"
         body_path.write_bytes(body)
-        script.write_text(SCRIPT.format(body=body_path, content_type=content_type))
+        more = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())
+        script.write_text(SCRIPT.format(body=body_path, content_type=content_type, more_headers=more))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
                                f"--timeout={timeout_s}s", "-s", str(script), url],

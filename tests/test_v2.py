@@ -3,8 +3,8 @@ Triton's own client (`tritonclient[http]`) and plain HTTP: health, metadata, con
 on every model with JSON and binary tensors, encoded images equal to POST /classify, and every bad
 input a 4xx JSON error after which the server still answers.
 
-KServe's own client (`kserve.InferenceRESTClient`) is not used: the `kserve` package needs pandas 2
-(the project pins pandas 3.1.1 for the catalogue job), so it does not install beside the pins."""
+KServe's own client (`kserve.InferenceRESTClient`) calls the same server in tests/test_kserve_client.py,
+from a venv of its own: the `kserve` package needs pandas 2, the project pins pandas 3."""
 from __future__ import annotations
 
 import base64
