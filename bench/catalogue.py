@@ -13,7 +13,9 @@ then the training split), 24,000 Kaggle 60x80 photos, 8,000 of them upscaled to 
 runs --rounds times (the order of the three reversed every other round); the median is reported.
 Then the job's driver and worker memory (peak RSS) at 10k, 100k and 200k images (the 60x80 photos,
 hard-linked over and over).
-Writes <artifacts>/reports/catalogue.{json,md}. model=auto throughout, the shipped weights.
+Writes <artifacts>/reports/catalogue.{json,md}. The shipped weights, model=auto unless --models names
+others (each set is then measured once per model, e.g. `--models photo,colour --fm 0 --http 0` for two
+photo models on the photos alone).
 """
 from __future__ import annotations
 
@@ -55,14 +57,15 @@ def make_sets(data_dir: Path, kaggle_dir: Path, work: Path, n_fm: int, n_photo: 
     from training.data.fashion_mnist import load_pixels  # real Fashion-MNIST images
 
     sets = {}
-    fm = work / "fashion-mnist"
-    fm.mkdir()
-    images = load_pixels(data_dir, train=False)[0].numpy()
-    if n_fm > len(images):
-        images = np.concatenate([images, load_pixels(data_dir, train=True)[0].numpy()])
-    for i, px in enumerate(images[:n_fm]):
-        Image.fromarray(px.astype(np.uint8), "L").save(fm / f"{i:05d}.png")
-    sets[f"{min(n_fm, len(images)):,} Fashion-MNIST PNGs (28x28)"] = fm
+    if n_fm:
+        fm = work / "fashion-mnist"
+        fm.mkdir()
+        images = load_pixels(data_dir, train=False)[0].numpy()
+        if n_fm > len(images):
+            images = np.concatenate([images, load_pixels(data_dir, train=True)[0].numpy()])
+        for i, px in enumerate(images[:n_fm]):
+            Image.fromarray(px.astype(np.uint8), "L").save(fm / f"{i:05d}.png")
+        sets[f"{min(n_fm, len(images)):,} Fashion-MNIST PNGs (28x28)"] = fm
     photos = sorted((kaggle_dir / "images").glob("*.jpg"))
     small, large = work / "photos", work / "large"
     small.mkdir()
@@ -120,11 +123,11 @@ _LAST = re.compile(r"([\d,]+) images classified, ([\d,]+) failed .* in ([\d.]+) 
                    r".*Ray start-up ([\d.]+) s")
 
 
-def run_catalogue(src: Path, work: Path, env: dict[str, str], batch: int = BATCH) -> dict[str, Any]:
+def run_catalogue(src: Path, work: Path, env: dict[str, str], batch: int = BATCH, model: str = "auto") -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(dir=work, prefix="out-"))
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "catalogue", str(src), str(out), "--zoo", str(weights_dir()),
-                             "--progress", "lines", "--overwrite",
+                             "--progress", "lines", "--overwrite", "--model", model,
                              "--batch-size", str(batch)], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, text=True)
     rss = RSS(proc.pid)
@@ -141,7 +144,7 @@ def run_catalogue(src: Path, work: Path, env: dict[str, str], batch: int = BATCH
             "command_wall_s": round(wall, 1), **mem}
 
 
-def run_http(src: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_http(src: Path, work: Path, env: dict[str, str], model: str = "auto") -> dict[str, Any]:
     import httpx
 
     files = sorted(p for p in src.iterdir() if p.is_file())
@@ -153,7 +156,8 @@ def run_http(src: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
 
         def post(chunk):
             with httpx.Client(base_url=url, timeout=300) as c:
-                r = c.post("/classify/batch", files=[("image", (p.name, p.read_bytes())) for p in chunk])
+                r = c.post("/classify/batch", params={"model": model},
+                           files=[("image", (p.name, p.read_bytes())) for p in chunk])
                 r.raise_for_status()
                 return r.json()["count"]
 
@@ -166,28 +170,28 @@ def run_http(src: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def _bare_worker(args) -> tuple[int, float]:
-    paths, barrier, batch = args
+    paths, barrier, batch, model = args
     from catalogue.classifier import classify_files
+    from service.inference import answering
     from service.runtime import load_zoo
 
     zoo = load_zoo(weights_dir(), "shipped weights", "cpu", threads=1)
-    auto = zoo.auto
-    names = list(dict.fromkeys(auto["models"].values()))
+    names, auto = answering(zoo, model)
     barrier.wait()
     t0 = time.perf_counter()
     for i in range(0, len(paths), batch):
         chunk = paths[i:i + batch]
-        classify_files(zoo, names, auto, 3, "auto", chunk, [Path(p).read_bytes() for p in chunk])
+        classify_files(zoo, names, auto, 3, model, chunk, [Path(p).read_bytes() for p in chunk])
     return len(paths), time.perf_counter() - t0
 
 
-def run_bare(src: Path, processes: int, batch: int = BATCH) -> dict[str, Any]:
+def run_bare(src: Path, processes: int, batch: int = BATCH, model: str = "auto") -> dict[str, Any]:
     files = sorted(str(p) for p in src.iterdir() if p.is_file())
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         barrier = manager.Barrier(processes)
         with ctx.Pool(processes) as pool:
-            results = pool.map(_bare_worker, [(files[k::processes], barrier, batch) for k in range(processes)])
+            results = pool.map(_bare_worker, [(files[k::processes], barrier, batch, model) for k in range(processes)])
     seconds = max(s for _, s in results)
     done = sum(n for n, _ in results)
     return {"images": done, "seconds": round(seconds, 2), "rate": round(done / seconds), "processes": processes}
@@ -201,8 +205,8 @@ def median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = ["# The catalogue job against HTTP and the bare loop", "",
-             f"{report['machine']}; load average at start {report['load_at_start']}; model=auto, shipped "
-             f"weights; "
+             f"{report['machine']}; load average at start {report['load_at_start']}; model="
+             f"{', '.join(report['models'])}, shipped weights; "
              f"median of {report['rounds']} rounds (each round runs the three in turn, the order reversed every "
              f"other round; the job / bare loop ratio is the median of each round's own ratio); job and bare "
              f"loop batches of {report['batch']}, HTTP requests of {MAX_BATCH_IMAGES}.",
@@ -211,11 +215,12 @@ def markdown(report: dict[str, Any]) -> str:
              "| Ray start-up + pool start-up |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in report["sets"].items():
-        c, h, b = r["catalogue"], r["http"], r["bare"]
+        c, h, b = r["catalogue"], r.get("http"), r["bare"]
         each = ", ".join(f"{100 * x:.0f}" for x in r["job_over_bare"]["runs"])
+        http = f"{h['rate']:,} img/s" if h else "–"
         lines.append(f"| {name} | {c['steady_rate']:,} img/s | {b['rate']:,} img/s "
                      f"| {100 * r['job_over_bare']['median']:.0f}% ({each}) "
-                     f"| {h['rate']:,} img/s | {c['rate']:,} img/s "
+                     f"| {http} | {c['rate']:,} img/s "
                      f"| {c['ray_startup_s']} s + {c['pool_startup_s']} s |")
     lines += ["", "| images | driver peak RSS | actor peak RSS | steady rate |", "|---:|---:|---:|---:|"]
     for n, m in report["memory"].items():
@@ -232,6 +237,8 @@ def main() -> None:
     p.add_argument("--photos", type=int, default=24_000, help="60x80 Kaggle photos (distinct)")
     p.add_argument("--large", type=int, default=8_000, help="of those, upscaled to 240x320")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--models", default="auto", help="comma-separated: each set is measured with each (default: auto)")
+    p.add_argument("--http", type=int, default=1, help="0: leave HTTP /classify/batch out")
     p.add_argument("--memory", default="10000,100000,200000",
                    help="image counts for the memory runs ('' for none)")
     args = p.parse_args()
@@ -239,14 +246,19 @@ def main() -> None:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FASHION_ZOO_"))}
     cores = len(os.sched_getaffinity(0))
+    models = [m for m in args.models.split(",") if m]
     report: dict[str, Any] = {"machine": short(describe()), "load_at_start": round(os.getloadavg()[0], 2),
-                              "rounds": args.rounds, "batch": BATCH, "sets": {}, "memory": {}}
+                              "rounds": args.rounds, "batch": BATCH, "models": models, "sets": {}, "memory": {}}
     with tempfile.TemporaryDirectory(prefix="bench-catalogue-") as tmp:
         work = Path(tmp)
         sets = make_sets(Path(args.data_dir), Path(args.kaggle_dir), work, args.fm, args.photos, args.large)
-        ways = {"bare": lambda src: run_bare(src, cores), "catalogue": lambda src: run_catalogue(src, work, env),
-                "http": lambda src: run_http(src, work, env)}
-        for name, src in sets.items():
+        for (name, src), model in [(s, m) for s in sets.items() for m in models]:
+            ways = {"bare": lambda src: run_bare(src, cores, model=model),
+                    "catalogue": lambda src: run_catalogue(src, work, env, model=model)}
+            if args.http:
+                ways["http"] = lambda src: run_http(src, work, env, model=model)
+            if len(models) > 1:
+                name = f"{name}, model={model}"
             log(f"[{name}]")
             runs: dict[str, list] = {way: [] for way in ways}
             for k in range(args.rounds):

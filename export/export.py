@@ -15,7 +15,7 @@ import torch
 
 from zoo.auto import auto_entry, best_fashion_mnist
 from zoo.errors import ZooError
-from zoo.fileio import write_atomic
+from zoo.fileio import replacing, write_atomic
 from zoo.manifest import MANIFEST, MANIFEST_FORMAT, PROJECT, manifest_text, sha256
 from zoo.registry import default_preprocess, get_entry, photo_models
 from zoo.spec import input_shape
@@ -108,8 +108,7 @@ def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt, path)
     onnx_path = onnx_dir / f"{ckpt['name']}.onnx"
-    staged = onnx_dir / f".{ckpt['name']}.staged.onnx"
-    try:
+    with replacing(onnx_path, suffix=".onnx") as staged:  # in place only once parity holds
         export_onnx(model, metadata(ckpt), staged, opset)
         images, what = parity_images(ckpt, data_dir, kaggle_dir, cache=cache)
         parity = check_parity(model, staged, images)
@@ -117,9 +116,6 @@ def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str
         problems = parity_problems(parity)
         if problems:
             raise ZooError(f"{path}: parity failed: {'; '.join(problems)}")
-        os.replace(staged, onnx_path)
-    finally:
-        staged.unlink(missing_ok=True)
     return manifest_entry(ckpt, onnx_path, parity, opset)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.fileio import replacing
 from zoo.manifest import PROJECT
 from zoo.registry import get_entry
 
@@ -73,8 +73,11 @@ def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
 
 def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int = OPSET) -> None:
     """Write `model` to `path` (atomically) and check it with onnx.checker's full check."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    with replacing(path) as tmp:
+        _export(model, meta, tmp, opset, path.name)
+
+
+def _export(model: nn.Module, meta: dict[str, str], tmp: Path, opset: int, name: str) -> None:
     example = torch.zeros(2, *model.input_shape)
     # torch.onnx's exporter reports its progress on stdout; keep our output readable.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -99,7 +102,5 @@ def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int =
     try:
         onnx.checker.check_model(str(tmp), full_check=True)
     except onnx.checker.ValidationError as e:
-        tmp.unlink(missing_ok=True)
-        raise ZooError(f"{path.name}: onnx.checker rejected the export ({str(e).splitlines()[0]})") from None
-    os.replace(tmp, path)
+        raise ZooError(f"{name}: onnx.checker rejected the export ({str(e).splitlines()[0]})") from None
 

@@ -33,6 +33,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from zoo.fileio import write_atomic
+
 ENV = "FASHION_ZOO_WORKERS"
 GPU_MAX_WORKERS = 4
 
@@ -98,9 +100,7 @@ class Readiness:
 
     def mark_ready(self) -> None:
         self.dir.mkdir(mode=0o700, exist_ok=True)  # a worker started without `bentoml serve`
-        tmp = self.dir / f".{os.getpid()}.tmp"
-        tmp.write_text(str(os.getpid()))
-        os.replace(tmp, self.dir / str(os.getpid()))
+        write_atomic(self.dir / str(os.getpid()), str(os.getpid()))
 
     def all_ready(self) -> bool:
         """True once `expected` live workers have marked themselves ready; checked on every call

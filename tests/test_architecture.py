@@ -18,7 +18,7 @@ ALLOWED = {
     "service": {"zoo"},
     "catalogue": {"service", "zoo"},
     "bench": {"service", "catalogue", "training", "deploy", "zoo"},
-    "deploy": set(),
+    "deploy": {"zoo"},
 }
 
 

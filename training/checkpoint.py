@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from zoo.errors import ZooError
+from zoo.fileio import replacing
 from zoo.registry import get_entry, get_model, list_models
 from zoo.spec import CLASSES
 
@@ -72,10 +73,8 @@ def make_checkpoint(model: nn.Module, *, name: str, kwargs: dict[str, Any], metr
 def save_atomic(obj: Any, path: Path) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

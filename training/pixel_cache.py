@@ -29,6 +29,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from zoo.fileio import replacing
+
 CACHE_FORMAT = 1
 ENV = "FASHION_ZOO_CACHE"
 ARRAYS = ("ids", "labels", "pixels")
@@ -91,14 +93,12 @@ def read_entry(path: Path, key: str) -> Decoded | None:
 
 
 def write_entry(path: Path, key: str, decoded: Decoded) -> None:
-    """Write an entry atomically (temp file + os.replace)."""
+    """Write an entry atomically (zoo.fileio.replacing)."""
     ids, labels, pixels, unreadable = decoded
     arrays = {"ids": ids, "labels": labels, "pixels": pixels}
     meta = {"format": CACHE_FORMAT, "key": key, "unreadable": unreadable, "sha256": _digest(arrays)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-    os.replace(tmp, path)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cli import ArgumentParser, cli
-from zoo.fileio import write_atomic
+from zoo.fileio import replacing, write_atomic
 from zoo.registry import assembled_models
 from zoo.spec import CLASSES
 
@@ -108,6 +108,18 @@ def ensemble_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def balanced_accuracy(per_class: dict[str, float | None]) -> float | None:
+    """The mean of the per-class accuracies over the classes that have test images."""
+    values = [v for v in per_class.values() if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def confusion_pairs(matrices: list[list[list[int]]], top: int = 8) -> list[tuple[int, int]]:
+    """The (true, predicted) off-diagonal cells with the most mistakes in any of `matrices`, most first."""
+    cells = {(i, j): max(m[i][j] for m in matrices) for i in range(len(CLASSES)) for j in range(len(CLASSES)) if i != j}
+    return [ij for ij, worst in sorted(cells.items(), key=lambda kv: -kv[1]) if worst > 0][:top]
+
+
 def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
     """The photo-trained models per class, and every Fashion-MNIST model on the same Kaggle test split."""
     lines: list[str] = []
@@ -131,8 +143,17 @@ def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
             images = f"{n[i]:,}" if n else "–"
             cells = " | ".join(_pct(r.get("test_per_class", {}).get(c)) for r in photos.values())
             lines.append(f"| {c} | {images} | {cells} |")
+        lines.append("| **balanced** (mean over the classes with photos) | | "
+                     + " | ".join(_pct(balanced_accuracy(r.get("test_per_class", {}))) for r in photos.values()) + " |")
         drawn = [name for name, r in photos.items() if r.get("test_confusion")]
         if drawn:
+            lines += ["", "Where the photos go wrong (test photos, true → predicted, the pairs with the most "
+                          "mistakes in any model):", "",
+                      "| true → predicted | " + " | ".join(f"`{name}`" for name in drawn) + " |",
+                      "|---|" + "---:|" * len(drawn)]
+            matrices = [photos[name]["test_confusion"] for name in drawn]
+            for i, j in confusion_pairs(matrices):
+                lines.append(f"| {CLASSES[i]} → {CLASSES[j]} | " + " | ".join(str(m[i][j]) for m in matrices) + " |")
             lines += ["", "Confusion matrices: " + ", ".join(f"`{name}_confusion.png`" for name in drawn) + "."]
         if "data" in first:
             d = first["data"]
@@ -254,11 +275,11 @@ def plot_confusion(name: str, confusion: list[list[int]], path: Path) -> None:
 def _save_fig(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with replacing(path, suffix=path.suffix) as tmp:  # savefig picks the format from the name
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def write_reports(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:

@@ -78,10 +78,14 @@ def run(cfg: TrainConfig, jobs: int) -> int:
             print(f"skipping {name}: no styles.csv in {cfg.kaggle_dir} (set KAGGLE_DIR=..., or "
                   f"`make data-kaggle` with Kaggle credentials)", file=sys.stderr)
     # Fashion-MNIST models first, most multiply-accumulates first; then the photo models. As soon as
-    # the last Fashion-MNIST model finishes, the best one's train+validation retrain (the longest job)
-    # and the ensemble's assembly are queued ahead of the photo models, so they run beside them
-    # instead of alone at the end with the other cores idle.
-    names.sort(key=lambda n: (get_entry(n).dataset != "fashion-mnist", -describe(n)["macs"]))
+    # the last Fashion-MNIST model finishes, the best one's train+validation retrain and the
+    # ensemble's assembly are queued ahead of the photo models, so they run beside them instead of
+    # alone at the end with the other cores idle. A model with several times any Fashion-MNIST
+    # model's multiply-accumulates per image (`colour`: the longest job by far) starts first, on a
+    # core of its own, so it does not run alone at the end.
+    macs = {n: describe(n)["macs"] for n in names}
+    heaviest = max(macs[n] for n in names if get_entry(n).dataset == "fashion-mnist")
+    names.sort(key=lambda n: (macs[n] <= 4 * heaviest, get_entry(n).dataset != "fashion-mnist", -macs[n]))
     fashion = trainable_models("fashion-mnist")
     t0 = time.perf_counter()
     val: dict[str, float] = {}

@@ -19,10 +19,11 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
+
+from zoo.fileio import write_atomic
 
 from deploy.containerize import BENTOFILES, ContainerError, backend_env, choose_backend
 
@@ -80,10 +81,7 @@ def set_image(kustomization: Path, new_name: str, new_tag: str) -> None:
     new_text = "".join(lines)
     entry = [e for e in yaml.safe_load(new_text)["images"] if e.get("name") == BASE_NAME][0]
     assert (entry["newName"], str(entry["newTag"])) == (new_name, new_tag), entry
-    fd, tmp = tempfile.mkstemp(dir=kustomization.parent, prefix=".kustomization.")
-    with os.fdopen(fd, "w") as f:
-        f.write(new_text)
-    os.replace(tmp, kustomization)
+    write_atomic(kustomization, new_text)
 
 
 def main(argv: list[str] | None = None) -> int:

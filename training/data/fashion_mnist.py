@@ -22,6 +22,7 @@ import torch
 
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
+from zoo.fileio import replacing
 from zoo.spec import FASHION_MNIST_PREPROCESS
 
 from . import Split
@@ -65,17 +66,14 @@ def _install_from(source: Path, data_dir: Path) -> None:
         src = source / f"{name}.gz"
         if not src.exists():
             raise ZooError(f"{src} is missing; {GET_IT}")
-        tmp = dest / f".{name}.tmp"
-        try:
-            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        except (OSError, EOFError) as e:
-            tmp.unlink(missing_ok=True)
-            raise ZooError(f"{src} is corrupt ({e}); reinstall it or {GET_IT}") from None
-        if tmp.stat().st_size != size or _md5(tmp) != md5:
-            tmp.unlink()
-            raise ZooError(f"{src} is corrupt (md5 mismatch); reinstall it or {GET_IT}")
-        os.replace(tmp, dest / name)
+        with replacing(dest / name) as tmp:
+            try:
+                with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except (OSError, EOFError) as e:
+                raise ZooError(f"{src} is corrupt ({e}); reinstall it or {GET_IT}") from None
+            if tmp.stat().st_size != size or _md5(tmp) != md5:
+                raise ZooError(f"{src} is corrupt (md5 mismatch); reinstall it or {GET_IT}")
 
 
 def _have(data_dir: Path) -> bool:
