@@ -115,7 +115,7 @@ def stages(zoo, query: str, body: bytes, content_type: str, n: int) -> dict[str,
     parts = parse_plain(body, content_type, max_files=1, max_fields=8, max_field_bytes=FORM_SLACK)
     data = parts[0].value
     upload = routes.Upload(images=[(parts[0].filename, data)])
-    options = routes.choose(zoo, request(), upload)
+    options = routes.request_options(zoo, request(), upload)
     image = load(open_image(data))
     name = route(image, options.auto) if options.auto else options.names[0]
     spec = zoo.models[name].preprocess
@@ -134,7 +134,7 @@ def stages(zoo, query: str, body: bytes, content_type: str, n: int) -> dict[str,
     out = {
         "read the form (parse_plain)": timed(lambda: parse_plain(body, content_type, max_files=1, max_fields=8,
                                                                  max_field_bytes=FORM_SLACK)),
-        "query and options (choose)": timed(lambda: routes.choose(zoo, request(), upload)),
+        "query and options (request_options)": timed(lambda: routes.request_options(zoo, request(), upload)),
         "open the image (header; a small grey PNG is decoded too)": timed(lambda: open_image(data)),
         "open and decode the image": timed(lambda: load(open_image(data))),
     }

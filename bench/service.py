@@ -84,7 +84,7 @@ def default_workers() -> tuple[int, str]:
     """The service's default worker count on this machine, and why (service.workers)."""
     from service import workers
 
-    return workers.choose(gpu=False, env={})
+    return workers.worker_count(gpu=False, env={})
 
 
 def worker_rss_mb(server: Server) -> list[float]:

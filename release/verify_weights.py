@@ -149,7 +149,7 @@ def rebuild(workdir: Path, data_dir: str, kaggle_dir: str, jobs: int, portable_m
     return manifest
 
 
-@cli
+@cli(interrupted="nothing compared; with --workdir DIR, the same command again resumes its training")
 def main() -> None:
     parser = ArgumentParser(prog="python -m release.verify_weights", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="data")

@@ -157,7 +157,7 @@ class Options:
     auto: dict[str, Any] | None = None  # model=auto: the zoo's rule, which picks one model per image
 
 
-def choose(zoo: Zoo, request: Request, upload: Upload) -> Options:
+def request_options(zoo: Zoo, request: Request, upload: Upload) -> Options:
     """What the request asks for, from the query or the form: model (auto if not given), top_k,
     include_input."""
     params = query_params(request)
@@ -264,7 +264,7 @@ async def _read_request(request: Request, batch: bool) -> tuple[Zoo, Upload, Opt
     """The served zoo, the uploaded images and what the request asks for: the routes' common start."""
     zoo = served_zoo(request)
     upload = await read_upload(request, batch)
-    options = choose(zoo, request, upload)
+    options = request_options(zoo, request, upload)
     if not upload.images:
         raise RequestError(400, f"no image in the request; {HOW_BATCH if batch else HOW_SINGLE}")
     return zoo, upload, options

@@ -28,7 +28,7 @@ from .runtime import choose_device, load_zoo
 MODEL_TAG = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
 DEVICE = os.environ.get("FASHION_ZOO_DEVICE", "auto")
 logger = logging.getLogger("bentoml.fashion_zoo")
-WORKERS, WORKERS_WHY = workers.choose(gpu=workers.gpu_likely(DEVICE))  # FASHION_ZOO_WORKERS=N overrides
+WORKERS, WORKERS_WHY = workers.worker_count(gpu=workers.gpu_likely(DEVICE))  # FASHION_ZOO_WORKERS=N overrides
 OBSERVABILITY, OBSERVABILITY_WHY = observability.service_kwargs()  # FASHION_ZOO_ACCESS_LOG, FASHION_ZOO_TRACING
 bentoml_fixes.apply()  # BentoML's request-timeout middleware leaks a timer per request
 v2.add_routes(app)  # the Open Inference Protocol (KServe V2, Triton) beside /classify

@@ -46,7 +46,7 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def choose(gpu: bool, env: dict[str, str] | None = None) -> tuple[int, str]:
+def worker_count(gpu: bool, env: dict[str, str] | None = None) -> tuple[int, str]:
     """(number of workers, why, in words). `gpu`: whether the zoo will run on a GPU."""
     env = os.environ if env is None else env
     text = env.get(ENV, "").strip()

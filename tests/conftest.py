@@ -117,9 +117,10 @@ def exported_zoo(trained_zoo: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return trained_zoo, home
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(exported_zoo: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
-    """A real `bentoml serve` of `exported_zoo` on 127.0.0.1 and a free port, for one test module."""
+    """A real `bentoml serve` of `exported_zoo` on 127.0.0.1 and a free port, started once and shared
+    by every test module that asks for it (a test that needs a fresh server starts its own)."""
     from tests.service_server import serve
 
     _, home = exported_zoo
@@ -127,7 +128,7 @@ def server(exported_zoo: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
         yield s
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(server):
     """An HTTP client for `server`."""
     import httpx

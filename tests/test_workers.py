@@ -31,17 +31,17 @@ PNG = _png()
 
 
 def test_default_is_one_worker_per_core_and_the_environment_overrides():
-    n, why = workers.choose(gpu=False, env={})
+    n, why = workers.worker_count(gpu=False, env={})
     assert n == len(os.sched_getaffinity(0)) and "one per CPU core" in why
-    n, why = workers.choose(gpu=True, env={})
+    n, why = workers.worker_count(gpu=True, env={})
     assert 1 <= n <= workers.GPU_MAX_WORKERS and "CUDA context" in why
-    assert workers.choose(gpu=False, env={"FASHION_ZOO_WORKERS": "3"}) == (3, "FASHION_ZOO_WORKERS=3")
+    assert workers.worker_count(gpu=False, env={"FASHION_ZOO_WORKERS": "3"}) == (3, "FASHION_ZOO_WORKERS=3")
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "two", "1.5"])
 def test_a_bad_worker_count_says_what_to_give(text):
     with pytest.raises(ValueError, match="whole number >= 1"):
-        workers.choose(gpu=False, env={"FASHION_ZOO_WORKERS": text})
+        workers.worker_count(gpu=False, env={"FASHION_ZOO_WORKERS": text})
 
 
 def test_readiness_counts_live_workers_only(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ class TrainConfig:
     IDENTITY = ("model", "lr", "batch_size", "seed", "split_seed", "val_fraction", "trainval", "threads")
     # Added after the first models were trained: part of the identity only when they differ from
     # the study's recipe, so the checkpoints trained before them stay valid.
-    IDENTITY_UNLESS = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0,
+    IDENTITY_WHEN_CHANGED = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0,
                        "portable": False, "class_weights": "none", "jitter": 0.0}
     RECIPE = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "hflip": False, "schedule": "constant",
               "shift": 0, "label_smoothing": 0.0, "class_weights": "none",
@@ -91,7 +91,7 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.IDENTITY}
-        out.update({k: getattr(self, k) for k, off in self.IDENTITY_UNLESS.items() if getattr(self, k) != off})
+        out.update({k: getattr(self, k) for k, off in self.IDENTITY_WHEN_CHANGED.items() if getattr(self, k) != off})
         if self.schedule not in (None, "constant"):
             out["epochs"] = self.epochs
         return out

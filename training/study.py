@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import ArgumentParser, cli
+from zoo.cli import RESUMES, ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.fileio import write_atomic
 from zoo.registry import describe, trainable_models
@@ -141,7 +141,7 @@ def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
     return summary
 
 
-@cli
+@cli(interrupted=RESUMES)
 def main() -> None:
     parser = ArgumentParser(prog="python -m training.study", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from zoo.cli import ArgumentParser, cli
+from zoo.cli import RESUMES, ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.registry import default_preprocess, get_entry, get_model
 from zoo.spec import CLASSES
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
     return ckpt
 
 
-@cli
+@cli(interrupted=RESUMES)
 def main() -> None:
     parser = ArgumentParser(prog="python -m training.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
-from zoo.cli import ArgumentParser, cli
+from zoo.cli import RESUMES, ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.registry import assembled_models, describe, get_entry, list_models, trainable_models
 
@@ -146,7 +146,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     return 0
 
 
-@cli
+@cli(interrupted=RESUMES)
 def main() -> None:
     parser = ArgumentParser(prog="python -m training.train_all", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 from .errors import ZooError
 
 
-def cli(main: Callable[[], None]) -> Callable[[], None]:
-    """Run `main`, turning expected failures into one line on stderr and a non-zero exit."""
+RESUMES = "finished epochs are saved; run the same command again to resume"  # what training says on Ctrl-C
+
+
+def cli(main: Callable[[], None] | None = None, *, interrupted: str | None = None) -> Any:
+    """Run `main`, turning expected failures into one line on stderr and a non-zero exit, and Ctrl-C
+    into "interrupted" (with `interrupted`, what was kept and how to go on) and exit status 130.
+
+    `@cli` or `@cli(interrupted=RESUMES)`."""
+    if main is None:
+        return functools.partial(cli, interrupted=interrupted)
 
     @functools.wraps(main)
     def wrapper() -> None:
@@ -21,8 +29,7 @@ def cli(main: Callable[[], None]) -> Callable[[], None]:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
-            print("\ninterrupted: finished epochs are saved; run the same command again to resume",
-                  file=sys.stderr)
+            print(f"\ninterrupted{f': {interrupted}' if interrupted else ''}", file=sys.stderr)
             sys.exit(130)
 
     return wrapper

@@ -5,7 +5,8 @@ names, each with its sha256: `make export` writes one to artifacts/ and to the B
 as the model `fashion-zoo` (`STORE_NAME`); `make publish-weights` writes one to weights/ (each entry
 also naming its state_dict). The service, the shipped weights (`zoo.pretrained`), the shipped-store
 import and the catalogue job read it here, so every reader checks the same things the same way.
-Torch-free.
+Each reader's `source` is how its errors name what was read ("shipped weights", a store tag, a
+folder) and `fix` what to do about it. Torch-free.
 """
 from __future__ import annotations
 
@@ -41,22 +42,22 @@ def manifest_text(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2) + "\n"
 
 
-def read_json(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
+def read_json(root: str | os.PathLike, source: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
     """`root`/manifest.json parsed: a dict with a "models" dict, else ZooLoadError."""
     path = Path(root) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e}); {fix}") from None
+        raise ZooLoadError(f"{source}: cannot read {path} ({type(e).__name__}: {e}); {fix}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
-        raise ZooLoadError(f"{tag}: {path} is not a {PROJECT} manifest (no models); {fix}")
+        raise ZooLoadError(f"{source}: {path} is not a {PROJECT} manifest (no models); {fix}")
     return manifest
 
 
-def read_manifest(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
+def read_manifest(root: str | os.PathLike, source: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
     """`root`/manifest.json, checked: this format, some models, a default and an auto entry among them."""
     path = Path(root) / MANIFEST
-    manifest = read_json(root, tag, fix)
+    manifest = read_json(root, source, fix)
     problems = []
     if manifest.get("format") != MANIFEST_FORMAT:
         problems.append(f"format is not {MANIFEST_FORMAT}")
@@ -67,7 +68,7 @@ def read_manifest(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) ->
     elif "auto" in manifest and not _auto_ok(manifest["auto"], manifest["models"]):
         problems.append(f"its auto entry {manifest['auto']!r} does not name two of its models and a rule")
     if problems:
-        raise ZooLoadError(f"{tag}: {path} is not a {PROJECT} manifest ({'; '.join(problems)}); {fix}")
+        raise ZooLoadError(f"{source}: {path} is not a {PROJECT} manifest ({'; '.join(problems)}); {fix}")
     return manifest
 
 
@@ -79,36 +80,36 @@ def _auto_ok(auto: Any, models: dict[str, Any]) -> bool:
             and isinstance(auto.get("rule"), dict) and set(RULE) <= set(auto["rule"]))
 
 
-def check_sha256(data: bytes, expected: Any, path: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN) -> None:
+def check_sha256(data: bytes, expected: Any, path: str | os.PathLike, source: str, fix: str = EXPORT_AGAIN) -> None:
     """Raise ZooLoadError unless `data` (the file `path`) has the sha256 its manifest says, `expected`."""
     digest = sha256(data)
     if digest != expected:
-        raise ZooLoadError(f"{tag}: {path}: sha256 {digest[:12]}... does not match its manifest "
+        raise ZooLoadError(f"{source}: {path}: sha256 {digest[:12]}... does not match its manifest "
                            f"({str(expected)[:12]}...): the file is corrupt or was changed; {fix}")
 
 
-def read_file(root: str | os.PathLike, name: str, entry: dict[str, Any], field: str, tag: str,
+def read_file(root: str | os.PathLike, name: str, entry: dict[str, Any], field: str, source: str,
               fix: str = EXPORT_AGAIN) -> bytes:
     """The bytes of the file that model `name`'s manifest `entry` names under `field` ("onnx" or
     "state_dict"), read once and checked against its sha256."""
     filename = entry.get(field)
     # The manifest names files; never follow one out of its folder.
     if not isinstance(filename, str) or Path(filename).name != filename or filename.startswith("."):
-        raise ZooLoadError(f"{tag}: model {name!r} names the file {filename!r}, not a plain file name "
+        raise ZooLoadError(f"{source}: model {name!r} names the file {filename!r}, not a plain file name "
                            f"in {root}; {fix}")
     path = Path(root) / filename
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ZooLoadError(f"{tag}: cannot read {path} ({type(e).__name__}: {e.strerror or e}); {fix}") from None
-    check_sha256(data, entry.get(SHA256_KEYS[field]), path, tag, fix)
+        raise ZooLoadError(f"{source}: cannot read {path} ({type(e).__name__}: {e.strerror or e}); {fix}") from None
+    check_sha256(data, entry.get(SHA256_KEYS[field]), path, source, fix)
     return data
 
 
-def read_verified(root: str | os.PathLike, tag: str, fix: str = EXPORT_AGAIN,
+def read_verified(root: str | os.PathLike, source: str, fix: str = EXPORT_AGAIN,
                   files: str | os.PathLike | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest in `root` and every model's ONNX bytes, each checked against its sha256; the
     files are in `files` when given (an export's onnx/ folder), else beside the manifest."""
-    manifest = read_manifest(root, tag, fix)
+    manifest = read_manifest(root, source, fix)
     files = root if files is None else files
-    return manifest, {n: read_file(files, n, e, "onnx", tag, fix) for n, e in manifest["models"].items()}
+    return manifest, {n: read_file(files, n, e, "onnx", source, fix) for n, e in manifest["models"].items()}
