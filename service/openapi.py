@@ -46,7 +46,7 @@ TWICE_EXAMPLE = "top_k given twice with different values ('2' in the query, '3' 
 MODEL_HELP = (f"`{AUTO}` (the default) picks a model per image: {RULE['description']}; or a served "
               f"model's name; or `{ALL}` for every model side by side")
 TOP_K_HELP = "how many of the most probable classes to list in `top`"
-INCLUDE_INPUT_HELP = ("add `input_png`: the image the model receives (28x28 grey; 80x60 colour for `colour`), as a base64 PNG "
+INCLUDE_INPUT_HELP = ("add `input_png`: the image the model receives (28x28 grey; 40x30 colour for `colour`), as a base64 PNG "
                       "(the service's own preprocessing)")
 BINARY = {"type": "string", "format": "binary"}
 WHAT_IMAGE = (f"an image file: {', '.join(FORMATS)}, at most {MAX_BYTES // MiB} MiB and "

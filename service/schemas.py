@@ -30,7 +30,7 @@ class Result(TypedDict):
     probabilities: Annotated[dict[str, float], Field(description="every class's probability, by label")]
     logits: Annotated[list[float], Field(description="the model's raw output, in class order")]
     input_png: NotRequired[Annotated[str, Field(description="with include_input: the model's input image "
-                                                            "(28x28 grey, or 80x60 colour), a base64 PNG")]]
+                                                            "(28x28 grey, or 40x30 colour), a base64 PNG")]]
     chosen_by: NotRequired[Annotated[Literal["auto"], Field(description="with model=auto (the default): the "
                                                                         "model was picked for this image")]]
 

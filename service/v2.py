@@ -10,8 +10,8 @@ clients and V2 gateways call the zoo unchanged.
     POST /v2/models/{name}[/versions/{v}]/infer
 
 The V2 models are the manifest's and `auto`; the version is the store tag's. Each model takes one of
-two inputs: `image`, FP32 [N, C, H, W] (the manifest's shape: 1x28x28, 3x80x60 for `colour`), already preprocessed as the
-manifest says; or `image_bytes`, BYTES [N], one encoded image file per element, decoded and
+two inputs: `image`, FP32 [N, C, H, W] (the manifest's shape: 1x28x28, 3x40x30 for `colour`), already
+preprocessed as the manifest says; or `image_bytes`, BYTES [N], one encoded image file per element, decoded and
 preprocessed by the code behind /classify (`routes.classify_images`), so the logits are /classify's.
 auto takes `image_bytes` only: it picks the model by looking at the image, and answers which in its
 output `model`. Outputs: `logits` and `probabilities` (FP32 [N, classes]). Tensors come and go as JSON
@@ -51,9 +51,9 @@ AUTO_PLATFORM = "ensemble"         # Triton's name for a model made of others: a
 CONFIG_PLATFORM = "onnxruntime_onnx"  # Triton's model configuration names the ONNX backend so
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]  # Triton's names for what /v2 adds to the spec
 TRITON_TYPES = {"FP32": "TYPE_FP32", BYTES: "TYPE_STRING"}
-HOW_INPUT = (f"send one input: '{IMAGE}', FP32 of the model's shape ([N, 1, 28, 28]; [N, 3, 80, 60] "
-             f"for colour), preprocessed as GET /v2/models/<name> and GET /models say), or '{IMAGE_BYTES}', BYTES of shape [N], one PNG/JPEG/... file per "
-             f"element; N from 1 to {MAX_BATCH_IMAGES}")
+HOW_INPUT = (f"send one input: '{IMAGE}', FP32 of the model's shape ([N, 1, 28, 28]; [N, 3, 40, 30] for "
+             f"colour), preprocessed as GET /v2/models/<name> and GET /models say; or '{IMAGE_BYTES}', BYTES "
+             f"of shape [N], one PNG/JPEG/... file per element; N from 1 to {MAX_BATCH_IMAGES}")
 
 
 def server_version() -> str:

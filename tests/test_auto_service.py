@@ -166,14 +166,14 @@ def test_auto_eval_over_http(client, manifest, fmnist_dir, photo_zoo):
 
 def test_the_colour_model_answers_what_its_onnx_file_answers_on_the_shared_preprocessing(client, manifest, photo_zoo):
     """The colour model through /classify (the service decodes the JPEG) and through V2 (a client sends
-    the 3x80x60 tensor zoo.spec makes): the logits of onnxruntime on zoo.spec.preprocess of the file."""
+    the 3x40x30 tensor zoo.spec makes): the logits of onnxruntime on zoo.spec.preprocess of the file."""
     import onnxruntime as ort
 
     from zoo.spec import preprocess
 
     artifacts, _, kaggle = photo_zoo
     entry = manifest["models"]["colour"]
-    assert entry["input"]["shape"] == ["batch", 3, 80, 60] and entry["preprocess"]["channels"] == 3
+    assert entry["input"]["shape"] == ["batch", 3, 40, 30] and entry["preprocess"]["channels"] == 3
     photos, _ = kaggle_test_photos(kaggle)
     photos = photos[:8]
     x = np.stack([preprocess(Image.open(io.BytesIO(p)), entry["preprocess"]) for p in photos])
@@ -182,7 +182,7 @@ def test_the_colour_model_answers_what_its_onnx_file_answers_on_the_shared_prepr
     got = np.array([classify(client, p, model="colour")["logits"] for p in photos], np.float32)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     meta = client.get("/v2/models/colour").json()
-    assert [i["shape"] for i in meta["inputs"] if i["name"] == "image"] == [[-1, 3, 80, 60]]
+    assert [i["shape"] for i in meta["inputs"] if i["name"] == "image"] == [[-1, 3, 40, 30]]
     body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}],
             "outputs": [{"name": "logits"}]}
     r = client.post("/v2/models/colour/infer", json=body)
@@ -192,4 +192,4 @@ def test_the_colour_model_answers_what_its_onnx_file_answers_on_the_shared_prepr
     np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(len(photos), 10), want, rtol=0, atol=1e-5)
     wrong = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0.0] * 784}]}
     r = client.post("/v2/models/colour/infer", json=wrong)
-    assert r.status_code == 400 and "[-1, 3, 80, 60]" in r.json()["error"]
+    assert r.status_code == 400 and "[-1, 3, 40, 30]" in r.json()["error"]

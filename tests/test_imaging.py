@@ -330,7 +330,7 @@ def test_a_colour_spec_gives_the_step_by_step_pixels_beside_the_grey_ones():
             assert g.dtype == np.uint8 and g.shape == w.shape and np.array_equal(g, w), (image.mode, image.size, spec)
 
 
-def test_a_photo_at_the_colour_model_s_size_is_its_own_pixels_and_normalises_per_channel():
+def test_a_photo_at_a_colour_spec_s_size_is_its_own_pixels_normalised():
     from zoo.spec import input_shape, preprocess
 
     image = photo(60, 80)

@@ -2,8 +2,9 @@
 
 Class names, normalisation and the preprocessing that turns any uploaded image into the float
 tensor a model was trained on: 1x28x28 grey for the Fashion-MNIST-style models, CxHxW for a spec
-that says so (`channels`, `height`, `width`; e.g. the colour photo model's 3x80x60). The service imports this module (and never torch),
-so what it feeds a model is, by construction, what training fed it.
+that says so (`channels`, `height`, `width`; e.g. the colour photo model's 3x40x30). The service
+imports this module (and never torch), so what it feeds a model is, by construction, what training
+fed it.
 """
 from __future__ import annotations
 
