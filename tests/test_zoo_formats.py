@@ -68,7 +68,7 @@ def test_onnx_file_passes_the_checker_and_reproduces_its_test_data(name):
     x, want, sources = read_test_set(name)
     n = len(sources["images"])
     assert x.dtype == want.dtype == np.float32 and n >= 8
-    assert x.shape == (n, 1, *e["input"]["shape"][2:]) and want.shape == (n, e["output"]["shape"][1])
+    assert x.shape == (n, *e["input"]["shape"][1:]) and want.shape == (n, e["output"]["shape"][1])
     runs = {"onnxruntime": ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0],
             "onnx.reference": ReferenceEvaluator(str(path)).run(None, {"image": x})[0]}
     failures = [f"{who}: max |diff| {np.abs(got - want).max():.3g}, argmax {got.argmax(1).tolist()} vs "
