@@ -11,7 +11,7 @@ KAGGLE_DIR ?= data/kaggle
 # A local copy of the Kaggle set that `make data` links to $(KAGGLE_DIR) when that is empty.
 KAGGLE_SUBSET ?= ../shared/data/kaggle-fashion-small
 ARTIFACTS  ?= artifacts
-EPOCHS     ?=# empty: each model's recipe (the study's 15; photo 20)
+EPOCHS     ?=# empty: each model's recipe (the study's 15; photo and colour 20)
 MODEL      ?= baseline
 FORCE      ?= 0
 # 1: the portable mode (the same weights on every x86-64 processor, ~1.8x the time); publish-weights needs it.

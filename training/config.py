@@ -10,7 +10,7 @@ from typing import Any
 @dataclass
 class TrainConfig:
     model: str = "baseline"        # a name from `python -m zoo`
-    epochs: int | None = None      # None: the model's recipe (the study's 15; photo 20)
+    epochs: int | None = None      # None: the model's recipe (the study's 15; photo and colour 20)
     lr: float | None = None        # Adam learning rate, the peak with a schedule (None: the recipe's;
                                    # the study's 1e-3)
     batch_size: int | None = None  # None: the model's recipe (32, found from the study's figures by
