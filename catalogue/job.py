@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .classifier import Classifier
 from .output import Output
+from .ray_fixes import settle_iterator_threads
 from .sources import Sources
 from .zoos import ZooFiles
 
@@ -187,7 +188,8 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
     try:
         if stop.signal:  # while Ray started: nothing to wait for
             return tally
-        batches = ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        # The iterator itself (a generator), not the iterable `iter_batches` returns, so it can be closed.
+        batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
         for block in batches:
             # The handlers taken after ray.init did not hold for the whole job: 4 of 15 SIGTERMs
             # sent mid-job ended the driver with status 1 and no message (the core worker's
@@ -212,6 +214,7 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
     finally:
         if hasattr(batches, "close"):
             batches.close()  # its prefetching stops now, not when Ray is shut down under it
+        settle_iterator_threads()  # and its threads end before Ray is shut down (ray_fixes.py)
         tally.rows += out.seal()  # what was classified before an interruption is kept
         tally.seconds = time.perf_counter() - t0
     return tally

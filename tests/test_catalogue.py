@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import json
 import subprocess
 import sys
 import time
@@ -278,3 +279,34 @@ def test_the_steady_rate_is_the_pools_rate_between_start_up_and_the_last_blocks(
     assert tally.first_result == 5.0
     assert tally.steady_rate == pytest.approx(2_000, rel=0.02)
     assert Tally(images=10, seconds=2.0, arrivals=[(1.0, 10)]).steady_rate == 5.0  # too few blocks: the whole run
+
+
+EARLY_STOP = """
+import json, sys
+import ray
+from catalogue.ray_fixes import iterator_threads, settle_iterator_threads
+
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+ds = ray.data.range(2000, override_num_blocks=40).map_batches(lambda b: b, batch_size=50)
+batches = iter(ds.iter_batches(batch_size=None))
+for i, _ in enumerate(batches):
+    if i == 2:
+        break
+batches.close()  # as catalogue/job.py does
+left = sorted({t.name for t in iterator_threads()})
+still = settle_iterator_threads()
+ray.shutdown()
+print(json.dumps({"left_running": left, "after_settle": still}))
+"""
+
+
+def test_the_prefetcher_is_left_running_by_an_early_stop(cluster):
+    """catalogue/ray_fixes.py: Ray Data's iterator leaves its prefetch thread running when the consumer
+    stops early (the cause of an interrupted job's exit 1); settle_iterator_threads ends it before
+    Ray is shut down. When this fails on "left_running", Ray stops it itself: the fix can go."""
+    proc = subprocess.run([sys.executable, "-c", EARLY_STOP, cluster.address], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "Prefetcher" in out["left_running"], out
+    assert out["after_settle"] == [], out

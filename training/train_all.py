@@ -28,6 +28,9 @@ from . import portable
 from .config import TrainConfig, add_config_arguments, config_from_args
 
 _slot: Any = None
+# Training images per epoch, by dataset (the Kaggle figure is the local copy's): only to order the jobs
+# by their work (multiply-accumulates x epochs x images), longest first where it matters.
+TRAINING_IMAGES = {"fashion-mnist": 48_000, "kaggle": 19_711}
 
 
 def _init_worker(counter: Any) -> None:
@@ -80,12 +83,14 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     # Fashion-MNIST models first, most multiply-accumulates first; then the photo models. As soon as
     # the last Fashion-MNIST model finishes, the best one's train+validation retrain and the
     # ensemble's assembly are queued ahead of the photo models, so they run beside them instead of
-    # alone at the end with the other cores idle. A model with several times any Fashion-MNIST
-    # model's multiply-accumulates per image (`colour`: the longest job by far) starts first, on a
-    # core of its own, so it does not run alone at the end.
+    # alone at the end with the other cores idle. A photo model with more work than any Fashion-MNIST
+    # model (`colour`: the longest job) starts first, on a core of its own, so it does not run alone
+    # at the end.
     macs = {n: describe(n)["macs"] for n in names}
-    heaviest = max(macs[n] for n in names if get_entry(n).dataset == "fashion-mnist")
-    names.sort(key=lambda n: (macs[n] <= 4 * heaviest, get_entry(n).dataset != "fashion-mnist", -macs[n]))
+    work = {n: macs[n] * replace(cfg, model=n).resolved().epochs * TRAINING_IMAGES[get_entry(n).dataset]
+            for n in names}
+    heaviest = max(work[n] for n in names if get_entry(n).dataset == "fashion-mnist")
+    names.sort(key=lambda n: (work[n] <= heaviest, get_entry(n).dataset != "fashion-mnist", -macs[n]))
     fashion = trainable_models("fashion-mnist")
     t0 = time.perf_counter()
     val: dict[str, float] = {}
