@@ -78,13 +78,16 @@ def frame_pixels(image, convert=None) -> np.ndarray:
     """The one-pixel frame of an image as uint8 grey levels, always in this order: top row, bottom
     row, left column, right column (the corners count twice). `image`: a 2-D uint8 array, or an
     8-bit grey PIL image, of which only four one-pixel strips are cropped (a large image is not
-    read whole); `convert` turns each strip of another PIL mode into 8-bit grey first."""
+    read whole); `convert` turns each strip of another PIL mode into 8-bit grey first. An RGB PIL
+    image gives its frame's (N, 3) pixels."""
     if isinstance(image, np.ndarray):
         edges = [image[0], image[-1], image[:, 0], image[:, -1]]
     else:
         w, h = image.size
         strips = [image.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
-        edges = [np.asarray(convert(s) if convert else s, dtype=np.uint8).ravel() for s in strips]
+        arrays = [np.asarray(convert(s) if convert else s, dtype=np.uint8) for s in strips]
+        # a grey strip's levels, or an RGB strip's (N, 3) pixels
+        edges = [a.reshape(-1, a.shape[-1]) if a.ndim == 3 else a.ravel() for a in arrays]
     return np.concatenate(edges)
 
 
@@ -104,11 +107,7 @@ def to_grey(image, mode: str = "L"):
         return image
     from PIL import Image
 
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent areas become white, the background of a product photo.
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(canvas, rgba)
+    image = _on_white(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit greyscale: scale to 8 bits rather than clip.
         arr = np.asarray(image, dtype=np.float64)
@@ -117,17 +116,23 @@ def to_grey(image, mode: str = "L"):
     return image.convert(mode) if image.mode != "L" else image
 
 
+def _on_white(image):
+    """An image with transparency composited on white, the background of a product photo (RGBA);
+    any other image as it is."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        from PIL import Image
+
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image
+
+
 def to_rgb(image):
     """A PIL image of any mode -> an 8-bit RGB PIL image of the same size (transparency on white,
     16-bit grey scaled as `to_grey` does)."""
     if image.mode == "RGB":
         return image
-    from PIL import Image
-
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    image = _on_white(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         image = to_grey(image)
     return image.convert("RGB")
@@ -165,7 +170,7 @@ def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray
     # whose grey level decides the inversion and whose per-channel median pads.
     frame = shared.get(key + ("frame",))
     if frame is None:
-        frame = shared[key + ("frame",)] = _rgb_frame(base) if colour else frame_pixels(base)
+        frame = shared[key + ("frame",)] = frame_pixels(base)  # colour: (N, 3)
     if _inverts(spec, _level(_grey_of(frame) if colour else frame)):
         key += ("inverted",)
         inverted = shared.get(key)
@@ -192,13 +197,6 @@ def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray
         resized = canvas
     arr = np.asarray(resized, dtype=np.uint8)
     return np.ascontiguousarray(arr.transpose(2, 0, 1)) if colour else arr
-
-
-def _rgb_frame(image) -> np.ndarray:
-    """The one-pixel frame of an RGB PIL image as (N, 3) uint8, in `frame_pixels`' order."""
-    w, h = image.size
-    strips = [image.crop(box) for box in ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))]
-    return np.concatenate([np.asarray(s, dtype=np.uint8).reshape(-1, 3) for s in strips])
 
 
 def _grey_of(rgb: np.ndarray) -> np.ndarray:
