@@ -26,6 +26,8 @@ TOP_K      ?= 3
 SOAK       ?= 0
 # Worker processes for make serve; empty: one per CPU core (FASHION_ZOO_WORKERS).
 WORKERS    ?=
+# make test: pytest-xdist worker processes (many tests wait on servers and subprocesses).
+TEST_WORKERS ?= 2
 # make container, make k8s-image: gpu (bentofile.yaml, onnxruntime-gpu) or cpu (bentofile-cpu.yaml, onnxruntime).
 DEVICE     ?= gpu
 CONTAINER_BACKEND ?=
@@ -116,9 +118,10 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 	@$(PY) -m release.store --artifacts $(ARTIFACTS)
 
 test: install $(VENV)/.installed-bench $(VENV)/.installed-docs $(KSERVE_VENV)/.installed  ## run the test suite (CPU, no network, a few minutes)
-	ARTIFACTS=$(ARTIFACTS) KSERVE_VENV=$(KSERVE_VENV) $(PY) -m pytest -q
+	ARTIFACTS=$(ARTIFACTS) KSERVE_VENV=$(KSERVE_VENV) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: install $(VENV)/.installed-bench $(KSERVE_VENV)/.installed  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
+	@command -v wrk >/dev/null || { echo "make bench loads the servers with wrk: apt-get install wrk" >&2; exit 1; }
 	@KSERVE_VENV=$(KSERVE_VENV) $(PY) -m bench --artifacts $(ARTIFACTS) --data-dir $(DATA_DIR) --quick $(QUICK) --soak $(SOAK)
 
 docs: $(VENV)/.installed-docs  ## build the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link fails

@@ -37,6 +37,7 @@ import numpy as np
 
 from catalogue.job import BATCH_SIZE
 from service.params import MAX_BATCH_IMAGES
+from service.workers import cpu_cores
 from zoo.fileio import write_atomic
 from zoo.pretrained import weights_dir
 
@@ -245,7 +246,7 @@ def main() -> None:
     from .machine import describe, short
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FASHION_ZOO_"))}
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_cores()
     models = [m for m in args.models.split(",") if m]
     report: dict[str, Any] = {"machine": short(describe()), "load_at_start": round(os.getloadavg()[0], 2),
                               "rounds": args.rounds, "batch": BATCH, "models": models, "sets": {}, "memory": {}}
@@ -282,8 +283,7 @@ def main() -> None:
             m = run_catalogue(many, work, env)
             report["memory"][f"{n:,}"] = {k: m[k] for k in ("driver_mib", "worker_mib", "steady_rate")}
             log(f"  {n:,} images: driver {m['driver_mib']} MiB, actor {m['worker_mib']} MiB")
-    reports = Path(args.artifacts) / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
+    reports = Path(args.artifacts) / "reports"  # write_atomic makes the folder
     write_atomic(reports / "catalogue.json", json.dumps(report, indent=2) + "\n")
     write_atomic(reports / "catalogue.md", markdown(report))
     print(markdown(report))

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.workers import cpu_cores
+
 FMA_UNITS = 2  # assumed, see the module docstring
 
 
@@ -71,10 +73,7 @@ def describe() -> dict[str, Any]:
     """Cores, CPU model, clock, SIMD, provider, software versions, load, date."""
     cpu, ls = _cpuinfo(), _lscpu()
     flags = set(cpu.get("flags", "").split())
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = cpu_cores()
     mhz = float(cpu.get("cpu MHz") or 0) or None
     max_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     if max_khz.isdigit():
@@ -110,7 +109,6 @@ def describe() -> dict[str, Any]:
 def short(m: dict[str, Any]) -> str:
     """One line for report headers."""
     return f"{m['cores']} cores {m['cpu_model']} @ {m['ghz']} GHz ({m['simd']}), {m['provider']}"
-
 
 
 def _processes() -> dict[int, tuple[int, float]]:

@@ -3,35 +3,22 @@
     python -m bench --sections peers              # the section alone (about 25 minutes)
     python -m bench --sections peers --quick 1    # a short check (about 3 minutes)
 
-Servers, each with the same number of worker processes (the service's default, one per core), the
+Every server gets the same number of worker processes (the service's default, one per core), the
 same ONNX file (`batchnorm` of the stored `fashion-zoo`, the directory the zoo itself loads), the
-same onnxruntime session options and the same answer body (bench/peer_model.py):
-
-- zoo: `bentoml serve service.service:FashionZoo` as shipped, measured on `/classify?model=batchnorm`
-  and on `/classify` (the default, `auto`: the ensemble for a Fashion-MNIST image);
-- zoo + access log (`FASHION_ZOO_ACCESS_LOG=1`) and zoo + tracing (BentoML's in-memory exporter,
-  every request sampled): what each observability feature costs when it is on (`batchnorm`);
-- fastapi: a hand-written FastAPI app on `uvicorn[standard] --workers N --no-access-log`
-  (bench/peer_fastapi.py; the zoo's access log is off by default, so is this one's);
-- litserve: LitServe with `workers_per_device=N` (bench/peer_litserve.py);
-- noop: the BentoML no-op (bench/noop_service.py), the framework's ceiling, answering a constant
-  body of the zoo's shape;
-- zoo v2 and kserve, on the Open Inference Protocol (KServe V2): the zoo's
-  `/v2/models/batchnorm/infer` against KServe's own model server (bench/peer_kserve.py: a
-  `kserve.Model` running the same ONNX file with the same session options, `kserve.ModelServer` with
-  `--workers N --enable_grpc false --enable_latency_logging false` and no access log), in its own
-  venv (KSERVE_VENV, default .venv-kserve: `make .venv-kserve/.installed`; without it the section says
-  so and runs the rest). The same request to both: the PNG the /classify servers get, preprocessed
-  as the manifest says (what /classify does to it): one FP32 tensor `image` [1, 1, 28, 28], as JSON and as
-  Triton's binary tensor extension (binary outputs asked for too, as tritonclient does by default);
-  each answer's `logits` and `probabilities` are checked against the local ONNX Runtime session. The
-  zoo's V2 figures against its own `/classify?model=batchnorm` show what the two APIs cost.
+same onnxruntime session options and the same answer body (bench/peer_model.py), so no peer does
+less work than the zoo: the zoo as shipped (`?model=batchnorm` and the default, auto), the zoo with
+its access log and with tracing on (what each costs), a hand-written FastAPI app
+(bench/peer_fastapi.py), LitServe (bench/peer_litserve.py), the BentoML no-op
+(bench/noop_service.py), and on the Open Inference Protocol the zoo's `/v2/models/batchnorm/infer`
+against KServe's own model server (bench/peer_kserve.py), the same FP32 tensor sent as JSON and as
+Triton's binary tensor extension. KServe runs from its own venv (KSERVE_VENV, default .venv-kserve:
+`make .venv-kserve/.installed`); without it the section says so and runs the rest.
 
 Only one server runs at a time: each round starts a server, checks its answer against the zoo's
-(a V2 answer against the local session's), warms it up, measures each of its routes for SECONDS
+(a V2 answer against the local ONNX Runtime session's), warms it up, measures each of its routes
 with wrk at concurrency 64 and stops it; the next round runs the servers in the reverse order, so a
-drift in the machine's load hits all alike.
-Server CPU per request counts every process of the server (supervisors, workers, helpers).
+drift in the machine's load hits all alike. Server CPU per request counts every process of the
+server. docs/benchmarks.md, "Peers", has the setup in full and the figures.
 """
 from __future__ import annotations
 
@@ -49,7 +36,7 @@ from typing import Any, Callable
 
 from . import wrk
 from .server import ROOT, Server
-from .service import summarise
+from .service import default_workers, measured, sample_pngs, store_dir, summarise
 from .stats import summary
 
 CONCURRENCY = 64
@@ -65,20 +52,6 @@ V2_TOLERANCE = 1e-5                    # an answer's outputs against the local s
 # (an exporter's own serialisation and network come on top).
 TRACING_ON = ("services.FashionZoo.tracing.exporter_type=in_memory "
               "services.FashionZoo.tracing.sample_rate=1.0")
-
-
-def store_dir() -> tuple[Path | None, str]:
-    """(the directory of the stored `fashion-zoo` the zoo serves, its tag) or (None, why not)."""
-    from .service import STORE_MODEL
-
-    try:
-        import bentoml
-
-        stored = bentoml.models.get(STORE_MODEL)
-    except Exception as e:
-        return None, (f"no {STORE_MODEL} in the BentoML model store ({type(e).__name__}); run `make export` "
-                      f"or `python -m release.shipped` first")
-    return Path(stored.path), str(stored.tag)
 
 
 def kserve_python() -> tuple[Path | None, str]:
@@ -219,15 +192,6 @@ def compare_body(answer: Any, reference: dict[str, Any]) -> str:
     return f"differs: {keys}"
 
 
-def _measure(server: Server, url: str, request: tuple[bytes, str, dict[str, str]], seconds: float) -> dict[str, Any]:
-    body, ctype, headers = request
-    before = server.cpu_s()
-    r = wrk.load(url, body, ctype, CONCURRENCY, seconds, headers=headers)
-    cpu = server.cpu_s() - before
-    return {**r, "server_cpu_ms_per_request": round(cpu * 1000 / (r["requests"] or 1), 4),
-            "server_cpu_cores": round(cpu / r["seconds"], 2) if r["seconds"] else None}
-
-
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """bench.service's summary of the rounds, plus the server's cores and the machine's load."""
     return {**summarise(runs),
@@ -241,11 +205,8 @@ def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | 
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """The `peers` section of bench.json. `root`: the stored zoo's directory (default: the store's
     `fashion-zoo`, which the zoo serves); `only`: some of the servers."""
-    from .service import default_workers, sample_pngs
-    from . import loadgen
-
     if not wrk.available():
-        return {"skipped": "wrk is not installed (apt-get install wrk): the peers are loaded with wrk only"}
+        return {"skipped": wrk.MISSING}
     root, tag = (root, root.name) if root is not None else store_dir()
     if root is None:
         return {"skipped": tag}
@@ -255,7 +216,7 @@ def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | 
     warmup_s = WARMUP_S[quick] if warmup_s is None else warmup_s
     n_workers, why = default_workers()
     pngs, source = sample_pngs(data_dir, 1)
-    body, ctype = loadgen.multipart([("image", "item.png", pngs[0], "image/png")])
+    body, ctype = wrk.multipart([("image", "item.png", pngs[0], "image/png")])
     requests = {"classify": (body, ctype, {})}
     v2, expected = v2_requests(pngs[0], root)
     requests.update(v2)
@@ -315,7 +276,9 @@ def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | 
                     warm_body, warm_ctype, warm_headers = requests[first_request]
                     wrk.load(url + first_path, warm_body, warm_ctype, CONCURRENCY, warmup_s, headers=warm_headers)
                     for label, (path, kind, request) in entry["routes"].items():
-                        r = _measure(server, url + path, requests[request], secs[kind])
+                        req_body, req_ctype, req_headers = requests[request]
+                        r = measured(server.cpu_s, url + path, req_body, req_ctype, CONCURRENCY, secs[kind],
+                                     headers=req_headers)
                         r["load_1min"] = round(os.getloadavg()[0], 2)
                         r["round"] = i + 1
                         runs.setdefault(label, []).append(r)

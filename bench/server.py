@@ -115,9 +115,6 @@ class Server:
         except OSError:
             return "(no log)"
 
-    def tail(self, lines: int = 5) -> str:
-        return " | ".join(self.output().strip().splitlines()[-lines:]) or "(empty log)"
-
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

@@ -11,22 +11,21 @@ server CPU of the largest requests the service accepts (and of some it refuses) 
 request at a time; with `soak`, the service then serves SOAK_REQUESTS more at concurrency 64, its
 workers' memory read at SOAK_AT.
 
-The load comes from wrk when it is installed (bench.wrk; it costs the shared cores least), else
-from bench.loadgen; the soak always uses bench.loadgen, which counts requests exactly.
+The load comes from wrk (bench.wrk), the soak's too.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from zoo.manifest import STORE_NAME, ZooLoadError, read_manifest
 
-from . import loadgen, wrk
+from . import wrk
 from .server import Server
 from .stats import summary
 
@@ -64,8 +63,8 @@ def sample_pngs(data_dir: str, n: int) -> tuple[list[bytes], str]:
     return out, source
 
 
-def store_default_model() -> tuple[str | None, str]:
-    """(the zoo's default model name, the store tag), or (None, why not) when nothing is stored."""
+def store_dir() -> tuple[Path | None, str]:
+    """(the directory of the stored `fashion-zoo` the zoo serves, its tag) or (None, why not)."""
     try:
         import bentoml
 
@@ -73,9 +72,17 @@ def store_default_model() -> tuple[str | None, str]:
     except Exception as e:
         home = os.environ.get("BENTOML_HOME", "~/bentoml")
         return None, (f"no {STORE_MODEL} in the BentoML model store ({home}): {type(e).__name__}; "
-                      f"run `make export` first")
+                      f"run `make export` or `python -m release.shipped` first")
+    return Path(stored.path), str(stored.tag)
+
+
+def store_default_model() -> tuple[str | None, str]:
+    """(the zoo's default model name, the store tag), or (None, why not) when nothing is stored."""
+    root, tag = store_dir()
+    if root is None:
+        return None, tag
     try:
-        return read_manifest(stored.path, str(stored.tag))["default"], str(stored.tag)
+        return read_manifest(root, tag)["default"], tag
     except ZooLoadError as e:
         return None, str(e)
 
@@ -87,42 +94,39 @@ def default_workers() -> tuple[int, str]:
     return workers.worker_count(gpu=False, env={})
 
 
-def worker_rss_mb(server: Server) -> list[float]:
-    """Resident memory (MB) of each worker process of a `bentoml serve`, by pid."""
+def _per_worker(server: Server, read: Callable[[Any], float]) -> list[float]:
+    """`read(process)` of each worker process of a `bentoml serve` (psutil), in pid order."""
     import psutil
 
     out = []
     for p in psutil.Process(server.proc.pid).children(recursive=True):
         try:
             if WORKER_SCRIPT in " ".join(p.cmdline()):
-                out.append((p.pid, round(p.memory_info().rss / 2**20, 1)))
+                out.append((p.pid, read(p)))
         except psutil.Error:  # gone meanwhile
             continue
-    return [mb for _, mb in sorted(out)]
+    return [value for _, value in sorted(out)]
+
+
+def worker_rss_mb(server: Server) -> list[float]:
+    """Resident memory (MB) of each worker process of a `bentoml serve`, by pid."""
+    return _per_worker(server, lambda p: round(p.memory_info().rss / 2**20, 1))
 
 
 def worker_cpu_s(server: Server) -> float:
     """CPU seconds (user + system) used so far by the worker processes of a `bentoml serve`."""
-    import psutil
-
-    total = 0.0
-    for p in psutil.Process(server.proc.pid).children(recursive=True):
-        try:
-            if WORKER_SCRIPT in " ".join(p.cmdline()):
-                t = p.cpu_times()
-                total += t.user + t.system
-        except psutil.Error:  # gone meanwhile
-            continue
-    return total
+    return sum(_per_worker(server, lambda p: sum(p.cpu_times()[:2])))
 
 
-def _measured(load: Callable[..., dict[str, Any]], server: Server, *args: Any) -> dict[str, Any]:
-    """One load run, with the server's CPU per answered request (ms): unlike requests/s, this
-    hardly depends on what else the machine is doing."""
-    before = worker_cpu_s(server)
-    r = load(*args)
-    answered = r["requests"] or 1
-    return {**r, "server_cpu_ms_per_request": round((worker_cpu_s(server) - before) * 1000 / answered, 4)}
+def measured(cpu_s: Callable[[], float], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One wrk run (`wrk.load(*args, **kwargs)`) with the server's CPU (`cpu_s()`, seconds so far):
+    per answered request (ms), which unlike requests/s hardly depends on what else the machine is
+    doing, and in cores."""
+    before = cpu_s()
+    r = wrk.load(*args, **kwargs)
+    cpu = cpu_s() - before
+    return {**r, "server_cpu_ms_per_request": round(cpu * 1000 / (r["requests"] or 1), 4),
+            "server_cpu_cores": round(cpu / r["seconds"], 2) if r["seconds"] else None}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,28 +145,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _loader(use_wrk: bool) -> Callable[..., dict[str, Any]]:
-    if use_wrk:
-        return wrk.load
-    return lambda url, body, ctype, c, seconds: loadgen.load(url, body, ctype, c, seconds=seconds)
-
-
 def _at_once(jobs: list[Callable[[], Any]]) -> list[Any]:
-    """Run the jobs in parallel threads (each load generator has its own event loop or process)."""
-    results: list[Any] = [None] * len(jobs)
-
-    def go(i: int) -> None:
+    """Run the jobs in parallel threads (each wrk is a process of its own)."""
+    def go(job: Callable[[], Any]) -> Any:
         try:
-            results[i] = jobs[i]()
+            return job()
         except Exception as e:  # reported, not raised: a warm-up failure shows in the runs after it
-            results[i] = {"error": f"{type(e).__name__}: {e}"}
+            return {"error": f"{type(e).__name__}: {e}"}
 
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(go, jobs))
 
 
 def _image(fmt: str, side: int, noise: float = 0) -> bytes:
@@ -224,19 +216,25 @@ def worst_requests(url: str, server: Server, log=print) -> dict[str, Any]:
 
 def soak(url: str, body: bytes, ctype: str, server: Server, at_requests: tuple[int, ...] = SOAK_AT,
          log=print) -> dict[str, Any]:
-    """at_requests[-1] requests at SOAK_CONCURRENCY; every worker's resident memory at each of
-    at_requests (a request count)."""
-    out: dict[str, Any] = {"requests": 0, "errors": 0, "rss_mb": {}, "error_samples": []}
-    done, t0 = 0, time.perf_counter()
+    """At least at_requests[-1] requests at SOAK_CONCURRENCY; every worker's resident memory once each
+    of at_requests (a request count) is reached. wrk runs for a time, not a count: each stretch lasts
+    what the requests still to send take at the last stretch's rate (1 s at first), so a count is
+    passed by at most a second's requests (`requests_at` has the exact counts)."""
+    out: dict[str, Any] = {"requests": 0, "errors": 0, "rss_mb": {}, "requests_at": {}, "error_samples": []}
+    rps, t0 = 0.0, time.perf_counter()
     for at in at_requests:
-        r = loadgen.load(url, body, ctype, SOAK_CONCURRENCY, requests=at - done)
-        done = at
-        out["requests"] += r["requests"]
-        out["errors"] += r["errors"]
-        out["error_samples"] += r["error_samples"][:3]
+        p99 = None
+        while out["requests"] < at:
+            seconds = min(60.0, max(1.0, (at - out["requests"]) / rps)) if rps else 1.0
+            r = wrk.load(url, body, ctype, SOAK_CONCURRENCY, seconds)
+            rps, p99 = r["rps"], r["p99_ms"]
+            out["requests"] += r["requests"]
+            out["errors"] += r["errors"]
+            out["error_samples"] += r["error_samples"][:3]
         out["rss_mb"][str(at)] = worker_rss_mb(server)
-        out.setdefault("p99_ms", {})[str(at)] = r["p99_ms"]
-        log(f"  soak: {at:,} requests, worker memory {out['rss_mb'][str(at)]} MB, {out['errors']} errors")
+        out["requests_at"][str(at)] = out["requests"]
+        out.setdefault("p99_ms", {})[str(at)] = p99
+        log(f"  soak: {out['requests']:,} requests, worker memory {out['rss_mb'][str(at)]} MB, {out['errors']} errors")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     first, last = out["rss_mb"][str(at_requests[0])], out["rss_mb"][str(at_requests[-1])]
     out["rss_growth"] = [round(b / a - 1, 4) for a, b in zip(first, last)] if len(first) == len(last) else None
@@ -245,11 +243,10 @@ def soak(url: str, body: bytes, ctype: str, server: Server, at_requests: tuple[i
 
 def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes, str]], quick: bool,
                 reps: int, concurrency: tuple[int, ...], seconds: dict[int, float], warmup_s: float,
-                batch_seconds: float, use_wrk: bool, logs: Path, is_default: bool, do_soak: bool,
+                batch_seconds: float, logs: Path, is_default: bool, do_soak: bool,
                 log=print) -> dict[str, Any]:
     """The zoo and the no-op with `n_workers` workers each: warm-up, alternating runs, memory; with
     the default workers also the cost of the largest requests and (`do_soak`) the soak."""
-    load = _loader(use_wrk)
     env = {"FASHION_ZOO_WORKERS": str(n_workers)}
     servers = {"noop": Server("bench.noop_service:Noop", logs / f"noop-{n_workers}.log", env=env)}
     out: dict[str, Any] = {"workers": n_workers}
@@ -274,7 +271,7 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         log(f"  {n_workers} worker(s): warm-up, {warmup_s:.0f} s of concurrency {top} on "
             f"{' and '.join(urls)} at once")
         t0 = time.perf_counter()
-        warm = _at_once([lambda u=u: load(f"{u}/classify{query}", single, single_type, top, warmup_s)
+        warm = _at_once([lambda u=u: wrk.load(f"{u}/classify{query}", single, single_type, top, warmup_s)
                          for u in urls.values()])
         out["warmup"] = {"seconds": round(time.perf_counter() - t0, 1), "concurrency": top,
                          **{k: {f: w.get(f) for f in ("requests", "errors", "rps", "p99_ms", "error")}
@@ -285,8 +282,8 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         for c in concurrency:
             for _ in range(reps):
                 for k, url in urls.items():
-                    runs[k][c].append(_measured(load, servers[k], f"{url}/classify{query}", single, single_type,
-                                                c, seconds[c]))
+                    runs[k][c].append(measured(lambda: worker_cpu_s(servers[k]), f"{url}/classify{query}",
+                                               single, single_type, c, seconds[c]))
             line = ", ".join(f"{k} {sorted(r['rps'] for r in runs[k][c])[len(runs[k][c]) // 2]:,.0f} rps "
                              f"p99 {sorted(r['p99_ms'] or 0 for r in runs[k][c])[len(runs[k][c]) // 2]:.0f} ms"
                              for k in urls)
@@ -295,8 +292,8 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         batch_runs: dict[str, list] = {k: [] for k in urls}
         for _ in range(reps):
             for k, url in urls.items():
-                batch_runs[k].append(_measured(load, servers[k], f"{url}/classify/batch{query}", batch, batch_type,
-                                               batch_concurrency, batch_seconds))
+                batch_runs[k].append(measured(lambda: worker_cpu_s(servers[k]), f"{url}/classify/batch{query}",
+                                              batch, batch_type, batch_concurrency, batch_seconds))
         for k in urls:
             rss[k]["end"] = worker_rss_mb(servers[k])
         if is_default and do_soak and "zoo" in urls:
@@ -336,25 +333,24 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
 def run(data_dir: str, quick: bool, reps: int | None = None, concurrency: tuple[int, ...] = CONCURRENCY,
         seconds: dict[int, float] | None = None, warmup_s: float | None = None,
         batch_seconds: float | None = None, workers: tuple[int, ...] | None = None, do_soak: bool = False,
-        use_wrk: bool | None = None, real: bool = True, log=print) -> dict[str, Any]:
+        real: bool = True, log=print) -> dict[str, Any]:
     """Load both servers with each worker count; returns the `service` section of bench.json."""
     reps = reps or REPS[quick]
     seconds = seconds or SECONDS[quick]
     warmup_s = WARMUP_S[quick] if warmup_s is None else warmup_s
     batch_seconds = batch_seconds or BATCH_SECONDS[quick]
-    use_wrk = wrk.available() if use_wrk is None else use_wrk
+    if not wrk.available():
+        return {"skipped": wrk.MISSING}
     n_default, why_default = default_workers()
     workers = workers or tuple(dict.fromkeys((1, n_default)))
     pngs, image_source = sample_pngs(data_dir, BATCH_IMAGES)
-    bodies = {"single": loadgen.multipart([("image", "item.png", pngs[0], "image/png")]),
-              "batch": loadgen.multipart([("image", f"item{i}.png", p, "image/png") for i, p in enumerate(pngs)])}
+    bodies = {"single": wrk.multipart([("image", "item.png", pngs[0], "image/png")]),
+              "batch": wrk.multipart([("image", f"item{i}.png", p, "image/png") for i, p in enumerate(pngs)])}
 
     model, why = store_default_model() if real else (None, "not requested")
     out: dict[str, Any] = {
         "settings": {
-            "load_generator": (f"{wrk.version()}, one thread, keep-alive, closed loop" if use_wrk else
-                               "bench.loadgen: asyncio raw sockets, HTTP/1.1 keep-alive, closed loop, "
-                               "in the benchmark process") + ", on the same machine",
+            "load_generator": f"{wrk.version()}, one thread, keep-alive, closed loop, on the same machine",
             "image": f"{image_source}, 28x28 PNG, {len(pngs[0])} bytes, multipart field 'image'",
             "seconds_per_run": {str(c): seconds[c] for c in concurrency}, "repetitions": reps,
             "warmup_s": warmup_s, "workers": list(workers), "default_workers": n_default,
@@ -371,6 +367,6 @@ def run(data_dir: str, quick: bool, reps: int | None = None, concurrency: tuple[
     with tempfile.TemporaryDirectory(prefix="fashion-zoo-bench-") as tmp:  # server logs, for errors
         out["by_workers"] = {
             str(n): run_workers(n, model, bodies, quick, reps, concurrency, seconds, warmup_s, batch_seconds,
-                                use_wrk, Path(tmp), n == n_default, do_soak, log)
+                                Path(tmp), n == n_default, do_soak, log)
             for n in workers}
     return out

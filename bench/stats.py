@@ -47,7 +47,7 @@ def fmt(stat: dict[str, Any] | None, unit: str = "", digits: int = 3) -> str:
     return f"{g(stat['median'])}{unit} ({g(stat['min'])}–{g(stat['max'])})"
 
 
-def pct(stat: dict[str, Any] | None) -> str:
+def fmt_pct(stat: dict[str, Any] | None) -> str:
     """A ratio as 'median% (min–max%)'."""
     if not stat:
         return "–"

@@ -54,6 +54,8 @@ class Tally:
     seconds: float = 0.0   # from the first file read to the last part written (Ray's start-up apart)
     startup: float = 0.0   # ray.init and connecting to the cluster
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (seconds, images so far) per block
+    actors: int = 0
+    nodes: int = 0
 
     @property
     def first_result(self) -> float:
@@ -74,9 +76,6 @@ class Tally:
         t_mean, n_mean = sum(ts) / len(ts), sum(ns) / len(ns)
         var = sum((t - t_mean) ** 2 for t in ts)
         return sum((t - t_mean) * (n - n_mean) for t, n in middle) / var if var else 0.0
-
-    actors: int = 0
-    nodes: int = 0
 
 
 class Interruption:

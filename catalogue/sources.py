@@ -35,9 +35,6 @@ class Sources:
         if not isinstance(self.paths, pa.Array):
             self.paths = pa.array(self.paths, pa.string())
 
-    def uri(self, path: str) -> str:
-        return self.scheme + path
-
     def remaining(self, done: set[str]) -> pa.Array:
         """The paths whose URI is not in `done` (the `path` column of earlier parts)."""
         if not done:

@@ -27,8 +27,8 @@ PARITY_SAMPLES = 512
 
 
 def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | None,
-                  samples: int = PARITY_SAMPLES, cache: dict | None = None) -> tuple[torch.Tensor, str]:
-    """Validation images of the checkpoint's own dataset, and words saying what they are.
+                  cache: dict | None = None) -> tuple[torch.Tensor, str]:
+    """PARITY_SAMPLES validation images of the checkpoint's own dataset, and words saying what they are.
 
     `cache` (one dict per export run) keeps the images of each dataset, split and preprocessing,
     so the models trained on the same data do not load and check it again."""
@@ -38,27 +38,27 @@ def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | 
     cfg = TrainConfig(**known)
     cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, kaggle_dir=kaggle_dir or cfg.kaggle_dir)
     key = (ckpt["dataset"], json.dumps(default_preprocess(cfg.model), sort_keys=True), cfg.data_dir,
-           cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed, samples)
+           cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed)
     if cache is None:
         cache = {}
     if key not in cache:
-        cache[key] = _load_parity_images(ckpt, cfg, samples)
+        cache[key] = _load_parity_images(ckpt, cfg)
     return cache[key]
 
 
-def _load_parity_images(ckpt: dict[str, Any], cfg: Any, samples: int) -> tuple[torch.Tensor, str]:
+def _load_parity_images(ckpt: dict[str, Any], cfg: Any) -> tuple[torch.Tensor, str]:
     from training.data.select import load_data
 
     try:
         splits, _ = load_data(cfg)
     except (ZooError, FileNotFoundError) as e:
         # No dataset on this machine: fixed random inputs still prove the graphs agree.
-        print(f"[{ckpt['name']}] no dataset for parity ({e}); using {samples} seeded random images",
+        print(f"[{ckpt['name']}] no dataset for parity ({e}); using {PARITY_SAMPLES} seeded random images",
               file=sys.stderr)
         gen = torch.Generator().manual_seed(0)
         shape = input_shape(ckpt["preprocess"])
-        return torch.randn(samples, *shape, generator=gen), "random (dataset not found)"
-    x = splits["val"].x[:samples]
+        return torch.randn(PARITY_SAMPLES, *shape, generator=gen), "random (dataset not found)"
+    x = splits["val"].x[:PARITY_SAMPLES]
     if ckpt["dataset"] == "kaggle":
         return x, f"kaggle held-out ({cfg.kaggle_dir})"
     from training.data.fashion_mnist import is_real

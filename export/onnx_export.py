@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.fileio import replacing
 from zoo.manifest import PROJECT
 from zoo.registry import get_entry
 
@@ -72,20 +71,16 @@ def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
 
 
 def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int = OPSET) -> None:
-    """Write `model` to `path` (atomically) and check it with onnx.checker's full check."""
-    with replacing(path) as tmp:
-        _export(model, meta, tmp, opset, path.name)
-
-
-def _export(model: nn.Module, meta: dict[str, str], tmp: Path, opset: int, name: str) -> None:
+    """Write `model` to `path` and check it with onnx.checker's full check (the caller writes to a
+    temporary path and puts it in place once parity holds too: export.export_one)."""
     example = torch.zeros(2, *model.input_shape)
     # torch.onnx's exporter reports its progress on stdout; keep our output readable.
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(
-            model, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
             dynamo=True, external_data=False, verbose=False)
-    proto = onnx.load(str(tmp))
+    proto = onnx.load(str(path))
     proto.producer_name = PROJECT
     proto.doc_string = meta["description"]
     del proto.metadata_props[:]
@@ -98,9 +93,8 @@ def _export(model: nn.Module, meta: dict[str, str], tmp: Path, opset: int, name:
     # Name the dynamic dimension the same way in the input and the output.
     for value_info in (proto.graph.input[0], proto.graph.output[0]):
         value_info.type.tensor_type.shape.dim[0].dim_param = "batch"
-    onnx.save(proto, str(tmp))
+    onnx.save(proto, str(path))
     try:
-        onnx.checker.check_model(str(tmp), full_check=True)
+        onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as e:
-        raise ZooError(f"{name}: onnx.checker rejected the export ({str(e).splitlines()[0]})") from None
-
+        raise ZooError(f"{meta['name']}: onnx.checker rejected the export ({str(e).splitlines()[0]})") from None

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoo.cli import pct
 from zoo.manifest import PROJECT
 
 CARD = "README.md"
@@ -64,10 +65,6 @@ def front_matter(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
-
-
 def _size(root: Path, filename: str) -> int:
     return (root / filename).stat().st_size
 
@@ -78,8 +75,8 @@ def table(manifest: dict[str, Any], root: Path) -> list[str]:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, e in manifest["models"].items():
         m = e["metrics"]
-        lines.append(f"| `{name}` | {DATASETS[e['dataset']]['name'].split(',')[0]} | {_pct(m.get('test_acc'))} | "
-                     f"{_pct(m.get('val_acc'))} | {_pct(m.get('train_acc'))} | {e['params']} | {e['macs']} | "
+        lines.append(f"| `{name}` | {DATASETS[e['dataset']]['name'].split(',')[0]} | {pct(m.get('test_acc'))} | "
+                     f"{pct(m.get('val_acc'))} | {pct(m.get('train_acc'))} | {e['params']} | {e['macs']} | "
                      f"{_size(root, e['onnx'])} | {_size(root, e['state_dict'])} |")
     return lines
 
@@ -114,7 +111,7 @@ def section(name: str, e: dict[str, Any], manifest: dict[str, Any], root: Path) 
     from .testdata import test_data_files
 
     m = e["metrics"]
-    acc = ", ".join(f"{col} {_pct(m[key])}%" for key, _, col in SPLITS if m.get(key) is not None)
+    acc = ", ".join(f"{col} {pct(m[key])}%" for key, _, col in SPLITS if m.get(key) is not None)
     recipe = {k: v for k, v in e["config"].items() if k not in ("data_dir", "kaggle_dir")}
     members = (f"- members: {', '.join(f'`{x}`' for x in e['members'])} "
                f"({e['selection']['method']})" if e.get("members") else None)

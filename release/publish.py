@@ -26,7 +26,7 @@ from typing import Any
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.fileio import write_atomic
-from zoo.manifest import MANIFEST, manifest_text, sha256
+from zoo.manifest import MANIFEST, manifest_text, read_json, sha256
 from zoo.pretrained import shipped_manifest, weights_dir
 from zoo.registry import default_preprocess, describe, get_entry, list_models
 
@@ -172,11 +172,10 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
 
     artifacts = Path(artifacts)
     manifest_path = artifacts / MANIFEST
-    try:
-        exported = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
+    if not manifest_path.exists():
         raise ZooError(f"no export in {artifacts} ({manifest_path} is missing); "
-                       f"run `make train-all export` first") from None
+                       f"run `make train-all export` first")
+    exported = read_json(artifacts, str(manifest_path))
     problems: dict[str, list[str]] = {}
     left_out: dict[str, str] = {}
     files: dict[str, bytes] = {}
@@ -184,7 +183,7 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
     cache: dict = {}  # parity images, shared by the models trained on the same data
     for name in list_models():
         path = checkpoint_file(artifacts, name)
-        entry = exported.get("models", {}).get(name)
+        entry = exported["models"].get(name)
         if not path.exists():
             if strict:  # every registry model ships; a partial zoo is for tests only
                 problems[name] = ["not trained (run `make train-all export`)"]
@@ -236,7 +235,7 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
     manifest = {**{k: v for k, v in exported.items() if k != "models"},
                 "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "source_commit": source_commit() if strict else None, "command": COMMAND}
-    if set(models) != set(exported.get("models", {})):  # the default and auto among what ships
+    if set(models) != set(exported["models"]):  # the default and auto among what ships
         from zoo.auto import auto_entry, best_fashion_mnist
         from zoo.registry import photo_models
 

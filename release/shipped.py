@@ -5,20 +5,19 @@ On a fresh clone the BentoML model store holds no `fashion-zoo`: this imports th
 `weights/` (its manifest and ONNX files, each checked against its sha256) as a `fashion-zoo` version
 labelled `source=shipped`, so `make serve` classifies without training; it imports again when new
 shipped weights replace the ones imported before. Your own `make export` is a newer version that is
-not labelled so, and is served from then on. When
-the version to be served is the shipped one, it says so in one line (published when, from which
-commit, how to train your own). Torch-free, like the service.
+not labelled so, and is served from then on. When the version to be served is the shipped one, it
+says so in one line (published when, from which commit, how to train your own). Torch-free, like
+the service.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 from zoo.cli import cli
 from zoo.errors import ZooError
-from zoo.manifest import MANIFEST, STORE_NAME, read_verified
+from zoo.manifest import MANIFEST, STORE_NAME, ZooLoadError, read_json, read_verified
 from zoo.pretrained import RESTORE, shipped_manifest, weights_dir
 
 
@@ -48,8 +47,8 @@ def ensure_store(root: str | os.PathLike | None = None) -> tuple[object, bool]:
     if latest.info.labels.get("source") == "shipped":
         shipped = shipped_manifest(root)["models"]
         try:
-            stored = json.loads((Path(latest.path) / MANIFEST).read_text())["models"]
-        except (OSError, ValueError, KeyError):
+            stored = read_json(latest.path, str(latest.tag))["models"]
+        except ZooLoadError:
             stored = None
         if shipped and stored != shipped:
             return import_shipped(root), True

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.cli import ArgumentParser, cli
-from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, manifest_text, read_verified
+from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, ZooLoadError, manifest_text, read_json, read_verified
 
 EXPORT_FIRST = "run `make export` (or `python -m export`) first"
 
@@ -52,10 +52,9 @@ def save_to_store(artifacts: str | os.PathLike) -> tuple[str, bool]:
     manifest, onnx = read_verified(artifacts, tag, EXPORT_FIRST, files=artifacts / "onnx")
     try:
         latest = bentoml.models.get(f"{STORE_NAME}:latest")
-        previous = json.loads((Path(latest.path) / MANIFEST).read_text())
-        if _models_section(previous) == _models_section(manifest):
+        if _models_section(read_json(latest.path, str(latest.tag))) == _models_section(manifest):
             return str(latest.tag), False
-    except (bentoml.exceptions.NotFound, FileNotFoundError, json.JSONDecodeError):
+    except (bentoml.exceptions.NotFound, ZooLoadError):  # none, or one that is no zoo: a new version
         pass
     return str(create_version(manifest, onnx).tag), True
 

@@ -1,7 +1,7 @@
 """Each shipped model's test data set in the ONNX Model Zoo's layout, so any ONNX runtime can check
 the model without this project's code.
 
-    weights/<name>/test_data_set_0/input_0.pb    TensorProto "image"  float32 [N, 1, 28, 28]
+    weights/<name>/test_data_set_0/input_0.pb    TensorProto "image"  float32 [N, C, H, W] (the model's input)
     weights/<name>/test_data_set_0/output_0.pb   TensorProto "logits" float32 [N, 10]
     weights/<name>/test_data_set_0/sources.json  which original image each input row is
 
@@ -98,7 +98,7 @@ def build(name: str, entry: dict[str, Any], onnx_bytes: bytes,
     data_root = dataset_root(entry, root)
     originals = (kaggle_originals(data_root, entry) if entry["dataset"] == "kaggle"
                  else fashion_mnist_originals(data_root, entry["classes"]))
-    x = np.stack([preprocess(img, entry["preprocess"]) for _, img in originals])  # (N, 1, size, size)
+    x = np.stack([preprocess(img, entry["preprocess"]) for _, img in originals])  # (N, C, H, W)
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     in_name, out_name = entry["input"]["name"], entry["output"]["name"]
     (y,) = session.run([out_name], {in_name: x})
@@ -106,11 +106,10 @@ def build(name: str, entry: dict[str, Any], onnx_bytes: bytes,
                "input": {"name": in_name, "shape": list(x.shape)},
                "output": {"name": out_name, "shape": list(y.shape), "argmax": y.argmax(1).tolist()},
                "images": [record for record, _ in originals]}
-    files = dict(zip(test_data_files(name), (
+    return dict(zip(test_data_files(name), (
         numpy_helper.from_array(x, in_name).SerializeToString(),
         numpy_helper.from_array(y, out_name).SerializeToString(),
         (json.dumps(sources, indent=2) + "\n").encode())))
-    return files
 
 
 def read(root: str | os.PathLike, name: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

@@ -107,7 +107,9 @@ def _plain_png(data: bytes) -> Image.Image | None:
     "zip" decoder the plugin uses), so they are the plugin's; only the plugin's per-chunk Python is
     skipped, which is most of the cost of a 28x28 image. The chunks are checked as the plugin checks
     them (layout, CRC of every chunk but IDAT); any doubt returns None and the plugin reads the file,
-    and words the error if there is one.
+    and words the error if there is one. What it saves: the server's CPU per /classify request of a
+    28x28 PNG, 0.592 ms with the plugin for every file against 0.546 ms (8%; 3,045 against 3,259
+    requests/s; wrk c64, 2 workers, docs/benchmarks.md, "where the margin comes from").
     """
     if len(data) < 57 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return None

@@ -61,9 +61,6 @@ class Batch:
         self.rows: list[dict[str, int]] = []  # per image: its row in pixels[key] for each preprocessing
         self.chosen: list[list[str]] = []     # per image: the models that answer it
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     def add(self, image) -> None:
         """Preprocess a decoded PIL image for the models that answer it. On an exception nothing is
         added (e.g. a pixel mode PIL cannot convert to grey)."""

@@ -6,25 +6,14 @@ server each worker runs (said once at start-up).
     FASHION_ZOO_TRACING=1 make serve         # a span per request even without an exporter
     OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 make serve
 
-**Access log** (`FASHION_ZOO_ACCESS_LOG=0|1`, default 0): BentoML's line per request (client,
-path, sizes, status, latency, trace id). Off by default: it is the largest cost a request pays
-that nothing needs (`make bench` measures it; README, Benchmarks). BentoML's own setting
-(`services.FashionZoo.logging.access.enabled` in BENTOML_CONFIG or BENTOML_CONFIG_OPTIONS) still
-overrides the default. /metrics (request counts and latencies) is always on.
-
-**Tracing** (`FASHION_ZOO_TRACING=auto|1|0`, default auto): BentoML wraps every request in
-OpenTelemetry's ASGI middleware, which opens a span per request whether or not anything collects
-it (BentoML's default sample rate is 0 and it has no exporter). With auto, tracing is on exactly
-when an exporter is configured: BentoML's tracing settings name one (`tracing.exporter_type` in
-BENTOML_CONFIG, BENTOML_CONFIG_OPTIONS or BENTOML_CONFIG_OVERRIDES; they then apply as BentoML
-documents them), or the standard OpenTelemetry environment does (`OTEL_TRACES_EXPORTER=otlp`,
-or an `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), which is translated
-into BentoML's OTLP exporter settings (protocol from OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL, sample
-rate from OTEL_TRACES_SAMPLER_ARG, default 1; the exporter reads the endpoint and headers from the
-same environment; it needs `opentelemetry-exporter-otlp-proto-http`, or `-grpc`, installed).
-Otherwise every URL is excluded from the middleware (BentoML's `tracing.excluded_urls`), so a
-request pays only the middleware's URL check. 1 keeps BentoML's behaviour (a span per request)
-without an exporter; 0 turns tracing off even when one is configured.
+Both cost every request server CPU whether or not anything reads them, so neither is on unless
+asked for: the access log is the largest cost a request pays that nothing needs, and BentoML's
+OpenTelemetry middleware opens a span per request even with no exporter (its default sample rate
+is 0). With FASHION_ZOO_TRACING=auto (the default) tracing is on exactly when an exporter is
+configured, in BentoML's tracing settings (`tracing.exporter_type`, then applied as BentoML
+documents it) or by the standard OTEL_* environment (translated here into BentoML's OTLP exporter
+settings); otherwise every URL is excluded from the middleware (`tracing.excluded_urls`).
+docs/serving.md, "Observability", has every switch, which setting wins and what each costs.
 """
 from __future__ import annotations
 

@@ -132,6 +132,10 @@ def _error(description: str, example: str, *more: tuple[str, str], **extra: Any)
     return {"model": Error, "description": description, "content": {"application/json": {"examples": examples}}}
 
 
+_LOADING = _error("the models are still loading",
+                  "the models are still loading; try again shortly (GET /readyz says when)")
+
+
 def _errors(*statuses: int) -> dict[int, dict[str, Any]]:
     known = {
         400: _error("missing, empty, truncated or non-image upload, or a bad option (out of range, or "
@@ -144,8 +148,7 @@ def _errors(*statuses: int) -> dict[int, dict[str, Any]]:
                          f"(for a batch: over {MAX_BATCH_IMAGES} images, {MAX_BATCH_BYTES // MiB} MiB or "
                          f"{MAX_REQUEST_PIXELS // 1_000_000} megapixels decoded in all)",
                     f"request body is over the limit of {MAX_BYTES:,} bytes"),
-        503: _error("the models are still loading",
-                    "the models are still loading; try again shortly (GET /readyz says when)"),
+        503: _LOADING,
     }
     return {s: known[s] for s in statuses}
 
@@ -219,7 +222,7 @@ def _path_parameters(zoo: Zoo | None, versioned: bool) -> list[dict[str, Any]]:
     version: dict[str, Any] = {"type": "string"}
     if zoo is not None:
         model["enum"] = [AUTO, *zoo.models]
-        version["enum"] = [zoo.tag.rpartition(":")[2]]
+        version["enum"] = [zoo.version]
     params = [{"name": "model_name", "in": "path", "required": True, "schema": model,
                "description": f"a served model, or `{AUTO}` (encoded images only: it picks the model per image)"}]
     if versioned:
@@ -238,8 +241,7 @@ def _v2_errors(*statuses: int) -> dict[int, dict[str, Any]]:
         413: _error(f"over {MAX_BATCH_IMAGES} images, {MAX_BATCH_BYTES // MiB} MiB in all, or an image file over "
                     f"{MAX_BYTES // MiB} MiB or {MAX_PIXELS // 1_000_000} megapixels",
                     "a batch of 300 images is over the limit of 256 per request; send them in several requests"),
-        503: _error("the models are still loading",
-                    "the models are still loading; try again shortly (GET /readyz says when)"),
+        503: _LOADING,
     }
     return {s: known[s] for s in statuses}
 

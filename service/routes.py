@@ -17,8 +17,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +40,7 @@ from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT
                      MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
 from .results import JSON
 from .runtime import Zoo
+from .workers import cpu_cores
 
 # An image this small (a Fashion-MNIST image is 784 pixels, a Kaggle photo 4,800) is decoded and
 # classified on the event loop: that takes less time than handing it to a thread.
@@ -52,15 +51,13 @@ HOW_SINGLE = ("send the image as the multipart field 'image' (curl -F image=@pho
 HOW_BATCH = (f"send up to {MAX_BATCH_IMAGES} images as repeated multipart fields 'image' "
              f"(curl -F image=@a.png -F image=@b.png)")
 
-# A query of names and values made of these characters only means what it says: nothing to unquote.
-_PLAIN_QUERY = re.compile(rb"[0-9A-Za-z_.=&-]*")
-
 logger = logging.getLogger("bentoml.fashion_zoo")
 _limiter: anyio.CapacityLimiter | None = None
 
 
 class RequestError(Exception):
-    """A request this service answers with `status` and a JSON body {"error": message, **extra}."""
+    """A request this service answers with `status` and a JSON body {"error": message, **extra}:
+    raised anywhere in a route, the app's exception handler (`answer_error`) sends that answer."""
 
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -71,10 +68,6 @@ class RequestError(Exception):
 class Upload:
     images: list[tuple[str | None, bytes]] = field(default_factory=list)  # (filename, bytes)
     fields: dict[str, str] = field(default_factory=dict)
-
-
-def error_answer(status: int, message: str, **extra: Any) -> JSON:
-    return JSON({"error": message, **extra}, status_code=status)
 
 
 def served_zoo(request: Request) -> Zoo:
@@ -160,7 +153,7 @@ class Options:
 def request_options(zoo: Zoo, request: Request, upload: Upload) -> Options:
     """What the request asks for, from the query or the form: model (auto if not given), top_k,
     include_input."""
-    params = query_params(request)
+    params = request.query_params
 
     def param(name: str) -> str | None:
         # An empty value counts as not given (an HTML form, or the API docs' "Try it out", sends
@@ -189,21 +182,6 @@ def request_options(zoo: Zoo, request: Request, upload: Upload) -> Options:
     if include not in TRUE + FALSE:
         raise RequestError(400, f"{INCLUDE_INPUT} must be 1 or 0, got {include!r}")
     return Options(names, k, include in TRUE, auto)
-
-
-def query_params(request: Request) -> dict[str, str] | Any:
-    """The query's parameters as Starlette's `request.query_params` reads them (a repeated name:
-    its last value). A plain query (`model=batchnorm&top_k=3`) is split here, for a tenth of what
-    Starlette's parser costs; any other goes to Starlette's parser."""
-    query = request.scope.get("query_string", b"")
-    if not _PLAIN_QUERY.fullmatch(query):
-        return request.query_params
-    params = {}
-    for pair in query.decode("ascii").split("&"):
-        if pair:  # as urllib.parse.parse_qsl(keep_blank_values=True): "a" is a="", "a=b=c" is a="b=c"
-            name, _, value = pair.partition("=")
-            params[name] = value
-    return params
 
 
 def _png(pixels: np.ndarray) -> str:
@@ -256,7 +234,7 @@ async def in_thread(func, *args):
     """Run a large image's decoding and inference off the event loop."""
     global _limiter
     if _limiter is None:  # decoding and inference are CPU work: one thread per core
-        _limiter = anyio.CapacityLimiter(max(2, len(os.sched_getaffinity(0))))
+        _limiter = anyio.CapacityLimiter(max(2, cpu_cores()))
     return await anyio.to_thread.run_sync(func, *args, limiter=_limiter)
 
 
@@ -272,42 +250,33 @@ async def _read_request(request: Request, batch: bool) -> tuple[Zoo, Upload, Opt
 
 async def classify(request: Request) -> JSON:
     """POST /classify: one image, one model (or ?model=all)."""
-    try:
-        zoo, upload, options = await _read_request(request, batch=False)
-        try:  # the header only: its size says where to decode it
-            image = open_image(upload.images[0][1])
-        except ImageError as e:
-            raise RequestError(e.status, str(e)) from None
-        if image.width * image.height <= INLINE_PIXELS:
-            (one,) = classify_images(zoo, options, [(None, image)])
-        else:
-            (one,) = await in_thread(classify_images, zoo, options, [(None, image)])
-    except RequestError as e:
-        return error_answer(e.status, e.message, **e.extra)
+    zoo, upload, options = await _read_request(request, batch=False)
+    try:  # the header only: its size says where to decode it
+        image = open_image(upload.images[0][1])
+    except ImageError as e:
+        raise RequestError(e.status, str(e)) from None
+    if image.width * image.height <= INLINE_PIXELS:
+        (one,) = classify_images(zoo, options, [(None, image)])
+    else:
+        (one,) = await in_thread(classify_images, zoo, options, [(None, image)])
     return JSON(one)
 
 
 async def classify_batch(request: Request) -> JSON:
     """POST /classify/batch: many images in one request, each model run once on all of them."""
-    try:
-        zoo, upload, options = await _read_request(request, batch=True)
-        try:  # every header first: a request over the pixel limit is refused before decoding
-            images = open_all(upload.images)
-        except ImageError as e:
-            raise RequestError(e.status, str(e)) from None
-        results = await in_thread(classify_images, zoo, options, images)
-    except RequestError as e:
-        return error_answer(e.status, e.message, **e.extra)
+    zoo, upload, options = await _read_request(request, batch=True)
+    try:  # every header first: a request over the pixel limit is refused before decoding
+        images = open_all(upload.images)
+    except ImageError as e:
+        raise RequestError(e.status, str(e)) from None
+    results = await in_thread(classify_images, zoo, options, images)
     model = AUTO if options.auto else options.names[0] if len(options.names) == 1 else ALL
     return JSON({"model": model, "count": len(results), "results": results})
 
 
 async def models(request: Request) -> JSON:
     """GET /models: the served models, their manifest entries and the provider each runs on."""
-    try:
-        return JSON(served_zoo(request).describe())
-    except RequestError as e:
-        return error_answer(e.status, e.message)
+    return JSON(served_zoo(request).describe())
 
 
 class RawRoute(APIRoute):
@@ -333,6 +302,10 @@ class RawRoute(APIRoute):
         self._openapi_extra = value
 
 
+async def answer_error(request: Request, exc: RequestError) -> JSON:
+    return JSON({"error": exc.message, **exc.extra}, status_code=exc.status)
+
+
 async def unknown_route(request: Request, exc: HTTPException) -> JSON:
     """404 and 405 for a path or method this app does not have, in the service's {"error": ...} shape."""
     what = "no such route" if exc.status_code == 404 else exc.detail
@@ -345,7 +318,7 @@ async def unknown_route(request: Request, exc: HTTPException) -> JSON:
 # BentoML (which configures OpenTelemetry) FastAPI would otherwise add a second span per request.
 app = FastAPI(title=PROJECT, openapi_url=None, docs_url=None, redoc_url=None,
               telemetry={"tracing": False, "metrics": False, "logs": False},
-              exception_handlers={HTTPException: unknown_route})
+              exception_handlers={RequestError: answer_error, HTTPException: unknown_route})
 app.router.route_class = RawRoute
 app.add_api_route("/classify", classify, methods=["POST"], **openapi.CLASSIFY)
 app.add_api_route("/classify/batch", classify_batch, methods=["POST"], **openapi.CLASSIFY_BATCH)

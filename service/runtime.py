@@ -86,6 +86,11 @@ class Zoo:
         """The default single model (the best Fashion-MNIST model); `model=all` answers name it."""
         return self.manifest["default"]
 
+    @property
+    def version(self) -> str:
+        """The served zoo's version: its store tag's (fashion-zoo:<version>)."""
+        return self.tag.rpartition(":")[2]
+
     @functools.cached_property
     def auto(self) -> dict[str, Any]:
         """model=auto, what a request that names no model gets: the manifest's rule and two models

@@ -25,6 +25,7 @@ from zoo.manifest import PROJECT, STORE_NAME, ZooLoadError, read_verified
 from . import bentoml_fixes, observability, ui, v2, workers
 from .routes import app
 from .runtime import choose_device, load_zoo
+
 MODEL_TAG = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
 DEVICE = os.environ.get("FASHION_ZOO_DEVICE", "auto")
 logger = logging.getLogger("bentoml.fashion_zoo")
@@ -72,20 +73,17 @@ class FashionZoo:
         read_verified(stored.path, str(stored.tag))
         if DEVICE != "auto":  # a bad value, or CUDA demanded where it cannot run
             choose_device(DEVICE)
-        workers.reset_markers()
         logger.info("fashion-zoo: %d worker process(es): %s", WORKERS, WORKERS_WHY)
         logger.info("fashion-zoo: %s", OBSERVABILITY_WHY)
 
     def __init__(self) -> None:
         stored = _stored_model()
         self.zoo = load_zoo(stored.path, str(stored.tag), DEVICE)
-        app.state.zoo = self.zoo
-        app.state.is_ready = self.__is_ready__  # GET /v2/health/ready answers what /readyz does
-        self.readiness = workers.Readiness(WORKERS)
-        self.readiness.mark_ready()
+        app.state.zoo = self.zoo  # the routes' zoo; GET /v2/health/ready answers what /readyz does
         logger.info("fashion-zoo worker %d: %s", os.getpid(), observability.http_server())
         workers.freeze_startup_heap()
 
     def __is_ready__(self) -> bool:
-        """Ready when this worker's zoo is loaded and verified and so is every other worker's."""
-        return self.zoo.ready and self.readiness.all_ready()
+        """Ready when this worker's zoo is loaded and verified (`service.workers` says why that is
+        the service's readiness)."""
+        return self.zoo.ready

@@ -39,8 +39,7 @@ from .imaging import ImageError, open_all
 from .inference import UnknownModel, answering
 from .params import IMAGE, MAX_BATCH_BYTES, MAX_BATCH_IMAGES
 from .results import JSON, softmax
-from .routes import (INLINE_PIXELS, Options, RequestError, classify_images, error_answer, in_thread,
-                     read_body, served_zoo)
+from .routes import INLINE_PIXELS, Options, RequestError, classify_images, in_thread, read_body, served_zoo
 from .runtime import Zoo
 from .v2_tensors import BYTES, HEADER_LENGTH, HOW_JSON, Output, TensorError, encode_answer, parse_request
 
@@ -63,11 +62,6 @@ def server_version() -> str:
         return "unknown"
 
 
-def version_of(zoo: Zoo) -> str:
-    """The served zoo's version: its store tag's (fashion-zoo:<version>)."""
-    return zoo.tag.rpartition(":")[2]
-
-
 def _dims(shape: list[Any]) -> list[int]:
     """A manifest shape (['batch', 1, 28, 28]) in V2's words: -1 for a named, variable axis."""
     return [d if isinstance(d, int) else -1 for d in shape]
@@ -88,7 +82,7 @@ def metadata(zoo: Zoo, name: str) -> dict[str, Any]:
         outputs.append(_tensor(CHOSEN, BYTES, [-1]))
     else:
         inputs.insert(0, _tensor(first["input"]["name"], "FP32", _dims(first["input"]["shape"])))
-    return {"name": name, "versions": [version_of(zoo)], "platform": AUTO_PLATFORM if auto else PLATFORM,
+    return {"name": name, "versions": [zoo.version], "platform": AUTO_PLATFORM if auto else PLATFORM,
             "inputs": inputs, "outputs": outputs}
 
 
@@ -115,19 +109,10 @@ def _model(zoo: Zoo, request: Request) -> str:
     if name not in valid:
         raise RequestError(404, str(UnknownModel(name, valid)), models=valid)
     version = request.path_params.get("model_version")
-    if version is not None and version != version_of(zoo):
+    if version is not None and version != zoo.version:
         raise RequestError(404, f"model {name!r} has no version {version!r}; the served version is "
-                                f"{version_of(zoo)!r} (or leave /versions/... out)")
+                                f"{zoo.version!r} (or leave /versions/... out)")
     return name
-
-
-def _is_ready(request: Request) -> bool:
-    """What /readyz answers: the service puts its own readiness check (`__is_ready__`) in app.state."""
-    check = getattr(request.app.state, "is_ready", None)
-    if check is not None:
-        return check()
-    zoo = getattr(request.app.state, "zoo", None)
-    return zoo is not None and zoo.ready
 
 
 async def server_metadata(request: Request) -> JSON:
@@ -139,37 +124,27 @@ async def server_live(request: Request) -> JSON:
 
 
 async def server_ready(request: Request) -> JSON:
-    ready = _is_ready(request)
+    zoo = getattr(request.app.state, "zoo", None)  # ready as /readyz is (`FashionZoo.__is_ready__`)
+    ready = zoo is not None and zoo.ready
     return JSON({"ready": ready}, status_code=200 if ready else 503)
 
 
-def _describe(request: Request, describe) -> JSON:
-    """`describe(zoo, name)` of the model the path names, or its 4xx."""
-    try:
-        zoo = served_zoo(request)
-        return JSON(describe(zoo, _model(zoo, request)))
-    except RequestError as e:
-        return error_answer(e.status, e.message, **e.extra)
-
-
 async def model_metadata(request: Request) -> JSON:
-    return _describe(request, metadata)
+    zoo = served_zoo(request)
+    return JSON(metadata(zoo, _model(zoo, request)))
 
 
 async def model_config(request: Request) -> JSON:
-    return _describe(request, config)
+    zoo = served_zoo(request)
+    return JSON(config(zoo, _model(zoo, request)))
 
 
 async def model_ready(request: Request) -> JSON:
     try:
-        zoo = served_zoo(request)
-        name = _model(zoo, request)
-    except RequestError as e:
-        if e.status != 503:
-            return error_answer(e.status, e.message, **e.extra)
+        zoo = served_zoo(request)  # 503 while the models load: answered as "not ready"
+    except RequestError:
         return JSON({"name": request.path_params["model_name"], "ready": False}, status_code=503)
-    ready = _is_ready(request)
-    return JSON({"name": name, "ready": ready}, status_code=200 if ready else 503)
+    return JSON({"name": _model(zoo, request), "ready": True})
 
 
 def _input_check(meta: dict[str, Any]) -> Callable[[str, str, list[int]], None]:
@@ -220,50 +195,47 @@ def _classify_tensor(zoo: Zoo, name: str, x: np.ndarray) -> tuple[np.ndarray, np
 
 async def infer(request: Request) -> Response:
     """POST /v2/models/{name}[/versions/{v}]/infer."""
+    zoo = served_zoo(request)
+    name = _model(zoo, request)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding != "identity":
+        raise RequestError(400, f"Content-Encoding {encoding} is not read here; send the body uncompressed")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data" or media_type.startswith("image/"):
+        raise RequestError(400, f"this route takes an inference request, not {media_type}; for an image "
+                                f"file use POST /classify, or send the file as the BYTES input "
+                                f"'{IMAGE_BYTES}'; {HOW_JSON}")
+    body = await read_body(request, MAX_BATCH_BYTES)
+    meta = metadata(zoo, name)
     try:
-        zoo = served_zoo(request)
-        name = _model(zoo, request)
-        encoding = request.headers.get("content-encoding", "identity").lower()
-        if encoding != "identity":
-            raise RequestError(400, f"Content-Encoding {encoding} is not read here; send the body uncompressed")
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type == "multipart/form-data" or media_type.startswith("image/"):
-            raise RequestError(400, f"this route takes an inference request, not {media_type}; for an image "
-                                    f"file use POST /classify, or send the file as the BYTES input "
-                                    f"'{IMAGE_BYTES}'; {HOW_JSON}")
-        body = await read_body(request, MAX_BATCH_BYTES)
-        meta = metadata(zoo, name)
-        try:
-            parsed = parse_request(body, request.headers.get(HEADER_LENGTH), _input_check(meta))
-        except TensorError as e:
-            raise RequestError(e.status, str(e)) from None
-        if len(parsed.inputs) != 1:
-            raise RequestError(400, f"got {len(parsed.inputs)} inputs "
-                                    f"({', '.join(t.name for t in parsed.inputs)}); {HOW_INPUT}")
-        (tensor,) = parsed.inputs
-        produced = [t["name"] for t in meta["outputs"]]
-        unknown = [o for o in parsed.outputs or () if o not in produced]
-        if unknown:
-            raise RequestError(400, f"model {name!r} has no output {', '.join(map(repr, unknown))}; its outputs "
-                                    f"are {', '.join(map(repr, produced))} (or leave outputs out for all)")
-        if tensor.name == IMAGE_BYTES:
-            chosen, logits, probabilities = await in_thread(_classify_files, zoo, name, tensor.value)
+        parsed = parse_request(body, request.headers.get(HEADER_LENGTH), _input_check(meta))
+    except TensorError as e:
+        raise RequestError(e.status, str(e)) from None
+    if len(parsed.inputs) != 1:
+        raise RequestError(400, f"got {len(parsed.inputs)} inputs "
+                                f"({', '.join(t.name for t in parsed.inputs)}); {HOW_INPUT}")
+    (tensor,) = parsed.inputs
+    produced = [t["name"] for t in meta["outputs"]]
+    unknown = [o for o in parsed.outputs or () if o not in produced]
+    if unknown:
+        raise RequestError(400, f"model {name!r} has no output {', '.join(map(repr, unknown))}; its outputs "
+                                f"are {', '.join(map(repr, produced))} (or leave outputs out for all)")
+    if tensor.name == IMAGE_BYTES:
+        chosen, logits, probabilities = await in_thread(_classify_files, zoo, name, tensor.value)
+    else:
+        x = tensor.value
+        if not np.isfinite(x).all():
+            raise RequestError(400, f"input {tensor.name!r} holds {int((~np.isfinite(x)).sum())} NaN or "
+                                    "infinite values; send the preprocessed image's finite values")
+        if x.size <= INLINE_PIXELS:  # as /classify: a small batch costs less than a thread hand-off
+            logits, probabilities = _classify_tensor(zoo, name, x)
         else:
-            x = tensor.value
-            if not np.isfinite(x).all():
-                raise RequestError(400, f"input {tensor.name!r} holds {int((~np.isfinite(x)).sum())} NaN or "
-                                        "infinite values; send the preprocessed image's finite values")
-            if x.size <= INLINE_PIXELS:  # as /classify: a small batch costs less than a thread hand-off
-                logits, probabilities = _classify_tensor(zoo, name, x)
-            else:
-                logits, probabilities = await in_thread(_classify_tensor, zoo, name, x)
-            chosen = [name] * len(x)
-        values = {LOGITS: Output(LOGITS, "FP32", logits), PROBABILITIES: Output(PROBABILITIES, "FP32", probabilities),
-                  CHOSEN: Output(CHOSEN, BYTES, [n.encode() for n in chosen])}
-        wanted = list(parsed.outputs) if parsed.outputs else produced
-        content, headers = encode_answer(name, version_of(zoo), parsed, [values[o] for o in wanted])
-    except RequestError as e:
-        return error_answer(e.status, e.message, **e.extra)
+            logits, probabilities = await in_thread(_classify_tensor, zoo, name, x)
+        chosen = [name] * len(x)
+    values = {LOGITS: Output(LOGITS, "FP32", logits), PROBABILITIES: Output(PROBABILITIES, "FP32", probabilities),
+              CHOSEN: Output(CHOSEN, BYTES, [n.encode() for n in chosen])}
+    wanted = list(parsed.outputs) if parsed.outputs else produced
+    content, headers = encode_answer(name, zoo.version, parsed, [values[o] for o in wanted])
     return Response(content, headers=headers)
 
 

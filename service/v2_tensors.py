@@ -86,6 +86,12 @@ def _shape(value: Any, name: str) -> list[int]:
     return value
 
 
+def _count(name: str, shape: list[int], n: int, what: str = "data") -> None:
+    """Raise unless `shape` holds the n elements that `what` has."""
+    if n != math.prod(shape):
+        raise TensorError(f"input {name!r}: shape {shape} holds {math.prod(shape):,} elements but {what} has {n:,}")
+
+
 def _bytes_elements(raw: bytes, name: str) -> list[bytes]:
     """The extension's BYTES tensor: each element a 4-byte little-endian length, then that many bytes."""
     out, pos = [], 0
@@ -115,9 +121,7 @@ def _json_numbers(data: Any, name: str, shape: list[int], dtype: np.dtype) -> np
     if array.ndim > 1 and list(array.shape) != shape:
         raise TensorError(f"input {name!r}: data is nested as {list(array.shape)} but shape says {shape}; "
                           "nest it as the shape, or send it flat")
-    if array.size != math.prod(shape):
-        raise TensorError(f"input {name!r}: shape {shape} holds {math.prod(shape):,} elements but data has "
-                          f"{array.size:,}")
+    _count(name, shape, array.size)
     return array.astype(dtype).reshape(shape)
 
 
@@ -126,9 +130,7 @@ def _json_bytes(data: Any, name: str, shape: list[int]) -> list[bytes]:
     if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
         raise TensorError(f"input {name!r}: BYTES data in JSON must be a flat list of base64 strings, one "
                           "per element; or send the bytes as binary data (tritonclient's binary_data=True)")
-    if len(data) != math.prod(shape):
-        raise TensorError(f"input {name!r}: shape {shape} holds {math.prod(shape):,} elements but data has "
-                          f"{len(data):,}")
+    _count(name, shape, len(data))
     try:
         return [base64.b64decode(s, validate=True) for s in data]
     except (binascii.Error, ValueError):
@@ -196,9 +198,7 @@ def parse_request(body: bytes, header_length: str | None,
             pos += size
             if datatype == BYTES:
                 value = _bytes_elements(raw, name)
-                if len(value) != math.prod(shape):
-                    raise TensorError(f"input {name!r}: shape {shape} holds {math.prod(shape):,} elements but "
-                                      f"its binary data has {len(value):,}")
+                _count(name, shape, len(value), "its binary data")
             else:
                 dtype = DTYPES[datatype]
                 want = math.prod(shape) * dtype.itemsize

@@ -1,4 +1,9 @@
-"""Shared fixtures: small synthetic datasets written in the real on-disk formats."""
+"""Shared fixtures: small synthetic datasets written in the real on-disk formats.
+
+`make test` runs the tests in pytest-xdist worker processes, each test module whole on one worker
+(its module fixtures start once); the tiny trained and exported zoo and the container image are made
+once for all of them (tests/once.py).
+"""
 from __future__ import annotations
 
 import os
@@ -9,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.images import synthetic_images
+from tests.once import made_once
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -28,22 +36,6 @@ def decoded_photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop(ENV, None)
     else:
         os.environ[ENV] = old
-
-
-def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Light-on-dark 28x28 images whose class is learnable: a bright bar whose place and
-    orientation depend on the label, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 10
-    rng.shuffle(labels)
-    images = rng.integers(0, 40, size=(n, 28, 28), dtype=np.uint8)
-    for img, c in zip(images, labels):
-        pos = 3 + 2 * c
-        if c % 2:
-            img[4:24, pos:pos + 3] = 220
-        else:
-            img[pos:pos + 3, 4:24] = 220
-    return images, labels.astype(np.uint8)
 
 
 def write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
@@ -101,20 +93,24 @@ def run_export(artifacts: Path, bentoml_home: Path, store: bool = True) -> subpr
     return out
 
 
-@pytest.fixture(scope="session")
-def trained_zoo(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> Path:
-    """An artifacts dir holding a 1-epoch checkpoint of every Fashion-MNIST registry model (the
-    ensemble assembled from them)."""
-    return train_tiny_zoo(tmp_path_factory.mktemp("zoo"), fmnist_dir)
-
-
-@pytest.fixture(scope="session")
-def exported_zoo(trained_zoo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(artifacts, BENTOML_HOME) after a successful `python -m export` of `trained_zoo`."""
-    home = tmp_path_factory.mktemp("bentoml")
-    out = run_export(trained_zoo, home)
+def _export(to: Path, fmnist_dir: Path) -> None:
+    train_tiny_zoo(to / "artifacts", fmnist_dir)
+    out = run_export(to / "artifacts", to / "bentoml")
     assert out.returncode == 0, out.stderr
-    return trained_zoo, home
+
+
+@pytest.fixture(scope="session")
+def trained_zoo(exported_zoo: tuple[Path, Path]) -> Path:
+    """An artifacts dir holding a 1-epoch checkpoint of every Fashion-MNIST registry model (the
+    ensemble assembled from them), exported."""
+    return exported_zoo[0]
+
+
+@pytest.fixture(scope="session")
+def exported_zoo(fmnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(artifacts, BENTOML_HOME) after a successful `python -m export` of `trained_zoo`."""
+    made = made_once(tmp_path_factory, "zoo", lambda to: _export(to, fmnist_dir))
+    return made / "artifacts", made / "bentoml"
 
 
 @pytest.fixture(scope="session")
@@ -138,4 +134,9 @@ def client(server):
 
 
 # The service's CPU image, built once per session for the container and Kubernetes pod tests.
-from container_image import built_image, container_backend  # noqa: E402,F401
+from container_image import built_image, container_backend, remove_built_image  # noqa: E402,F401
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") is None and getattr(session.config, "workerinput", None) is None:
+        remove_built_image(session.config._tmp_path_factory.getbasetemp())

@@ -14,8 +14,6 @@ it must agree with (an export's artifacts directory, or the model directory the 
 """
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import shutil
@@ -27,16 +25,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
-from conftest import REAL_FASHION_MNIST
 from deploy.containerize import ContainerError, backend_env, choose_backend, registry_reachable
 from service_server import REPO, bentoml_env
+from tests.once import made_once, shared_dir
 
-KAGGLE_SUBSET = REPO.parent / "shared" / "data" / "kaggle-fashion-small"
 RUNTIME_PACKAGE = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu"}
 TEST_IMAGE = "localhost/fashion-zoo-container-test"   # built here; kept so a rerun reuses its layers
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
+IMAGE_DIR = "container-image"
 
 
 @pytest.fixture(scope="session")
@@ -62,20 +59,37 @@ def built_image(container_backend, request, tmp_path_factory):
                Path(os.environ.get("ARTIFACTS", "artifacts")).resolve())
         return
     artifacts, home = request.getfixturevalue("exported_zoo")
-    env = bentoml_env(home)
-    log = tmp_path_factory.mktemp("container") / "build.log"
-    start = time.monotonic()
+    made = made_once(tmp_path_factory, IMAGE_DIR, lambda to: build(to, home, container_backend))
+    image = (made / "image").read_text()
+    yield image, "cpu", artifacts
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # else once all workers are done: remove_built_image
+        remove_image(container_backend, image)
+
+
+def build(to: Path, home: Path, backend: str) -> None:
+    """Build the CPU image of the export in `home` into `to`: its name in `image`, the log in build.log."""
+    log, start = to / "build.log", time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run([sys.executable, str(REPO / "deploy" / "containerize.py"), "--device", "cpu",
-                               "--backend", container_backend, "--name", TEST_IMAGE],
-                              cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1200)
+                               "--backend", backend, "--name", TEST_IMAGE],
+                              cwd=REPO, env=bentoml_env(home), stdout=out, stderr=subprocess.STDOUT, timeout=1200)
     text = log.read_text(errors="replace")
     assert proc.returncode == 0, f"building the CPU image failed:\n{text[-6000:]}"
-    image = text.strip().splitlines()[-1]
-    print(f"\nbuilt {image} in {time.monotonic() - start:.0f} s (log: {log})")
-    yield image, "cpu", artifacts
-    # Keep only `:latest`, whose layers the next run reuses; each run's bento version is new.
-    subprocess.run([container_backend, "rmi", image], capture_output=True, env=backend_env(container_backend))
+    (to / "image").write_text(text.strip().splitlines()[-1])
+    (to / "backend").write_text(backend)
+    print(f"\nbuilt {(to / 'image').read_text()} in {time.monotonic() - start:.0f} s (log: {log})")
+
+
+def remove_image(backend: str, image: str) -> None:
+    """Keep only `:latest`, whose layers the next run reuses; each run's bento version is new."""
+    subprocess.run([backend, "rmi", image], capture_output=True, env=backend_env(backend))
+
+
+def remove_built_image(session_temp: Path) -> None:
+    """At the end of a session run by xdist workers: remove the image they shared, if one was built."""
+    made = shared_dir(session_temp, IMAGE_DIR)
+    if (made / "image").exists():
+        remove_image((made / "backend").read_text(), (made / "image").read_text())
 
 
 def export_manifest(artifacts: Path) -> dict:
@@ -95,40 +109,6 @@ def onnx_sessions(artifacts: Path, manifest: dict) -> dict:
 
     return {n: ort.InferenceSession(str(onnx_file(artifacts, e)), providers=["CPUExecutionProvider"])
             for n, e in manifest["models"].items()}
-
-
-def fashion_png_bytes(fmnist_dir: Path) -> bytes:
-    """The first Fashion-MNIST test image as PNG: Debian's real file when installed, else the
-    suite's synthetic one (in the same IDX format)."""
-    real = REAL_FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
-    if real.exists():
-        raw = gzip.open(real).read(16 + 28 * 28)
-    else:
-        raw = (fmnist_dir / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").read_bytes()[:16 + 28 * 28]
-    pixels = np.frombuffer(raw[16:], np.uint8).reshape(28, 28)
-    buf = io.BytesIO()
-    Image.fromarray(pixels, "L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def product_photos(n: int = 1) -> list[bytes]:
-    """Product photos: the first `n` JPEGs of the Kaggle subset when present, else made here (a
-    60x80 JPEG of a sneaker-like shape on white, shifted a little for each)."""
-    images = KAGGLE_SUBSET / "images"
-    found = sorted(images.glob("*.jpg"))[:n] if images.is_dir() else []
-    if len(found) == n:
-        return [p.read_bytes() for p in found]
-    out = []
-    for i in range(n):
-        image = Image.new("RGB", (60, 80), "white")
-        draw = ImageDraw.Draw(image)
-        dx = i % 5
-        draw.polygon([(6 + dx, 50), (30 + dx, 40), (54, 48), (54, 60), (6 + dx, 60)], fill=(40, 60, 160))
-        draw.rectangle([6, 58, 54, 62], fill=(235, 235, 235))
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
 
 
 def local_logits(sessions, manifest, name: str, data: bytes) -> np.ndarray:

@@ -1,25 +1,12 @@
 """model=auto: the rule that tells a Fashion-MNIST-style image from a photo, and the models it names."""
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import synthetic_images
-from tests.test_kaggle import product_photo
+from tests.images import article_photo, light_on_dark, reopened
 from zoo.auto import FASHION_MNIST, PHOTO, RULE, auto_entry, best_fashion_mnist, kind_of, route
 from zoo.registry import get_entry, photo_models
-
-
-def png(image: Image.Image) -> Image.Image:
-    """The image as the service gets it: saved as a PNG file and opened again."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return Image.open(io.BytesIO(buf.getvalue()))
-
-
-def light_on_dark(size=(28, 28), mode="L") -> Image.Image:
-    return Image.fromarray(synthetic_images(1, seed=3)[0][0]).resize(size).convert(mode)
 
 
 @pytest.mark.parametrize("image", [
@@ -30,17 +17,17 @@ def light_on_dark(size=(28, 28), mode="L") -> Image.Image:
     Image.new("I;16", (28, 28), 40000),                # 16-bit grey, 28x28
 ], ids=["fmnist", "fmnist-rgb", "fmnist-280-rgb", "28x28-white", "28x28-16bit"])
 def test_fashion_mnist_style_images(image):
-    assert kind_of(png(image)) == FASHION_MNIST
+    assert kind_of(reopened(image)) == FASHION_MNIST
 
 
 @pytest.mark.parametrize("image", [
-    product_photo("Tshirts", 1),                       # 60x80 colour on white, like the Kaggle set
-    product_photo("Jeans", 2).resize((225, 300)),      # the size the issue's catalogue photos have
-    product_photo("Handbags", 3).convert("L").resize((28, 28)).convert("RGB"),  # small, in colour mode
+    article_photo("Tshirts", 1),                       # 60x80 colour on white, like the Kaggle set
+    article_photo("Jeans", 2).resize((225, 300)),      # the size the issue's catalogue photos have
+    article_photo("Handbags", 3).convert("L").resize((28, 28)).convert("RGB"),  # small, in colour mode
     Image.new("RGBA", (64, 64), (0, 0, 0, 0)),         # transparent: the background counts as white
 ], ids=["kaggle-60x80", "catalogue-225x300", "28x28-rgb-on-white", "transparent"])
 def test_photos(image):
-    assert kind_of(png(image)) == PHOTO
+    assert kind_of(reopened(image)) == PHOTO
 
 
 def test_threshold_is_the_rules():
@@ -63,7 +50,7 @@ def test_auto_entry_names_the_best_fashion_mnist_model_and_the_photo_model():
     auto = auto_entry(models, photo_models())
     assert auto["models"] == {FASHION_MNIST: "batchnorm", PHOTO: "photo"}
     assert auto["rule"] == RULE and best_fashion_mnist(models) == "batchnorm"
-    assert route(light_on_dark(), auto) == "batchnorm" and route(product_photo("Jeans", 1), auto) == "photo"
+    assert route(light_on_dark(), auto) == "batchnorm" and route(article_photo("Jeans", 1), auto) == "photo"
 
 
 def test_auto_entry_falls_back_when_the_photo_model_is_not_served():

@@ -17,6 +17,7 @@ from PIL import Image
 
 from service_server import serve
 from tests.conftest import run_export
+from tests.images import png_of
 from tests.test_kaggle import make_kaggle
 from zoo.spec import to_pixels
 
@@ -49,12 +50,6 @@ def client(photo_zoo, tmp_path_factory):
     with serve(photo_zoo[1], tmp_path_factory.mktemp("serve") / "serve.log") as s:
         with httpx.Client(base_url=s.url, timeout=60) as c:
             yield c
-
-
-def png_of(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels, "L").save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def fashion_pngs(fmnist_dir, n: int = 200) -> tuple[list[bytes], np.ndarray]:

@@ -7,7 +7,6 @@ exported test zoo (the `server` fixture serves the same store).
 """
 from __future__ import annotations
 
-import io
 import os
 import signal
 import json
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.conftest import synthetic_images
-from tests.test_kaggle import product_photo
+from tests.images import article_photo, png_of, synthetic_images
 
 ray = pytest.importorskip("ray", reason="ray[data] is not installed (pip install -e '.[catalogue]')")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -43,12 +40,6 @@ def cluster():
     c.shutdown()
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels, "L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory) -> Path:
     """Fashion-MNIST-style PNGs, product JPEGs (one in a subfolder), and three files that are not
@@ -57,10 +48,10 @@ def mixed(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("catalogue-src")
     images, _ = synthetic_images(N_PNG, seed=7)
     for i, px in enumerate(images):
-        (root / f"fm-{i:03d}.png").write_bytes(png_bytes(px))
+        (root / f"fm-{i:03d}.png").write_bytes(png_of(px))
     (root / "photos").mkdir()
     for i in range(N_JPG):
-        product_photo(("Tshirts", "Jeans", "Handbags")[i % 3], i).save(root / "photos" / f"p-{i:03d}.jpg", quality=90)
+        article_photo(("Tshirts", "Jeans", "Handbags")[i % 3], i).save(root / "photos" / f"p-{i:03d}.jpg", quality=90)
     good = (root / "photos" / "p-000.jpg").read_bytes()
     (root / "corrupt.jpg").write_bytes(good[:len(good) // 3])
     (root / "notes.png").write_text("not an image, a note\n")
@@ -153,7 +144,7 @@ def many(tmp_path_factory) -> Path:
     """1,200 photos of 240x320: enough work to interrupt a job in the middle."""
     root = tmp_path_factory.mktemp("catalogue-many")
     for i in range(1200):
-        product_photo(("Tshirts", "Jeans", "Handbags", "Watches")[i % 4], 100 + i).resize((240, 320)).save(
+        article_photo(("Tshirts", "Jeans", "Handbags", "Watches")[i % 4], 100 + i).resize((240, 320)).save(
             root / f"{i:04d}.jpg", quality=85)
     return root
 
@@ -241,13 +232,11 @@ def test_bad_arguments_are_one_line_and_exit_2_before_ray_starts(mixed, exported
     if "OUT=under-file" in args:
         out = tmp_path / "file" / "out"
     args = [a for a in args if "=" not in a]
-    t0 = time.monotonic()
     done = run(src, out, *args, home=home)
     assert done.returncode == 2, (case, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], (case, done.stderr)
     assert "ray" not in done.stderr.lower() or "ray" in says, done.stderr
-    assert time.monotonic() - t0 < 60
 
 
 def test_a_list_of_paths_and_a_glob(cluster, mixed, exported_zoo, tmp_path):

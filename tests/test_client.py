@@ -9,12 +9,7 @@ from PIL import Image
 
 from service.client import ClientError, ZooClient
 from bench.server import free_port
-
-
-def png_bytes(colour: int = 120, size: tuple[int, int] = (28, 28)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("L", size, colour).save(buf, format="PNG")
-    return buf.getvalue()
+from tests.images import grey_png
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +25,7 @@ def http_classify(client, data: bytes, **params) -> dict:
 
 
 def test_classify_a_path_bytes_or_a_pil_image(zoo, client, tmp_path):
-    data = png_bytes()
+    data = grey_png(120)
     path = tmp_path / "shoe.png"
     path.write_bytes(data)
     want = http_classify(client, data, model="numfilters", top_k=2)
@@ -42,7 +37,7 @@ def test_classify_a_path_bytes_or_a_pil_image(zoo, client, tmp_path):
 
 
 def test_classify_batch_and_models(zoo, client):
-    images = [png_bytes(30), png_bytes(200)]
+    images = [grey_png(30), grey_png(200)]
     answer = zoo.classify_batch(images, model="baseline", top_k=1)
     assert answer["model"] == "baseline" and answer["count"] == 2
     for image, item in zip(images, answer["results"]):
@@ -53,17 +48,17 @@ def test_classify_batch_and_models(zoo, client):
 
 def test_refusals_raise_zoo_error_with_the_services_message(zoo, client):
     with pytest.raises(ClientError) as e:
-        zoo.classify(png_bytes(), model="resnet50")
+        zoo.classify(grey_png(120), model="resnet50")
     assert e.value.status == 404 and "unknown model 'resnet50'" in e.value.message
     assert e.value.body["models"][-1] == "all"
     with pytest.raises(ClientError) as e:
         zoo.classify(b"this is not an image")
     assert e.value.status == 400 and "send a PNG" in e.value.message
     with pytest.raises(ClientError) as e:
-        zoo.classify(png_bytes(), top_k=11)
+        zoo.classify(grey_png(120), top_k=11)
     assert e.value.status == 400 and "top_k" in e.value.message
     with pytest.raises(ClientError) as e:
-        zoo.classify_batch([png_bytes()] * 257)
+        zoo.classify_batch([grey_png(120)] * 257)
     assert e.value.status == 413 and "256" in e.value.message
     with pytest.raises(TypeError, match="path, bytes or a PIL image"):
         zoo.classify(12345)

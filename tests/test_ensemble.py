@@ -1,7 +1,6 @@
 """The ensemble: greedy selection, the module, assembling the checkpoint, export and serving."""
 from __future__ import annotations
 
-import io
 import json
 import math
 import shutil
@@ -12,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image
 
+from tests.images import png_of
 from training.checkpoint import build_model, load_checkpoint, save_atomic
 from training.config import TrainConfig
 from training.ensemble import build, greedy_select
@@ -224,9 +223,7 @@ def test_the_service_serves_the_ensemble(three_client, three_members, fmnist_dir
     from training.data.fashion_mnist import load_pixels
 
     pixels, _ = load_pixels(fmnist_dir, train=False)
-    buf = io.BytesIO()
-    Image.fromarray(pixels[0].numpy(), "L").save(buf, format="PNG")
-    files = {"image": ("a.png", buf.getvalue(), "image/png")}
+    files = {"image": ("a.png", png_of(pixels[0].numpy()), "image/png")}
     r = three_client.post("/classify", params={"model": "ensemble", "top_k": 10}, files=files)
     assert r.status_code == 200, r.text
     body = r.json()

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from bench.loadgen import multipart
+from bench.wrk import multipart
 from service.forms import parse_plain
 
 LIMITS = dict(max_files=3, max_fields=4)
@@ -148,25 +148,3 @@ def test_random_bodies_are_read_alike():
         fast += check(body, f"multipart/form-data; boundary={boundary}")
     assert fast > 300  # about 450: the undamaged forms without a delimiter-like sequence in their data
 
-
-def test_a_plain_query_is_read_as_starlette_reads_it():
-    """service.routes.query_params splits a plain query itself and leaves any other to Starlette."""
-    import itertools
-
-    from starlette.datastructures import QueryParams
-
-    from service.routes import query_params
-
-    rng = random.Random(0)
-    alphabet = "ab=&.-_1"
-    queries = ["".join(t) for n in range(6) for t in itertools.product(alphabet, repeat=n)]
-    queries += ["".join(rng.choice(alphabet) for _ in range(rng.randint(6, 20))) for _ in range(5000)]
-    queries += ["model=batchnorm&top_k=3&include_input=1", "model=all&model=baseline"]
-    for q in queries:
-        request = Request({"type": "http", "query_string": q.encode(), "headers": []})
-        got, want = query_params(request), QueryParams(q.encode())
-        assert isinstance(got, dict) and got == dict(want), q
-        assert all(got.get(k) == want.get(k) for k in want), q
-    for q in [b"a%20b=1", b"a+b=1", b"model=x;y", b"m=\xff", b"top_k=%33"]:
-        request = Request({"type": "http", "query_string": q, "headers": []})
-        assert query_params(request) is request.query_params

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from service import imaging
+from tests.images import encode, garment_photo, grey_png
 from zoo.spec import to_pixels
 
 SPECS = {  # the two preprocessings the zoo's models use (Fashion-MNIST models, kaggle)
@@ -17,24 +18,8 @@ SPECS = {  # the two preprocessings the zoo's models use (Fashion-MNIST models, 
 }
 
 
-def encode(image: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def photo(width: int, height: int, seed: int = 0) -> Image.Image:
-    """A product-photo-like RGB image: a smooth dark garment shape on a white background, with noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    inside = ((x - width / 2) / (width * 0.3)) ** 2 + ((y - height / 2) / (height * 0.4)) ** 2 < 1
-    base = np.where(inside, 60 + 80 * (x / width), 245)
-    rgb = np.stack([base, base * 0.9, base * 0.8], axis=-1) + rng.normal(0, 6, (height, width, 1))
-    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-
-
 def test_a_large_jpeg_is_decoded_at_reduced_scale_and_the_model_input_hardly_changes():
-    data = encode(photo(4000, 3000), "JPEG", quality=90)
+    data = encode(garment_photo(4000, 3000), "JPEG", quality=90)
     image = imaging.open_image(data)
     assert image.size == (500, 375)  # 1/8 scale, both sides still >= DRAFT_MIN_SIDE
     reduced = imaging.load(image)
@@ -49,7 +34,7 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_and_the_model_input_hardly_cha
 @pytest.mark.parametrize("size", [(60, 80), (28, 28), (447, 447), (300, 3000)])
 def test_small_or_narrow_jpegs_are_decoded_at_full_scale(size):
     """Never below what the model needs: no side under DRAFT_MIN_SIDE (a Kaggle photo is 60x80)."""
-    image = imaging.open_image(encode(photo(*size), "JPEG"))
+    image = imaging.open_image(encode(garment_photo(*size), "JPEG"))
     assert image.size == size
     assert imaging.load(image).size == size
 
@@ -57,7 +42,7 @@ def test_small_or_narrow_jpegs_are_decoded_at_full_scale(size):
 def test_a_jpeg_over_the_pixel_limit_at_full_scale_counts_at_its_decoded_scale():
     data = encode(Image.new("RGB", (8000, 6000), (200, 200, 200)), "JPEG", quality=80)  # 48 MP
     assert imaging.decode(data).size == (1000, 750)
-    big_png = encode(Image.new("L", (8000, 6000), 200), "PNG")
+    big_png = grey_png(200, (8000, 6000))
     with pytest.raises(imaging.ImageError, match="48,000,000 pixels, over the limit of 40,000,000") as e:
         imaging.open_image(big_png)
     assert e.value.status == 413
@@ -82,7 +67,7 @@ def test_a_request_over_the_pixel_limit_is_refused_before_decoding_with_the_figu
 
 
 def test_open_all_names_the_bad_image():
-    good = encode(photo(28, 28), "PNG")
+    good = encode(garment_photo(28, 28), "PNG")
     with pytest.raises(imaging.ImageError, match=r"image 2 \(b.png\): not an image") as e:
         imaging.open_all([("a.png", good), ("b.png", b"hello"), ("c.png", good)])
     assert e.value.status == 400
@@ -96,7 +81,7 @@ def test_the_batch_route_refuses_a_request_over_the_pixel_limit_and_serves_one_u
     assert "48,000,000 pixels" in r.json()["error"] and "40,000,000" in r.json()["error"]
     r = client.post("/classify/batch", files=[("image", (f"{i}.png", png, "image/png")) for i in range(2)])
     assert r.status_code == 200 and r.json()["count"] == 2
-    jpeg = encode(photo(4000, 3000), "JPEG", quality=90)
+    jpeg = encode(garment_photo(4000, 3000), "JPEG", quality=90)
     r = client.post("/classify/batch", files=[("image", (f"{i}.jpg", jpeg, "image/jpeg")) for i in range(4)])
     assert r.status_code == 200 and r.json()["count"] == 4
 
@@ -169,7 +154,7 @@ def _others() -> dict[str, bytes]:
         "bad-header-crc": small[:29] + b"\0\0\0\0" + small[33:],
         "data-after-the-end": small + b"\0",
         "no-end-chunk": small[:small.index(b"IEND") - 4],
-        "over-the-pixel-count": encode(Image.new("L", (129, 128)), "PNG"),
+        "over-the-pixel-count": grey_png(0, (129, 128)),
     }
 
 
@@ -258,7 +243,7 @@ def reference_to_pixels(image: Image.Image, spec: dict) -> np.ndarray:
 def _images_of_every_kind() -> list[Image.Image]:
     out = []
     for i, (w, h) in enumerate([(1, 1), (1, 40), (40, 1), (28, 28), (27, 29), (300, 20), (395, 395), (640, 480)]):
-        base = photo(w, h, seed=i)
+        base = garment_photo(w, h, seed=i)
         dark = Image.fromarray(255 - np.asarray(base), "RGB")  # a light item on a dark background
         for image in (base, dark):
             rgba = image.convert("RGBA")
@@ -333,7 +318,7 @@ def test_a_colour_spec_gives_the_step_by_step_pixels_beside_the_grey_ones():
 def test_a_photo_at_a_colour_spec_s_size_is_its_own_pixels_normalised():
     from zoo.spec import input_shape, preprocess
 
-    image = photo(60, 80)
+    image = garment_photo(60, 80)
     x = preprocess(image, COLOUR)
     assert input_shape(COLOUR) == (3, 80, 60) and x.shape == (3, 80, 60) and x.dtype == np.float32
     want = (np.asarray(image, np.float32).transpose(2, 0, 1) / np.float32(255) - np.float32(0.83)) / np.float32(0.28)

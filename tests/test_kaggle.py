@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from tests.images import KAGGLE_SUBSET, article_photo
 from training.auto_eval import evaluate_auto
 from training.checkpoint import build_model, checkpoint_path, finished_checkpoints, load_checkpoint
 from training.config import TrainConfig
 from training.data.select import development_split
-from training.data.kaggle import ARTICLE_TYPES, LABELS, download, load, load_kaggle
+from training.data.kaggle import ARTICLE_TYPES, LABELS, download, load
 from training.kaggle_eval import evaluate
 from training.metrics import predict
 from training.report import write_reports
@@ -24,29 +25,7 @@ from zoo.registry import default_preprocess, get_model
 from zoo.spec import CLASSES, FASHION_MNIST_PREPROCESS, preprocess
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_SUBSET = REPO.parent / "shared" / "data" / "kaggle-fashion-small"
 HEADER = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
-
-
-def product_photo(article: str, seed: int) -> Image.Image:
-    """A 60x80 colour 'photo' on white: a dark silhouette whose shape depends on the article type."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (60, 80), (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    colour = tuple(int(c) for c in rng.integers(0, 120, 3))
-    j = int(rng.integers(-3, 4))
-    if article in ("Tshirts", "Tops"):
-        d.rectangle([18 + j, 20, 42 + j, 60], fill=colour)
-        d.rectangle([6 + j, 20, 54 + j, 32], fill=colour)
-    elif article == "Jeans":
-        d.rectangle([18 + j, 10, 28 + j, 72], fill=colour)
-        d.rectangle([32 + j, 10, 42 + j, 72], fill=colour)
-    elif article == "Casual Shoes":
-        d.ellipse([6, 48 + j, 54, 66 + j], fill=colour)
-    else:  # a bag, or anything else
-        d.rectangle([12, 30 + j, 48, 66 + j], fill=colour)
-        d.arc([20, 14 + j, 40, 40 + j], 180, 360, fill=colour, width=3)
-    return img
 
 
 def make_kaggle(root: Path) -> dict:
@@ -59,7 +38,7 @@ def make_kaggle(root: Path) -> dict:
     def row(pid: int, article: str, name: str = "Brand Item", image: bool = True) -> None:
         lines.append(f"{pid},Men,Apparel,Topwear,{article},Blue,Summer,2012,Casual,{name}")
         if image:
-            product_photo(article, pid).save(images / f"{pid}.jpg", quality=90)
+            article_photo(article, pid).save(images / f"{pid}.jpg", quality=90)
 
     pid = 0
     for article in ("Tshirts", "Tops", "Jeans", "Jeans", "Casual Shoes", "Casual Shoes", "Handbags", "Handbags"):
@@ -111,9 +90,9 @@ def test_loader_counts_what_it_skips(kaggle_set):
 
 def test_split_is_stratified_fixed_and_val_is_test(kaggle_set):
     root, expected = kaggle_set
-    splits, _ = load_kaggle(root, val_fraction=0.2, split_seed=0)
-    again, _ = load_kaggle(root, val_fraction=0.2, split_seed=0)
-    other, _ = load_kaggle(root, val_fraction=0.2, split_seed=1)
+    splits, _, _ = load(root, val_fraction=0.2, split_seed=0)
+    again, _, _ = load(root, val_fraction=0.2, split_seed=0)
+    other, _, _ = load(root, val_fraction=0.2, split_seed=1)
     train, test = splits["train"], splits["test"]
     assert splits["val"] is test
     assert torch.equal(test.ids, again["test"].ids) and torch.equal(test.x, again["test"].x)
@@ -127,7 +106,7 @@ def test_split_is_stratified_fixed_and_val_is_test(kaggle_set):
 
 def test_tensors_are_the_service_preprocessing_of_the_original_jpegs(kaggle_set):
     root, _ = kaggle_set
-    splits, spec = load_kaggle(root)
+    splits, spec, _ = load(root)
     assert spec == default_preprocess("kaggle")
     for split in (splits["train"], splits["test"]):
         for i in range(0, len(split), 5):
@@ -171,7 +150,7 @@ def test_evaluate_and_report_kaggle_and_cross_domain(tmp_path, kaggle_set, fmnis
     model = get_model("baseline")
     model.load_state_dict(baseline["state_dict"])
     model.eval()
-    test = load_kaggle(root)[0]["test"]
+    test = load(root)[0]["test"]
     correct = 0
     for pid, y in zip(test.ids.tolist(), test.y.tolist()):
         with Image.open(root / "images" / f"{pid}.jpg") as img:
@@ -199,7 +178,7 @@ def test_evaluate_and_report_kaggle_and_cross_domain(tmp_path, kaggle_set, fmnis
 
 def test_development_split_is_carved_from_the_training_split(kaggle_set):
     root, _ = kaggle_set
-    splits, _ = load_kaggle(root)
+    splits, _, _ = load(root)
     dev = development_split(splits["train"], 0.2, 0)
     fit, held = set(dev["train"].ids.tolist()), set(dev["test"].ids.tolist())
     assert dev["val"] is dev["test"] and not fit & held
@@ -219,7 +198,7 @@ def test_photo_model_trains_with_its_recipe_on_the_dev_split(tmp_path, kaggle_se
     recipe = TrainConfig(model="photo").resolved()
     assert {k: ckpt["config"][k] for k in ("hflip", "schedule", "batch_size", "lr")} == {
         "hflip": True, "schedule": "cosine", "batch_size": recipe.batch_size, "lr": recipe.lr}
-    dev = development_split(load_kaggle(root)[0]["train"], 0.2, 0)["test"]
+    dev = development_split(load(root)[0]["train"], 0.2, 0)["test"]
     pred = predict(build_model(ckpt), dev)
     assert ckpt["metrics"]["test_acc"] == pytest.approx(float((pred == dev.y).float().mean()))  # scored on dev
     assert sum(1 for _ in finished_checkpoints(tmp_path)) == 0
@@ -279,10 +258,10 @@ def test_download_without_kagglehub_is_one_line(tmp_path):
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not (SHARED_SUBSET / "styles.csv").exists(), reason="the Kaggle subset is not here")
+@pytest.mark.skipif(not (KAGGLE_SUBSET / "styles.csv").exists(), reason="the Kaggle subset is not here")
 def test_real_kaggle_subset():
     """The shared subset's documented quirks: 44,446 rows, 22 with unquoted commas, most images absent."""
-    splits, _, s = load(SHARED_SUBSET, quiet=True)
+    splits, _, s = load(KAGGLE_SUBSET, quiet=True)
     assert s.rows == 44_446 and s.repaired == 22 and s.malformed == 0 and s.duplicates == 0
     assert s.unreadable == 0 and s.images + s.missing + s.unmapped == s.rows
     assert s.per_class["Ankle boot"] == 0 and all(s.per_class[c] > 0 for c in CLASSES[:-1])

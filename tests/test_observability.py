@@ -2,15 +2,13 @@
 for real on a running server, and the HTTP server each worker runs said at start-up."""
 from __future__ import annotations
 
-import io
 import re
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
 from service import observability
+from tests.images import grey_png
 from zoo.errors import ZooError
 
 ACCESS_LINE = re.compile(r"path=/classify,.*\(status=200,")
@@ -18,14 +16,7 @@ ACCESS_LINE = re.compile(r"path=/classify,.*\(status=200,")
 TRACED = re.compile(r"trace=([0-9a-f]{32}),span=[0-9a-f]{16},sampled=(\d)")
 TRACING_ON = ("services.FashionZoo.tracing.exporter_type=in_memory "
               "services.FashionZoo.tracing.sample_rate=1.0")
-
-
-def _png() -> bytes:
-    buf = io.BytesIO()
-    image = np.full((28, 28), 20, np.uint8)
-    image[5:23, 9:19] = 210
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
+PNG = grey_png(20, box=(9, 5, 19, 23), ink=210)   # a light item on a dark 28x28 background
 
 
 def test_access_log_is_off_unless_asked_for():
@@ -78,7 +69,7 @@ def _serve_and_classify(exported_zoo, tmp_path, n: int = 3, **env: str) -> tuple
     _, home = exported_zoo
     with serve(home, tmp_path / "serve.log", **env) as server:
         for _ in range(n):
-            r = httpx.post(f"{server.url}/classify?model=batchnorm", files={"image": ("x.png", _png(), "image/png")})
+            r = httpx.post(f"{server.url}/classify?model=batchnorm", files={"image": ("x.png", PNG, "image/png")})
             assert r.status_code == 200, r.text
         metrics = httpx.get(f"{server.url}/metrics").text
         counts = re.findall(r'bentoml_service_request_total\{[^}]*endpoint="/classify"[^}]*http_response_code="200"'

@@ -3,15 +3,16 @@ every documented route answers as documented, the served models are the document
 documented limits are the enforced ones, and the answers have the documented shapes."""
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
+
+from tests.images import grey_png
 
 ZOO_PATHS = {"/classify": "post", "/classify/batch": "post", "/models": "get"}
+PNG = grey_png(90)   # 28x28 grey: auto sends it to the best Fashion-MNIST model
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +26,6 @@ def docs(client) -> dict[str, Any]:
 def manifest(exported_zoo) -> dict:
     artifacts, _ = exported_zoo
     return json.loads((artifacts / "manifest.json").read_text())
-
-
-def png(size: tuple[int, int] = (28, 28), colour: int = 90) -> bytes:
-    buf = io.BytesIO()
-    Image.new("L", size, colour).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def resolve(docs: dict, schema: dict) -> dict:
@@ -123,14 +118,14 @@ def test_every_documented_route_answers(docs, client):
                 body = operation["requestBody"]["content"]
                 field = next(iter(form(docs, path)["required"]))
                 many = form(docs, path)["properties"][field]["type"] == "array"
-                files = [(field, (f"{i}.png", png(colour=40 * i), "image/png")) for i in range(2 if many else 1)]
+                files = [(field, (f"{i}.png", grey_png(40 * i), "image/png")) for i in range(2 if many else 1)]
                 r = client.request(method, path, files=files)
                 assert r.status_code == 200, (path, r.text)
                 assert_documented(docs, path, r)
                 for media_type in body:
                     if media_type != "multipart/form-data":  # a raw body of that type
                         raw_type = media_type.replace("*", "png")
-                        r = client.request(method, path, content=png(), headers={"Content-Type": raw_type})
+                        r = client.request(method, path, content=PNG, headers={"Content-Type": raw_type})
                         assert r.status_code == 200, (path, media_type, r.text)
                         assert_documented(docs, path, r)
             assert r.status_code == 200, (method, path, r.text)
@@ -143,7 +138,7 @@ def test_the_documented_models_are_the_served_ones(docs, client, manifest):
         for schema in (options(docs, path)["model"], form(docs, path)["properties"]["model"]):
             assert schema["enum"] == ["auto", *served, "all"]
         assert options(docs, path)["model"]["default"] == "auto"
-    image = png()  # 28x28 grey: auto sends it to the best Fashion-MNIST model
+    image = PNG
     for name in options(docs, "/classify")["model"]["enum"]:
         r = client.post("/classify", params={"model": name}, files={"image": ("x.png", image, "image/png")})
         assert r.status_code == 200, r.text
@@ -155,19 +150,19 @@ def test_the_documented_models_are_the_served_ones(docs, client, manifest):
 
 
 def test_documented_defaults_are_the_applied_ones(docs, client, manifest):
-    r = client.post("/classify", files={"image": ("x.png", png(), "image/png")})
+    r = client.post("/classify", files={"image": ("x.png", PNG, "image/png")})
     top_k = options(docs, "/classify")["top_k"]
     assert options(docs, "/classify")["model"]["default"] == "auto" and r.json()["chosen_by"] == "auto"
     assert r.json()["model"] == manifest["auto"]["models"]["fashion-mnist"]
     assert len(r.json()["top"]) == top_k["default"]
     assert "input_png" not in r.json() and options(docs, "/classify")["include_input"]["default"] is False
-    r = client.post("/classify", params={"include_input": "true"}, files={"image": ("x.png", png(), "image/png")})
+    r = client.post("/classify", params={"include_input": "true"}, files={"image": ("x.png", PNG, "image/png")})
     assert "input_png" in r.json()
     assert_documented(docs, "/classify", r)
 
 
 def test_documented_top_k_range_is_enforced(docs, client):
-    image = png()
+    image = PNG
     for path in ("/classify", "/classify/batch"):
         top_k = options(docs, path)["top_k"]
         for k, ok in ((top_k["minimum"], True), (top_k["maximum"], True),
@@ -183,7 +178,7 @@ def test_documented_image_limits_are_enforced(docs, client):
     assert form(docs, "/classify/batch")["properties"]["image"]["items"] == image
     max_bytes, max_pixels = image["maxLength"], image["x-max-pixels"]
     # Bytes: a valid PNG padded to exactly the limit is classified; one byte more is refused.
-    padded = png() + b"\0" * (max_bytes - len(png()))
+    padded = PNG + b"\0" * (max_bytes - len(PNG))
     for data, status in ((padded, 200), (padded + b"\0", 413)):
         r = client.post("/classify", content=data, headers={"Content-Type": "image/png"})
         assert r.status_code == status, r.text[:300]
@@ -192,14 +187,14 @@ def test_documented_image_limits_are_enforced(docs, client):
     width = 8000
     assert max_pixels % width == 0
     for height, status in ((max_pixels // width, 200), (max_pixels // width + 1, 413)):
-        r = client.post("/classify", files={"image": ("big.png", png((width, height), 0), "image/png")})
+        r = client.post("/classify", files={"image": ("big.png", grey_png(0, (width, height)), "image/png")})
         assert r.status_code == status, r.text[:300]
         assert_documented(docs, "/classify", r)
 
 
 def test_documented_batch_size_is_enforced(docs, client):
     most = form(docs, "/classify/batch")["properties"]["image"]["maxItems"]
-    one = ("image", ("x.png", png(), "image/png"))
+    one = ("image", ("x.png", PNG, "image/png"))
     r = client.post("/classify/batch", files=[one] * most)
     assert r.status_code == 200 and r.json()["count"] == most, r.text[:300]
     assert_documented(docs, "/classify/batch", r)
@@ -224,8 +219,8 @@ def test_an_option_given_twice_is_documented_as_the_400_it_gets(docs, client):
         assert "an option given twice" in bad["content"]["application/json"]["examples"]
         for name, query, field in (("top_k", "2", "3"), ("model", "baseline", "dropout")):
             r = client.post(path, params={name: query}, data={name: field},
-                            files={"image": ("x.png", png(), "image/png")})
+                            files={"image": ("x.png", PNG, "image/png")})
             assert r.status_code == 400 and "given twice with different values" in r.json()["error"], r.text
             assert_documented(docs, path, r)
-        r = client.post(path, params={"top_k": "2"}, data={"top_k": "2"}, files={"image": ("x.png", png(), "image/png")})
+        r = client.post(path, params={"top_k": "2"}, data={"top_k": "2"}, files={"image": ("x.png", PNG, "image/png")})
         assert r.status_code == 200, r.text  # the same value in both places is fine

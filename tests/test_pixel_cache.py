@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_kaggle import make_kaggle, product_photo
+from tests.images import article_photo
+from tests.test_kaggle import make_kaggle
 from training import pixel_cache
 from training.data.kaggle import load
 from zoo.spec import FASHION_MNIST_PREPROCESS
@@ -61,7 +62,7 @@ def test_another_spec_is_another_entry(cache, kaggle):
 def test_a_changed_image_is_decoded_again(cache, kaggle):
     before, _, _ = load(kaggle, quiet=True)
     path = kaggle / "images" / "1.jpg"
-    product_photo("Handbags", 99).save(path, quality=90)
+    article_photo("Handbags", 99).save(path, quality=90)
     os.utime(path, ns=(1, 1))  # even with an old modification time: the size differs
     after, _, _ = load(kaggle, quiet=True)
     assert len(entries(cache)) == 2 and not same(arrays(before), arrays(after))

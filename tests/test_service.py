@@ -20,11 +20,12 @@ import onnxruntime as ort
 import psutil
 import pytest
 import yaml
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
 from conftest import REAL_FASHION_MNIST
 from bench.server import free_port
 from service_server import BENTOML, REPO, bentoml_env, serve
+from tests.images import bomb_png, dress, encode, png_of, uploads
 from zoo.registry import list_models
 from zoo.spec import CLASSES, preprocess, to_pixels
 
@@ -56,16 +57,6 @@ def fmnist_test(fmnist_dir) -> tuple[np.ndarray, np.ndarray]:
 
     pixels, _ = load_pixels(fmnist_dir, train=False)
     return pixels.numpy(), load_fashion_mnist(fmnist_dir)["test"].x.numpy()
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def png_of(pixels: np.ndarray) -> bytes:
-    return encode(Image.fromarray(pixels, "L"))
 
 
 def post_image(client: httpx.Client, data: bytes, path: str = "/classify", **params) -> httpx.Response:
@@ -209,44 +200,7 @@ def test_top_k(client, fmnist_test, k):
 # ---------------------------------------------------------------------------------------------
 # the images people upload: any format, size and mode
 
-def _item(size=(60, 80), background="white", ink="black", mode="RGB") -> Image.Image:
-    """A simple garment-like shape (a dark dress on white, like a product photo)."""
-    image = Image.new(mode, size, background)
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    draw.polygon([(w * 0.35, h * 0.1), (w * 0.65, h * 0.1), (w * 0.85, h * 0.9), (w * 0.15, h * 0.9)], fill=ink)
-    return image
-
-
-def _uploads() -> dict[str, bytes]:
-    rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    ImageDraw.Draw(rgba).rectangle([16, 8, 48, 56], fill=(200, 30, 30, 255))
-    palette = _item(mode="RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
-    palette.info["transparency"] = palette.getpixel((0, 0))
-    deep = Image.fromarray((np.linspace(0, 65535, 50 * 40).reshape(50, 40)).astype(np.uint16))
-    frames = [_item(size=(40, 40)), Image.new("RGB", (40, 40), "black")]
-    gif = io.BytesIO()
-    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
-    return {
-        "rgba-png": encode(rgba),
-        "palette-png-with-transparency": encode(palette, transparency=palette.info["transparency"]),
-        "16-bit-png": encode(deep),
-        "cmyk-jpeg": encode(_item().convert("CMYK"), "JPEG", quality=90),
-        "webp": encode(_item(), "WEBP", quality=90),
-        "animated-gif": gif.getvalue(),
-        "photo-jpeg-on-white": encode(_item(size=(1600, 1200), ink=(120, 60, 20)), "JPEG", quality=85),
-        "grayscale-jpeg": encode(_item(mode="L", background=255, ink=0), "JPEG"),
-        "exif-rotated-jpeg": encode(_item(size=(90, 50)), "JPEG", exif=exif),
-        "one-pixel-png": encode(Image.new("RGB", (1, 1), "red")),
-        "wide-bmp": encode(_item(size=(300, 20)), "BMP"),
-        "tiff": encode(_item(), "TIFF"),
-        "fashion-mnist-style-png": encode(_item(size=(28, 28), background="black", ink="white", mode="L")),
-    }
-
-
-UPLOADS = _uploads()
+UPLOADS = uploads()   # tests/images.py
 
 
 @pytest.mark.parametrize("kind", list(UPLOADS))
@@ -283,10 +237,6 @@ def test_gif_first_frame_and_exif_orientation_matter(client):
 # ---------------------------------------------------------------------------------------------
 # bad input: a precise 4xx, never a 500, and the next good request is answered
 
-def _bomb_png() -> bytes:
-    return encode(Image.new("L", (8000, 5001)))  # 40,008,000 pixels, a few kB
-
-
 def _huge_gif() -> bytes:
     """A tiny GIF whose header claims a 30000 x 30000 canvas."""
     data = bytearray(encode(Image.new("L", (10, 10)), "GIF"))
@@ -297,7 +247,7 @@ def _huge_gif() -> bytes:
 
 
 def _truncated(kind: str) -> bytes:
-    data = UPLOADS["photo-jpeg-on-white"] if kind == "jpeg" else encode(_item(size=(200, 200)))
+    data = UPLOADS["photo-jpeg-on-white"] if kind == "jpeg" else encode(dress(size=(200, 200)))
     return data[:len(data) // 2]
 
 
@@ -332,7 +282,7 @@ BAD = {
                          "over the limit"),
     "over-10-mib-chunked": (dict(content=(b"\0" * MiB for _ in range(11)), headers={"Content-Type": "image/png"}),
                             413, "over the limit"),
-    "over-40-megapixels": (dict(files={"image": ("bomb.png", _bomb_png(), "image/png")}), 413, "pixels"),
+    "over-40-megapixels": (dict(files={"image": ("bomb.png", bomb_png(), "image/png")}), 413, "pixels"),
     "decompression-bomb-gif": (dict(files={"image": ("bomb.gif", _huge_gif(), "image/gif")}), 413, "too large"),
 }
 

@@ -25,17 +25,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from tests.images import KAGGLE_SUBSET, fashion_mnist_test_png, product_photos
 from tests.service_server import REPO, bentoml_env, serve
-from training.data.fashion_mnist import DEBIAN_DIR, is_real, load_pixels, prepare
 from zoo.spec import to_pixels
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 STATIC = REPO / "service" / "static"
-KAGGLE_IMAGES = REPO.parent / "shared" / "data" / "kaggle-fashion-small" / "images"
 KAGGLE_PHOTO = "19311.jpg"   # a pair of casual shoes, 60x80, on white
 WAIT_MS = 60_000             # the first answers can be slow on a busy 2-core machine
 
@@ -82,45 +81,23 @@ def reports(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fashion_mnist_png(fmnist_dir, tmp_path_factory) -> tuple[bytes, str]:
+def fashion_mnist_png(fmnist_dir) -> tuple[bytes, str]:
     """(PNG bytes of Fashion-MNIST test image 0, where it came from): the real dataset when this
-    machine has it (the repo's data/ or Debian's dataset-fashion-mnist), else the synthetic test set."""
-    if is_real(REPO / "data"):
-        data_dir, source = REPO / "data", "real Fashion-MNIST (data/)"
-    elif DEBIAN_DIR.is_dir():
-        data_dir = tmp_path_factory.mktemp("fashion-mnist")
-        prepare(data_dir)
-        source = f"real Fashion-MNIST ({DEBIAN_DIR})"
-    else:
-        data_dir, source = fmnist_dir, "synthetic Fashion-MNIST (tests/conftest.py)"
-    pixels, _ = load_pixels(data_dir, train=False)
-    return png(Image.fromarray(pixels[0].numpy(), "L")), source
+    machine has it, else the synthetic test set (tests/images.py)."""
+    return fashion_mnist_test_png(fmnist_dir)
 
 
 @pytest.fixture(scope="module")
 def product_photo() -> tuple[bytes, str]:
-    """(JPEG bytes, where it came from): a real Kaggle product photo when the shared subset is
-    here, else a drawn shoe on a white background."""
-    path = KAGGLE_IMAGES / KAGGLE_PHOTO
-    if path.is_file():
-        return path.read_bytes(), f"Kaggle product photo {path.name}"
-    image = Image.new("RGB", (240, 180), "white")
-    draw = ImageDraw.Draw(image)
-    draw.polygon([(20, 130), (60, 60), (110, 70), (150, 110), (220, 120), (225, 150), (20, 150)], fill=(90, 50, 30))
-    draw.rectangle([20, 150, 225, 160], fill=(30, 30, 30))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue(), "a drawn shoe on white (JPEG made by the test)"
+    """(JPEG bytes, where it came from): KAGGLE_PHOTO when the shared Kaggle subset is here, else a
+    drawn shoe on white (tests/images.py)."""
+    real = (KAGGLE_SUBSET / "images" / KAGGLE_PHOTO).is_file()
+    return (product_photos(1, start=KAGGLE_PHOTO)[0],
+            f"Kaggle product photo {KAGGLE_PHOTO}" if real else "a drawn shoe on white (JPEG made by the test)")
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-def png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
 
 def open_page(page, server) -> None:
     page.goto(f"{server.url}/ui/")

@@ -17,7 +17,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from tests.test_openapi import conforms
-from tests.test_service import UPLOADS, _bomb_png, fmnist_test, manifest, png_of, sessions  # noqa: F401
+from tests.images import bomb_png, png_of, uploads
+from tests.test_service import fmnist_test, manifest, sessions  # noqa: F401
 from zoo.registry import list_models
 
 MODELS = list_models("fashion-mnist")   # what a Fashion-MNIST-only export holds
@@ -143,8 +144,8 @@ def test_tensor_logits_equal_local_onnxruntime(triton_client, sessions, fmnist_t
 def test_encoded_images_get_the_logits_of_classify(triton_client, client, fmnist_test, name, binary):
     """Real PNG and JPEG files as BYTES elements: decoded and preprocessed by the service's own code,
     so each gets what POST /classify answers for the same file (auto: the same model, too)."""
-    files = [png_of(fmnist_test[0][0]), png_of(fmnist_test[0][1]), UPLOADS["photo-jpeg-on-white"],
-             UPLOADS["grayscale-jpeg"], UPLOADS["rgba-png"]]
+    files = [png_of(fmnist_test[0][0]), png_of(fmnist_test[0][1]), uploads()["photo-jpeg-on-white"],
+             uploads()["grayscale-jpeg"], uploads()["rgba-png"]]
     outputs = [triton.InferRequestedOutput(o, binary_data=binary) for o in OUTPUTS]
     if name == "auto":
         outputs.append(triton.InferRequestedOutput("model", binary_data=binary))
@@ -212,7 +213,7 @@ def _fp32(shape, size) -> dict:
 
 
 _ONE = np.zeros((1, 1, 28, 28), np.float32).tobytes()
-_PNG = UPLOADS["one-pixel-png"]
+_PNG = uploads()["one-pixel-png"]
 _BYTES_ONE = struct.pack("<I", len(_PNG)) + _PNG
 BAD = {
     # name: (model, body, headers, status, words the error must contain)
@@ -274,7 +275,7 @@ BAD = {
     "gzip": (None, _body(), {"Content-Encoding": "gzip"}, 400, "uncompressed"),
     "over-256-images": (None, *_binary(_fp32([257, 1, 28, 28], 257 * len(_ONE)), _ONE * 257), 413, "256"),
     "over-40-megapixels": (None, _body([{"name": "image_bytes", "datatype": "BYTES", "shape": [1],
-                                         "data": [base64.b64encode(_bomb_png()).decode()]}]), {}, 413, "pixels"),
+                                         "data": [base64.b64encode(bomb_png()).decode()]}]), {}, 413, "pixels"),
     "over-64-mib": (None, b"{" + b" " * (64 * MiB), {}, 413, "over the limit"),
 }
 

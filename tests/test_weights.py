@@ -18,7 +18,8 @@ import torch
 from release import formats
 from release.publish import collect, dirty_code, recipe_problems, write
 from release.verify_weights import differences
-from tests.conftest import REAL_FASHION_MNIST, run_export, synthetic_images
+from tests.conftest import REAL_FASHION_MNIST, run_export
+from tests.images import KAGGLE_SUBSET, png_of, synthetic_images
 from training.checkpoint import load_checkpoint
 from zoo import load_model, weights_meta
 from zoo.errors import ZooError
@@ -27,7 +28,6 @@ from zoo.registry import default_preprocess, describe, get_entry, list_models
 from zoo.spec import CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
-KAGGLE_SUBSET = REPO.parent / "shared" / "data" / "kaggle-fashion-small"
 SHIPPED = shipped_manifest()["models"]
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="nothing published in weights/ yet")
 
@@ -343,7 +343,6 @@ def test_verify_lists_every_difference():
 @needs_shipped
 def test_serve_imports_the_shipped_zoo_into_an_empty_store_and_an_export_wins(exported_zoo, tmp_path):
     import httpx
-    from PIL import Image
 
     from tests.service_server import bentoml_env, serve
 
@@ -361,9 +360,7 @@ def test_serve_imports_the_shipped_zoo_into_an_empty_store_and_an_export_wins(ex
     assert "imported" not in shipped_step()  # imported once
     with serve(home, tmp_path / "serve.log") as server:
         images, labels = synthetic_images(1, seed=5)
-        png = tmp_path / "item.png"
-        Image.fromarray(images[0]).save(png)
-        r = httpx.post(f"{server.url}/classify?model=all", files={"image": png.read_bytes()}, timeout=60)
+        r = httpx.post(f"{server.url}/classify?model=all", files={"image": png_of(images[0])}, timeout=60)
         assert r.status_code == 200, r.text
         assert {x["model"] for x in r.json()["results"]} == set(SHIPPED)
         models = httpx.get(f"{server.url}/models", timeout=60).json()

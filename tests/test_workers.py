@@ -1,33 +1,19 @@
-"""Worker processes: how many (service.workers.choose), and a real server with two workers where
+"""Worker processes: how many (service.workers.worker_count), and a real server with two workers where
 readiness, the one-time store check, /metrics and the web page are right across both."""
-import io
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
-import numpy as np
 import psutil
 import pytest
-from PIL import Image
 
 from service import workers
+from tests.images import grey_png
 
 WORKER_SCRIPT = "_bentoml_impl.worker.service"
-
-
-def _png() -> bytes:
-    buf = io.BytesIO()
-    image = np.full((28, 28), 30, np.uint8)
-    image[6:22, 8:20] = 200
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-PNG = _png()
+PNG = grey_png(30, box=(8, 6, 20, 22), ink=200)   # a light item on a dark 28x28 background
 
 
 def test_default_is_one_worker_per_core_and_the_environment_overrides():
@@ -42,25 +28,6 @@ def test_default_is_one_worker_per_core_and_the_environment_overrides():
 def test_a_bad_worker_count_says_what_to_give(text):
     with pytest.raises(ValueError, match="whole number >= 1"):
         workers.worker_count(gpu=False, env={"FASHION_ZOO_WORKERS": text})
-
-
-def test_readiness_counts_live_workers_only(tmp_path, monkeypatch):
-    """Markers of live processes count, a dead worker's marker does not."""
-    monkeypatch.setattr(workers, "_ready_dir", lambda pid: tmp_path / str(pid))
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    mine = workers.Readiness(expected=2)
-    mine.mark_ready()
-    (mine.dir / str(dead.pid)).write_text(str(dead.pid))
-    assert not mine.all_ready()
-    assert not (mine.dir / str(dead.pid)).exists()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (mine.dir / str(other.pid)).write_text(str(other.pid))
-        assert mine.all_ready()
-    finally:
-        other.kill()
-        other.wait()
 
 
 @pytest.fixture(scope="module")
@@ -83,23 +50,29 @@ def _worker_pids(server) -> list[int]:
     return sorted(pids)
 
 
+def _loaded(server) -> set[int]:
+    """The workers that have loaded and verified their zoo: each logs so at the end of its start-up."""
+    return {int(pid) for pid in re.findall(r"fashion-zoo worker (\d+): ", server.output())}
+
+
 def test_two_workers_start_log_once_and_are_all_ready(two_workers):
     pids = _worker_pids(two_workers)
     assert len(pids) == 2
     log = two_workers.output()
     # The start-up line and the store check run once, in the server process, not per worker.
     assert len(re.findall(r"fashion-zoo: 2 worker process\(es\): FASHION_ZOO_WORKERS=2", log)) == 1
-    ready_dir = workers._ready_dir(two_workers.proc.pid)
-    assert sorted(int(p.name) for p in ready_dir.iterdir()) == pids  # each loaded and verified its zoo
+    deadline = time.monotonic() + 60  # /readyz said 200 once one worker was ready
+    while time.monotonic() < deadline and not set(pids) <= _loaded(two_workers):
+        time.sleep(0.2)
+    assert set(pids) <= _loaded(two_workers)  # each loaded and verified its zoo
     for _ in range(6):  # new connections, answered by either worker
         assert httpx.get(f"{two_workers.url}/readyz").status_code == 200
 
 
 def test_classify_metrics_and_page_across_workers(two_workers):
-    png = PNG
     n = 24
     for _ in range(n):  # a new connection each: the kernel hands them to both workers
-        r = httpx.post(f"{two_workers.url}/classify", files={"image": ("x.png", png, "image/png")})
+        r = httpx.post(f"{two_workers.url}/classify", files={"image": ("x.png", PNG, "image/png")})
         assert r.status_code == 200 and "label" in r.json()
     totals = set()
     for _ in range(4):  # /metrics from whichever worker answers: the sum over both
@@ -123,7 +96,13 @@ def test_a_killed_worker_is_replaced_and_serves(two_workers):
             break
         time.sleep(0.3)
     assert len(pids) == 2 and victim not in pids
-    png = PNG
-    for _ in range(8):
-        r = httpx.post(f"{two_workers.url}/classify", files={"image": ("x.png", png, "image/png")})
-        assert r.status_code in (200, 503)  # the new worker answers 503 until its zoo is loaded
+    # While the new worker loads its zoo it accepts no connection: every request meanwhile, each on a
+    # new connection, is answered by the other worker.
+    deadline, answers = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not set(pids) <= _loaded(two_workers):
+        answers.append(httpx.post(f"{two_workers.url}/classify", files={"image": ("x.png", PNG, "image/png")}))
+    assert set(pids) <= _loaded(two_workers), "the new worker never got ready"
+    assert [r.status_code for r in answers if r.status_code != 200] == [], answers[-1].text
+    for _ in range(8):  # a new connection each: whichever worker takes it answers
+        r = httpx.post(f"{two_workers.url}/classify", files={"image": ("x.png", PNG, "image/png")})
+        assert r.status_code == 200, r.text

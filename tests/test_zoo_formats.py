@@ -9,7 +9,6 @@ import fnmatch
 import gzip
 import hashlib
 import importlib.util
-import io
 import json
 import re
 from pathlib import Path
@@ -22,13 +21,13 @@ from onnx import numpy_helper
 
 from release import cards, formats
 from tests.conftest import REAL_FASHION_MNIST
+from tests.images import KAGGLE_SUBSET, png_of
 from zoo import load_model
 from zoo.model import macs_per_image
 from zoo.pretrained import shipped_manifest, weights_dir
 from zoo.registry import list_models
 
 REPO = Path(__file__).resolve().parents[1]
-KAGGLE_SUBSET = REPO.parent / "shared" / "data" / "kaggle-fashion-small"
 ROOT = weights_dir()
 MANIFEST = shipped_manifest()
 SHIPPED = MANIFEST["models"]
@@ -119,8 +118,6 @@ def kaggle_root(e: dict) -> Path | None:
 def preprocessing_mismatches(name: str, x: np.ndarray, sources: dict) -> list[str]:
     """Every input row that is not the service's decoding and preprocessing of its original image
     (a Fashion-MNIST image is uploaded as the PNG of its pixels; a photo as its JPEG file)."""
-    from PIL import Image
-
     from service.imaging import decode
     from zoo.spec import preprocess
 
@@ -138,9 +135,7 @@ def preprocessing_mismatches(name: str, x: np.ndarray, sources: dict) -> list[st
         originals = []
         for s in sources["images"]:
             assert labels[s["index"]] == s["label"] and sha256(pixels[s["index"]].tobytes()) == s["sha256"]
-            png = io.BytesIO()
-            Image.fromarray(pixels[s["index"]], "L").save(png, format="PNG")
-            originals.append(png.getvalue())
+            originals.append(png_of(pixels[s["index"]]))
     out = []
     for i, (s, data) in enumerate(zip(sources["images"], originals)):
         if e["dataset"] == "kaggle" and sha256(data) != s["sha256"]:

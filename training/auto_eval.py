@@ -29,6 +29,8 @@ from zoo.registry import assembled_models, photo_models
 from zoo.spec import preprocess
 
 from .checkpoint import build_model, checkpoints_dir, finished_checkpoints
+from .data.kaggle import add_split_arguments, load
+from .report import best_single
 
 FASHION_IMAGES = 2000  # Fashion-MNIST test images sent through the rule (the first ones; also all)
 SETS = ("fashion-mnist", "fashion-mnist-all", "kaggle")  # the image sets auto.json reports
@@ -102,8 +104,6 @@ def kaggle_photos(kaggle_dir: str | os.PathLike, val_fraction: float, split_seed
     """The Kaggle held-out test photos as their original JPEGs, opened by PIL."""
     from PIL import Image
 
-    from .data.kaggle import load
-
     splits, _, _ = load(kaggle_dir, val_fraction, split_seed, quiet=True)
     test = splits["test"]
     images = []
@@ -142,10 +142,8 @@ def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | No
         for key in SETS:
             if key in out:
                 r = out[key]
-                # A single model is a trained one; an assembled model (the ensemble) is shown beside it.
-                singles = {n: a for n, a in r["single_acc"].items() if n not in assembled_models()}
-                best = max(singles or r["single_acc"], key=r["single_acc"].get)
-                also = "".join(f", {n} {100 * a:.2f}%" for n, a in r["single_acc"].items() if n not in singles)
+                best = best_single(r["single_acc"])  # an assembled model (the ensemble) is shown beside it
+                also = "".join(f", {n} {100 * a:.2f}%" for n, a in r["single_acc"].items() if n in assembled_models())
                 print(f"[auto] {r['data']}: {100 * r['auto_acc']:.2f}% top-1 (best single model "
                       f"{best} {100 * r['single_acc'][best]:.2f}%{also}); routed {r['routed']}", file=sys.stderr)
     return out
@@ -202,9 +200,7 @@ def main() -> None:
     parser = ArgumentParser(prog="python -m training.auto_eval", description=__doc__)
     parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--kaggle-dir", default="data/kaggle")
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each Kaggle class")
+    add_split_arguments(parser)
     parser.add_argument("--fashion-images", type=int, default=FASHION_IMAGES)
     parser.add_argument("--url", help="score a running service over HTTP instead (e.g. http://127.0.0.1:3000)")
     args = parser.parse_args()

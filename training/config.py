@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from zoo.cli import ArgumentParser
+
 
 @dataclass
 class TrainConfig:
@@ -42,8 +44,8 @@ class TrainConfig:
     # `epochs` is not among them: training longer continues from the last finished epoch (except
     # under a schedule, which spans all epochs).
     IDENTITY = ("model", "lr", "batch_size", "seed", "split_seed", "val_fraction", "trainval", "threads")
-    # Added after the first models were trained: part of the identity only when they differ from
-    # the study's recipe, so the checkpoints trained before them stay valid.
+    # Part of the identity only when they differ from the study's recipe, so a checkpoint whose
+    # identity lacks them (made before the field existed) still matches a run with the recipe's value.
     IDENTITY_WHEN_CHANGED = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0,
                        "portable": False, "class_weights": "none", "jitter": 0.0}
     RECIPE = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "hflip": False, "schedule": "constant",
@@ -115,8 +117,10 @@ def _parse_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One --flag per TrainConfig field, typed like the field, defaulting to the dataclass."""
+def config_parser(prog: str, description: str, skip: tuple[str, ...] = ()) -> ArgumentParser:
+    """The parser of a training command (its module docstring, as written, for `description`): one
+    --flag per TrainConfig field but `skip`, typed like the field, defaulting to the dataclass."""
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
@@ -125,6 +129,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         default = "the model's recipe" if f.default is None else f.default
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=f.default,
                             metavar=str(f.type).split(" |")[0].upper(), help=f"(default: {default})")
+    return parser
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:

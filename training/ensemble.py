@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import os
 import sys
 from typing import Any
@@ -29,11 +28,13 @@ import torch
 
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
+from zoo.model import log_mean_probability
 from zoo.registry import (assembled_models, default_preprocess, ensemble_candidates, ensemble_kwargs, get_entry,
                           get_model)
 
 from . import portable
-from .checkpoint import checkpoint_file, finished_checkpoints, checkpoints_dir, load_checkpoint, make_checkpoint, save_atomic
+from .checkpoint import (build_model, checkpoint_file, checkpoints_dir, finished_checkpoints, load_checkpoint,
+                         make_checkpoint, save_atomic)
 from .config import parse_bool
 from .data import Split
 from .metrics import evaluate, per_class_accuracy, predict
@@ -59,11 +60,6 @@ def log_probs(model: torch.nn.Module, split: Split, batch_size: int = 1000) -> t
     return torch.cat([model(split.x[i:i + batch_size]).log_softmax(dim=1) for i in range(0, len(split), batch_size)])
 
 
-def combined(members: list[torch.Tensor]) -> torch.Tensor:
-    """log of the mean probability of `members` (log-softmax outputs), as zoo.model.Ensemble computes it."""
-    return torch.logsumexp(torch.stack(members), dim=0) - math.log(len(members))
-
-
 def greedy_select(candidates: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[list[str], list[dict[str, Any]]]:
     """Greedy forward selection: (members in the order chosen, the trace: after each addition the
     member added and the validation top-1 of the mean probability). `candidates` maps each name
@@ -75,7 +71,7 @@ def greedy_select(candidates: dict[str, torch.Tensor], y: torch.Tensor) -> tuple
         scores = {}
         for name, lp in candidates.items():
             if name not in chosen:
-                pred = combined([candidates[n] for n in chosen] + [lp]).argmax(dim=1)
+                pred = log_mean_probability([candidates[n] for n in chosen] + [lp]).argmax(dim=1)
                 scores[name] = int((pred == y).sum()) / len(y)
         name = max(scores, key=scores.get)  # ties: the first
         if scores[name] <= best:
@@ -170,8 +166,6 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
     threads = torch.get_num_threads()
     torch.set_num_threads(ident["threads"])  # the members were scored with one thread: the same figures
     try:
-        from .checkpoint import build_model
-
         scores: dict[str, torch.Tensor] = {}
         with tqdm(members.items(), desc=f"{name}: scoring candidates", unit="model", disable=quiet,
                   leave=False, file=sys.stderr) as bar:

@@ -18,7 +18,7 @@ from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 
 from .checkpoint import build_model, finished_checkpoints, save_atomic
-from .data.kaggle import KaggleSplit, Summary, load
+from .data.kaggle import KaggleSplit, Summary, add_split_arguments, load
 from .metrics import confusion_matrix, per_class_accuracy, predict
 
 
@@ -70,9 +70,7 @@ def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fr
 def main() -> None:
     parser = ArgumentParser(prog="python -m training.kaggle_eval", description=__doc__)
     parser.add_argument("--artifacts", default="artifacts")
-    parser.add_argument("--kaggle-dir", default="data/kaggle")
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each class")
+    add_split_arguments(parser)
     args = parser.parse_args()
     evaluate(args.artifacts, args.kaggle_dir, args.val_fraction, args.split_seed)
 

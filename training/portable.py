@@ -37,6 +37,9 @@ import platform
 import sys
 from typing import Any
 
+from zoo.cli import ArgumentParser, cli
+from zoo.errors import ZooError
+
 ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 MODES = ("native", "portable")
 _FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
@@ -63,8 +66,6 @@ def reexec(module: str, argv: list[str] | None = None) -> None:
 def apply() -> None:
     """The run-time switches of the portable mode, in this process (the environment is `reexec`'s)."""
     import torch
-
-    from zoo.errors import ZooError
 
     if not env_ready():
         missing = " ".join(f"{k}={v}" for k, v in ENV.items())
@@ -120,7 +121,7 @@ def make_optimizer(params, lr: float, portable: bool):
     return _adam_class()(params, lr=lr) if portable else torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-@functools.cache
+@functools.cache  # the class is built on first use: importing this module does not import torch
 def _adam_class():
     import torch
 
@@ -155,12 +156,6 @@ def _adam_class():
             return loss
 
     return Adam
-
-
-def __getattr__(name: str):
-    if name == "Adam":  # built on first use: importing this module does not import torch
-        return _adam_class()
-    raise AttributeError(name)
 
 
 def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: bool = True,
@@ -217,13 +212,13 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
 SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")
 
 
+@cli
 def main() -> None:
     """python -m training.portable [--model baseline] [--steps 300] [--native]: one line of JSON
     with the sha256 of the weights after `--steps` Adam steps (the check of docs/training.md)."""
-    import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m training.portable", description=main.__doc__)
+    p = ArgumentParser(prog="python -m training.portable", description=main.__doc__)
     p.add_argument("--model", default="baseline")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=32)

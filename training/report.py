@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import ArgumentParser, cli
+from zoo.cli import ArgumentParser, cli, pct
 from zoo.fileio import replacing, write_atomic
 from zoo.registry import assembled_models
 from zoo.spec import CLASSES
@@ -47,10 +47,6 @@ def row(ckpt: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
-
-
 def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | None = None) -> str:
     lines = [
         "# Results", "",
@@ -66,16 +62,16 @@ def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | 
         st = "–" if study[0] is None else f"{study[0]:.2f}"
         sv = "–" if study[1] is None else f"{study[1]:.2f}"
         epochs, seconds = (("assembled", "–") if "members" in r else (r["epochs"], f"{r['seconds']:.0f}"))
-        lines.append(f"| `{name}` | {r['params']:,} | {_pct(r['train_acc'])} | {_pct(r['val_acc'])} | "
-                     f"{_pct(r['test_acc'])} | {st} | {sv} | {epochs} | {seconds} |")
+        lines.append(f"| `{name}` | {r['params']:,} | {pct(r['train_acc'])} | {pct(r['val_acc'])} | "
+                     f"{pct(r['test_acc'])} | {st} | {sv} | {epochs} | {seconds} |")
     retrained = [n for n, r in results.items() if "retrain_of" in r]
     for name in retrained:
         base = results[name]["retrain_of"]
         lines += [
             "", f"## Train vs train+validation ({base}, best by validation accuracy)", "",
             "| model | trained on | test (ours) | test (study, numfilters) |", "|---|---|---:|---:|",
-            f"| `{base}` | 48,000 train | {_pct(results[base]['test_acc'])} | {STUDY_TEST['numfilters']:.2f} |",
-            f"| `{name}` | 60,000 train+val | {_pct(results[name]['test_acc'])} | "
+            f"| `{base}` | 48,000 train | {pct(results[base]['test_acc'])} | {STUDY_TEST['numfilters']:.2f} |",
+            f"| `{name}` | 60,000 train+val | {pct(results[name]['test_acc'])} | "
             f"{STUDY_TEST['numfilters+trainval']:.2f} |",
         ]
     lines += ensemble_markdown(results)
@@ -102,9 +98,9 @@ def ensemble_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
         ]
         for i, step in enumerate(r["selection"], 1):
             own = results.get(step["added"], {})
-            lines.append(f"| {i} | `{step['added']}` | {_pct(step['val_acc'])} | {_pct(own.get('val_acc'))} | "
-                         f"{_pct(own.get('test_acc'))} |")
-        lines.append(f"| | **`{name}`** | **{_pct(r['val_acc'])}** | | **{_pct(r['test_acc'])}** |")
+            lines.append(f"| {i} | `{step['added']}` | {pct(step['val_acc'])} | {pct(own.get('val_acc'))} | "
+                         f"{pct(own.get('test_acc'))} |")
+        lines.append(f"| | **`{name}`** | **{pct(r['val_acc'])}** | | **{pct(r['test_acc'])}** |")
     return lines
 
 
@@ -133,7 +129,7 @@ def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
             "", f"## {names}: Kaggle product photos", "",
             "Test top-1 on a fixed, stratified 20% of the usable photos"
             + (f" ({sum(n):,} images)" if n else "") + ": "
-            + ", ".join(f"`{name}` {_pct(r['test_acc'])}%" for name, r in photos.items())
+            + ", ".join(f"`{name}` {pct(r['test_acc'])}%" for name, r in photos.items())
             + f"; the study reported {STUDY_TEST['kaggle']:.2f}% for `kaggle` on the full dataset. That 20% "
             "is these models' test set and their per-epoch curve: they have no separate validation accuracy.", "",
             "| class | test images | " + " | ".join(f"`{name}`" for name in photos) + " |",
@@ -141,10 +137,10 @@ def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
         ]
         for i, c in enumerate(CLASSES):
             images = f"{n[i]:,}" if n else "–"
-            cells = " | ".join(_pct(r.get("test_per_class", {}).get(c)) for r in photos.values())
+            cells = " | ".join(pct(r.get("test_per_class", {}).get(c)) for r in photos.values())
             lines.append(f"| {c} | {images} | {cells} |")
         lines.append("| **balanced** (mean over the classes with photos) | | "
-                     + " | ".join(_pct(balanced_accuracy(r.get("test_per_class", {}))) for r in photos.values()) + " |")
+                     + " | ".join(pct(balanced_accuracy(r.get("test_per_class", {}))) for r in photos.values()) + " |")
         drawn = [name for name, r in photos.items() if r.get("test_confusion")]
         if drawn:
             lines += ["", "Where the photos go wrong (test photos, true → predicted, the pairs with the most "
@@ -177,9 +173,16 @@ def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
                 for n, r in cross.items()]
         rows += [(n, r["test_acc"], r["test_acc"], r.get("test_per_class", {})) for n, r in photos.items()]
         for name, own, acc, per_class in rows:
-            cells = " | ".join(_pct(per_class.get(c)) for c in CLASSES)
-            lines.append(f"| `{name}` | {_pct(own)} | {_pct(acc)} | {cells} |")
+            cells = " | ".join(pct(per_class.get(c)) for c in CLASSES)
+            lines.append(f"| `{name}` | {pct(own)} | {pct(acc)} | {cells} |")
     return lines
+
+
+def best_single(single_acc: dict[str, float]) -> str:
+    """The best single model of {model: top-1}: a trained one (an assembled model averages several
+    of them), unless there is none."""
+    singles = {n: a for n, a in single_acc.items() if n not in assembled_models()} or single_acc
+    return max(singles, key=singles.get)
 
 
 def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
@@ -198,23 +201,27 @@ def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
     for key in ("fashion-mnist", "fashion-mnist-all", "kaggle"):
         if key in auto:
             r = auto[key]
-            # A single model is a trained one: an assembled model averages several of them.
-            singles = {n: a for n, a in r["single_acc"].items() if n not in assembled_models()} or r["single_acc"]
-            best = max(singles, key=singles.get)
+            best = best_single(r["single_acc"])
             routed = ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items())
-            every = ", ".join(f"`{n}` {_pct(a)}" for n, a in r["single_acc"].items())
-            lines.append(f"| {r['data']} | {_pct(r['auto_acc'])} | {routed} | `{best}` {_pct(r['single_acc'][best])} "
+            every = ", ".join(f"`{n}` {pct(a)}" for n, a in r["single_acc"].items())
+            lines.append(f"| {r['data']} | {pct(r['auto_acc'])} | {routed} | `{best}` {pct(r['single_acc'][best])} "
                          f"({100 * (r['auto_acc'] - r['single_acc'][best]):+.2f} points) | {every} |")
     return lines
 
 
-def plot_curves(name: str, history: list[dict[str, float]], path: Path,
-                val_label: str = "validation") -> None:
+def _pyplot():
+    """matplotlib.pyplot, drawing to files only (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curves(name: str, history: list[dict[str, float]], path: Path,
+                val_label: str = "validation") -> None:
+    plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("train", "train"), ("val", val_label)):
@@ -231,11 +238,7 @@ def plot_curves(name: str, history: list[dict[str, float]], path: Path,
 
 
 def plot_val_loss(histories: dict[str, list[dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, history in histories.items():
         ax.plot([h["epoch"] for h in history], [h["val_loss"] for h in history], marker=".", label=name)
@@ -248,12 +251,9 @@ def plot_val_loss(histories: dict[str, list[dict[str, float]]], path: Path) -> N
 
 def plot_confusion(name: str, confusion: list[list[int]], path: Path) -> None:
     """Counts, true class down and predicted class across, shaded by the share of each row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    plt = _pyplot()
     counts = np.array(confusion)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(8, 7))
@@ -273,13 +273,11 @@ def plot_confusion(name: str, confusion: list[list[int]], path: Path) -> None:
 
 
 def _save_fig(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     try:
         with replacing(path, suffix=path.suffix) as tmp:  # savefig picks the format from the name
             fig.savefig(tmp, dpi=100)
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
 def write_reports(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:

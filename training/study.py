@@ -14,7 +14,6 @@ seven variants.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -26,13 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import RESUMES, ArgumentParser, cli
+from zoo.cli import EXPECTED, RESUMES, cli
 from zoo.errors import ZooError
 from zoo.fileio import write_atomic
 from zoo.registry import describe, trainable_models
 
 from . import portable
-from .config import TrainConfig, add_config_arguments, config_from_args
+from .config import TrainConfig, config_from_args, config_parser
 from .report import STUDY
 
 BATCH_SIZES = (32, 64)
@@ -118,7 +117,7 @@ def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
             c = futures[fut]
             try:
                 r = fut.result()
-            except (ZooError, ValueError, FileNotFoundError) as e:
+            except EXPECTED as e:
                 failed.append(f"{c.model} batch {c.batch_size} seed {c.seed}: {e}")
                 continue
             runs.append(r)
@@ -143,9 +142,7 @@ def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
 
 @cli(interrupted=RESUMES)
 def main() -> None:
-    parser = ArgumentParser(prog="python -m training.study", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, skip=("model", "trainval", "batch_size", "seed", "dev"))
+    parser = config_parser("python -m training.study", __doc__, skip=("model", "trainval", "batch_size", "seed", "dev"))
     parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds 0..N-1 per batch size (default: %(default)s)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES),
                         help="(default: %(default)s)")

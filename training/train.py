@@ -8,7 +8,6 @@ command again resumes from the last finished epoch, or does nothing if training 
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -17,21 +16,17 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from zoo.cli import RESUMES, ArgumentParser, cli
+from zoo.cli import RESUMES, cli
 from zoo.errors import ZooError
 from zoo.registry import default_preprocess, get_entry, get_model
 from zoo.spec import CLASSES
 
 from . import portable
 from .checkpoint import checkpoint_path, load_checkpoint, make_checkpoint, save_atomic
-from .config import TrainConfig, add_config_arguments, config_from_args
+from .config import TrainConfig, config_from_args, config_parser
 from .data import Split
 from .data.select import load_data
 from .metrics import evaluate, per_class_accuracy, predict
-
-
-def steps_per_epoch(split: Split, batch_size: int) -> int:
-    return math.ceil(len(split) / batch_size)
 
 
 def cosine_lr(peak: float, total_steps: int) -> Callable[[int], float]:
@@ -183,7 +178,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
     if not quiet and not history:
         print(f"[{cfg.model}] {params:,} parameters, {len(train_split):,} training images, "
               f"config {cfg.to_dict()}", file=sys.stderr)
-    steps = steps_per_epoch(train_split, cfg.batch_size)
+    steps = math.ceil(len(train_split) / cfg.batch_size)  # optimiser steps per epoch
     lr_at = cosine_lr(cfg.lr, steps * cfg.epochs) if cfg.schedule == "cosine" else None
     weight = class_weights(train_split.y, cfg.class_weights, len(CLASSES))
     for epoch in range(len(history) + 1, cfg.epochs + 1):
@@ -230,10 +225,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
 
 @cli(interrupted=RESUMES)
 def main() -> None:
-    parser = ArgumentParser(prog="python -m training.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
-    cfg = config_from_args(parser.parse_args())
+    cfg = config_from_args(config_parser("python -m training.train", __doc__).parse_args())
     get_entry(cfg.model)
     if cfg.portable:
         portable.reexec("training.train")

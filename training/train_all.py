@@ -9,7 +9,6 @@ Models train in parallel worker processes (one thread each, so results are ident
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import sys
@@ -20,12 +19,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
-from zoo.cli import RESUMES, ArgumentParser, cli
+from zoo.cli import EXPECTED, RESUMES, cli
 from zoo.errors import ZooError
 from zoo.registry import assembled_models, describe, get_entry, list_models, trainable_models
 
 from . import portable
-from .config import TrainConfig, add_config_arguments, config_from_args
+from .config import TrainConfig, config_from_args, config_parser
 
 _slot: Any = None
 # Training images per epoch, by dataset (the Kaggle figure is the local copy's): only to order the jobs
@@ -48,7 +47,7 @@ def _train_one(cfg: TrainConfig) -> tuple[str, float | None, str | None]:
     try:
         ckpt = train(cfg, position=_slot or 0)
         return name, ckpt["metrics"]["val_acc"], None
-    except (ZooError, ValueError, FileNotFoundError) as e:
+    except EXPECTED as e:
         return name, None, str(e)
 
 
@@ -59,7 +58,7 @@ def _assemble(artifacts: str, data_dir: str) -> tuple[str, float | None, str | N
     try:
         build_all(artifacts, data_dir)
         return "ensemble", None, None
-    except (ZooError, ValueError, FileNotFoundError) as e:
+    except EXPECTED as e:
         return "ensemble", None, str(e)
 
 
@@ -130,7 +129,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
 
         try:
             evaluate(cfg.artifacts, cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed)
-        except (ZooError, ValueError, FileNotFoundError) as e:
+        except EXPECTED as e:
             failed["kaggle evaluation"] = str(e)
             print(f"error: {e}", file=sys.stderr)
     # model=auto, the service's default, scored as the service runs it (reports/auto.json).
@@ -139,7 +138,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     try:
         evaluate_auto(cfg.artifacts, cfg.data_dir, cfg.kaggle_dir if kaggle_available(cfg) else None,
                       cfg.val_fraction, cfg.split_seed)
-    except (ZooError, ValueError, FileNotFoundError) as e:
+    except EXPECTED as e:
         failed["auto evaluation"] = str(e)
         print(f"error: {e}", file=sys.stderr)
     results = write_reports(cfg.artifacts)
@@ -153,9 +152,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
 
 @cli(interrupted=RESUMES)
 def main() -> None:
-    parser = ArgumentParser(prog="python -m training.train_all", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, skip=("model", "trainval"))
+    parser = config_parser("python -m training.train_all", __doc__, skip=("model", "trainval"))
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="models trained at once (default: 2, or 1 on a one-core machine)")
     args = parser.parse_args()

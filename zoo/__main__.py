@@ -7,12 +7,9 @@ described with the members its shipped weights hold, else with every candidate m
 import argparse
 import json
 
+from .cli import pct
 from .pretrained import shipped_manifest
 from .registry import describe, get_entry, list_models
-
-
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
 
 
 def main() -> None:
@@ -41,8 +38,8 @@ def main() -> None:
     for r in rows:
         m = r["metrics"] or {}
         print(f"{r['name']:<15} {r['params']:>8,}  {r['macs']:>10,}  {r['dataset']:<14} "
-              f"{'shipped' if r['shipped_weights'] else 'none':<8} {_pct(m.get('val_acc')):>6} "
-              f"{_pct(m.get('test_acc')):>6}  {r['description']}"
+              f"{'shipped' if r['shipped_weights'] else 'none':<8} {pct(m.get('val_acc')):>6} "
+              f"{pct(m.get('test_acc')):>6}  {r['description']}"
               + (f" ({'members' if r['shipped_weights'] else 'candidates'}: {' + '.join(r['members'])})"
                  if "members" in r else ""))
     missing = [r["name"] for r in rows if not r["shipped_weights"]]

@@ -1,5 +1,5 @@
 """Command-line plumbing shared by every `python -m ...` tool: one-line errors saying what is wrong
-and what to do, and an argparse that reports a bad argument in one line."""
+and what to do, an argparse that reports a bad argument in one line, and the tables' percentages."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from .errors import ZooError
 
 
 RESUMES = "finished epochs are saved; run the same command again to resume"  # what training says on Ctrl-C
+EXPECTED = (ZooError, ValueError, FileNotFoundError)  # failures told in one line, never a traceback
 
 
 def cli(main: Callable[[], None] | None = None, *, interrupted: str | None = None) -> Any:
@@ -25,7 +26,7 @@ def cli(main: Callable[[], None] | None = None, *, interrupted: str | None = Non
     def wrapper() -> None:
         try:
             main()
-        except (ZooError, ValueError, FileNotFoundError) as e:
+        except EXPECTED as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
@@ -33,6 +34,11 @@ def cli(main: Callable[[], None] | None = None, *, interrupted: str | None = Non
             sys.exit(130)
 
     return wrapper
+
+
+def pct(fraction: float | None) -> str:
+    """A fraction as the tables print it, in percent with two decimals ("–" for none)."""
+    return "–" if fraction is None else f"{100 * fraction:.2f}"
 
 
 class ArgumentParser(argparse.ArgumentParser):

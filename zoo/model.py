@@ -81,9 +81,14 @@ class Ensemble(nn.Module):
         self.input_shape = shapes.pop()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # log(mean(softmax)) as logsumexp of log-softmax: no underflow for confident members.
-        log_probs = torch.stack([m(x).log_softmax(dim=1) for m in self.members])
-        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+        return log_mean_probability([m(x).log_softmax(dim=1) for m in self.members])
+
+
+def log_mean_probability(log_probs: list[torch.Tensor]) -> torch.Tensor:
+    """log of the mean probability of several models' log-softmax outputs (the ensemble's output;
+    training/ensemble.py selects members with it). logsumexp of log-softmax: no underflow for
+    confident members."""
+    return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
 
 
 def macs_per_image(model) -> int:

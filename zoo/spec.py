@@ -17,7 +17,6 @@ CLASSES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-NUM_CLASSES = len(CLASSES)
 INPUT_SIZE = 28
 MEAN = 0.5
 STD = 0.5
@@ -37,7 +36,7 @@ FASHION_MNIST_PREPROCESS: dict[str, Any] = {
 
 def input_shape(spec: dict[str, Any]) -> tuple[int, int, int]:
     """(channels, height, width) of the tensor a spec makes. A spec without `channels`, `height` and
-    `width` is a grey square of `size` (every spec written before colour existed)."""
+    `width` is a grey square of `size` (the Fashion-MNIST spec's form)."""
     size = spec.get("size")
     return (int(spec.get("channels", 1)), int(spec.get("height", size)), int(spec.get("width", size)))
 

@@ -73,6 +73,11 @@ COLUMNS = ("id", "articleType", "productDisplayName")  # the columns the loader 
 class KaggleSplit(Split):
     ids: torch.Tensor   # (N,) int64: the styles.csv id (image file name) of each row
 
+    def take(self, idx: np.ndarray) -> KaggleSplit:
+        """The rows `idx` of this split."""
+        t = torch.from_numpy(idx)
+        return KaggleSplit(self.x[t], self.y[t], self.ids[t])
+
 
 @dataclass
 class Summary:
@@ -206,23 +211,14 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def load_kaggle(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: int = 0,
-                ) -> tuple[dict[str, KaggleSplit], dict[str, Any]]:
-    """The trainer's view: ({'train', 'val', 'test'}, the `kaggle` model's preprocessing).
-
-    `val_fraction` is the held-out share of each class; 'val' is that held-out test split itself.
-    """
-    splits, spec, _ = load(kaggle_dir, val_fraction, split_seed)
-    return splits, spec
-
-
 def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: int = 0,
          preprocess: dict[str, Any] | None = None, quiet: bool = False,
          ) -> tuple[dict[str, KaggleSplit], dict[str, Any], Summary]:
-    """load_kaggle with a choice of preprocessing (default: the `kaggle` model's), and the counts.
+    """({'train', 'val', 'test'}, the preprocessing they were made with, the counts).
 
-    The usable images, hence the split, do not depend on the preprocessing: every model is
-    scored on the same photos.
+    `val_fraction` is the held-out share of each class; 'val' is that held-out test split itself.
+    `preprocess` defaults to the `kaggle` model's. The usable images, hence the split, do not depend
+    on the preprocessing: every model is scored on the same photos.
     """
     spec = dict(preprocess or default_preprocess("kaggle"))
     items, summary = read_styles(kaggle_dir)
@@ -230,20 +226,14 @@ def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: i
     if len(ids) == 0:
         raise ZooError(f"no usable images in {kaggle_dir} ({'; '.join(summary.lines()[:3])}); {GET_IT}")
     train_idx, test_idx = stratified_split(labels, val_fraction, split_seed)
-    x = torch.from_numpy(to_input(pixels, spec))
-    y, pid = torch.from_numpy(labels), torch.from_numpy(ids)
-
-    def part(idx: np.ndarray) -> KaggleSplit:
-        t = torch.from_numpy(idx)
-        return KaggleSplit(x[t], y[t], pid[t])
-
-    test = part(test_idx)
+    every = KaggleSplit(torch.from_numpy(to_input(pixels, spec)), torch.from_numpy(labels), torch.from_numpy(ids))
+    test = every.take(test_idx)
     summary.images, summary.train, summary.test = len(ids), len(train_idx), len(test_idx)
     summary.per_class = {CLASSES[c]: int(n) for c, n in enumerate(np.bincount(labels, minlength=len(CLASSES)))}
     if not quiet:
         for line in summary.lines():
             print(f"[kaggle] {line}", file=sys.stderr)
-    return {"train": part(train_idx), "val": test, "test": test}, spec, summary
+    return {"train": every.take(train_idx), "val": test, "test": test}, spec, summary
 
 
 def download(kaggle_dir: str | os.PathLike) -> str:
@@ -275,14 +265,19 @@ def download(kaggle_dir: str | os.PathLike) -> str:
     return f"linked {found[0].parent} into {dest}"
 
 
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """--kaggle-dir, --split-seed and --val-fraction: which photos, and which of them are held out."""
+    parser.add_argument("--kaggle-dir", default="data/kaggle")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each class")
+
+
 @cli
 def main() -> None:
     parser = ArgumentParser(prog="python -m training.data.kaggle", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("summary", "download"))
-    parser.add_argument("--kaggle-dir", default="data/kaggle")
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out (test) share of each class")
+    add_split_arguments(parser)
     args = parser.parse_args()
     if args.command == "download":
         print(f"Kaggle set {download(args.kaggle_dir)}; `python -m training.data.kaggle summary "

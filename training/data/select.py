@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import torch
-
 from zoo.registry import default_preprocess, get_entry
 
 from ..config import TrainConfig
@@ -17,13 +14,8 @@ def development_split(train: KaggleSplit, fraction: float, split_seed: int) -> d
     """{'train', 'val', 'test'} carved from the training split alone: a fixed, stratified `fraction`
     of it (split seed + 1) is the development set the photo recipes were chosen on."""
     fit, dev = stratified_split(train.y.numpy(), fraction, split_seed + 1)
-
-    def part(idx: np.ndarray) -> KaggleSplit:
-        t = torch.from_numpy(idx)
-        return KaggleSplit(train.x[t], train.y[t], train.ids[t])
-
-    held_out = part(dev)
-    return {"train": part(fit), "val": held_out, "test": held_out}
+    held_out = train.take(dev)
+    return {"train": train.take(fit), "val": held_out, "test": held_out}
 
 
 def load_data(cfg: TrainConfig) -> tuple[dict[str, Split], dict[str, Any]]:
