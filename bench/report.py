@@ -134,7 +134,8 @@ def service_md(sv: dict[str, Any]) -> list[str]:
             growth = ", ".join(f"{100 * g:+.1f}%" for g in so["rss_growth"] or [])
             lines += ["", f"Soak ({w} workers): {so['requests']:,} requests at concurrency {SOAK_C} in "
                           f"{so['seconds']:.0f} s, {so['errors']} errors; worker memory (MB) "
-                          + "; ".join(f"at {int(k):,} requests {v}" for k, v in so["rss_mb"].items())
+                          + "; ".join(f"at {so.get('requests_at', {}).get(k, int(k)):,} requests {v}"
+                                     for k, v in so["rss_mb"].items())
                           + f"; growth {growth}; p99 (ms) "
                           + ", ".join(f"{v:.0f}" for v in so["p99_ms"].values() if v is not None) + "."]
     lines += ["", f"Model `{sv.get('model', '–')}` ({sv.get('store_tag', 'not in the store')}); image: {s['image']}. "
