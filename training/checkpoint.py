@@ -54,7 +54,7 @@ def make_checkpoint(model: nn.Module, *, name: str, kwargs: dict[str, Any], metr
         "format": CHECKPOINT_FORMAT,
         "name": name,
         "kwargs": kwargs,
-        "state_dict": model.state_dict(),
+        "state_dict": {k: v.contiguous() for k, v in model.state_dict().items()},  # in the default layout
         "params": sum(p.numel() for p in model.parameters()),
         "metrics": metrics,
         "history": history,
