@@ -35,12 +35,17 @@ def test_same_seed_same_result(tmp_path, fmnist_dir):
 
 
 def test_resume_ends_with_the_same_weights(tmp_path, fmnist_dir):
-    """Stopping after epoch 1 and resuming gives the weights of an uninterrupted 3-epoch run."""
+    """Stopping after epoch 1 and resuming gives the weights of an uninterrupted 3-epoch run; the
+    native mode trains in channels-last, its checkpoints hold the default layout."""
     straight = train(cfg(tmp_path / "s", fmnist_dir, model="dropout", epochs=3), quiet=True)
     train(cfg(tmp_path / "r", fmnist_dir, model="dropout", epochs=1), quiet=True)
     resumed = train(cfg(tmp_path / "r", fmnist_dir, model="dropout", epochs=3), quiet=True)
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
     assert all(torch.equal(straight["state_dict"][k], resumed["state_dict"][k]) for k in straight["state_dict"])
+    assert all(v.is_contiguous() for v in resumed["state_dict"].values())
+    conv = next(s["exp_avg"] for s in resumed["optimizer"]["state"].values()
+                if s["exp_avg"].dim() == 4 and s["exp_avg"].shape[1] > 1)  # a conv with several input channels
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
 def test_interrupted_run_resumes(tmp_path, fmnist_dir):
