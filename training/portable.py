@@ -161,7 +161,7 @@ def _adam_class():
 def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: bool = True,
                 data_dir: str | None = None, seed: int = 0) -> dict[str, Any]:
     """Train registry model `model_name` for `steps` optimiser steps, one thread, exactly as
-    `training.train` does (same optimizer, same loss), and return the sha256 of its weights: real
+    `training.train` does (same optimizer, same loss, same layout), and return the sha256 of its weights: real
     Fashion-MNIST training images from `data_dir`, else seeded synthetic ones (integers from
     NumPy's PCG64, which no processor changes)."""
     import hashlib
@@ -171,6 +171,8 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
     import torch
 
     from zoo.registry import get_model
+
+    from .train import NATIVE_LAYOUT
 
     if portable:
         apply()
@@ -185,13 +187,15 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
         rng = np.random.default_rng(seed)
         x = torch.from_numpy(rng.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8)).float().div_(127.5).sub_(1.0)
         y = torch.from_numpy(rng.integers(0, 10, n))
+    layout = torch.contiguous_format if portable else NATIVE_LAYOUT
     torch.manual_seed(seed)
-    model = get_model(model_name)
+    model = get_model(model_name).to(memory_format=layout)
     opt = make_optimizer(model.parameters(), 1e-3, portable)
     model.train()
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
-        loss = torch.nn.functional.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size])
+        batch = x[i:i + batch_size].contiguous(memory_format=layout)
+        loss = torch.nn.functional.cross_entropy(model(batch), y[i:i + batch_size])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -199,7 +203,7 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
     digest = hashlib.sha256()
     for key, value in model.state_dict().items():
         digest.update(key.encode())
-        digest.update(value.numpy().tobytes())
+        digest.update(value.contiguous().numpy().tobytes())
     # What the processor says of itself through CPUID (under qemu-user /proc/cpuinfo is the host's).
     cpuid = {"avx2": torch.cpu._is_avx2_supported(), "avx512": torch.cpu._is_avx512_supported()}
     return {"model": model_name, "steps": steps, "mode": mode_name(portable), "sha256": digest.hexdigest(),
