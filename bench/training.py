@@ -46,7 +46,8 @@ def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, images: in
 
     from training.config import TrainConfig
     from training.data.fashion_mnist import RAW_FILES, Split, load_fashion_mnist, raw_dir, split_indices
-    from training.train import NATIVE_LAYOUT, train_epoch
+    from training.portable import layout
+    from training.train import train_epoch
     from zoo.registry import get_model
     from zoo.spec import MEAN, STD
 
@@ -88,10 +89,10 @@ def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, images: in
 
             def ours() -> float:
                 model, opt = fresh()
-                model.to(memory_format=NATIVE_LAYOUT)  # as training.train does (the optimiser has no state yet)
+                model.to(memory_format=layout(False))  # as training.train does (the optimiser has no state yet)
                 gen = torch.Generator().manual_seed(cfg.seed)
                 t0 = time.perf_counter()
-                train_epoch(model, opt, ours_split, cfg.batch_size, gen, None, memory_format=NATIVE_LAYOUT)
+                train_epoch(model, opt, ours_split, cfg.batch_size, gen, None, memory_format=layout(False))
                 return time.perf_counter() - t0
 
             def naive() -> float:

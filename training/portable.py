@@ -121,6 +121,15 @@ def make_optimizer(params, lr: float, portable: bool):
     return _adam_class()(params, lr=lr) if portable else torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+def layout(portable: bool):
+    """The memory format a model trains in. Natively channels-last: oneDNN's kernels for these small
+    convolutions are faster in it (one thread, batch 32, per step: colour 22%, numfilters 20%,
+    baseline 10% less time). In the portable mode the default layout: its convolutions are pinned."""
+    import torch
+
+    return torch.contiguous_format if portable else torch.channels_last
+
+
 @functools.cache  # the class is built on first use: importing this module does not import torch
 def _adam_class():
     import torch
@@ -172,8 +181,6 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
 
     from zoo.registry import get_model
 
-    from .train import NATIVE_LAYOUT
-
     if portable:
         apply()
     torch.set_num_threads(1)
@@ -187,14 +194,14 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
         rng = np.random.default_rng(seed)
         x = torch.from_numpy(rng.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8)).float().div_(127.5).sub_(1.0)
         y = torch.from_numpy(rng.integers(0, 10, n))
-    layout = torch.contiguous_format if portable else NATIVE_LAYOUT
+    memory_format = layout(portable)
     torch.manual_seed(seed)
-    model = get_model(model_name).to(memory_format=layout)
+    model = get_model(model_name).to(memory_format=memory_format)
     opt = make_optimizer(model.parameters(), 1e-3, portable)
     model.train()
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
-        batch = x[i:i + batch_size].contiguous(memory_format=layout)
+        batch = x[i:i + batch_size].contiguous(memory_format=memory_format)
         loss = torch.nn.functional.cross_entropy(model(batch), y[i:i + batch_size])
         opt.zero_grad(set_to_none=True)
         loss.backward()
