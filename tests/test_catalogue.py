@@ -1,8 +1,8 @@
 """The catalogue job (catalogue/) on a real two-node Ray cluster: right labels, the same numbers as
 POST /classify, bad files as rows, resume after an interruption, exit codes.
 
-The cluster (`ray.cluster_utils.Cluster`, two nodes of 2 logical CPUs on this machine) is started once
-for the module; every job is the real command (`python -m catalogue`) run against it, with the
+The cluster (`ray.cluster_utils.Cluster`, two nodes of 1 logical CPU on this machine, so a job's
+default pool is one actor on each) is started once for the module; every job is the real command (`python -m catalogue`) run against it, with the
 exported test zoo (the `server` fixture serves the same store).
 """
 from __future__ import annotations
@@ -27,14 +27,15 @@ pd = pytest.importorskip("pandas")
 REPO = Path(__file__).resolve().parents[1]
 N_PNG, N_JPG = 40, 30
 BAD = {"corrupt.jpg", "notes.png", "empty.png"}
+N_MANY = 480
 
 
 @pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": 150 * 2**20})
-    c.add_node(num_cpus=2, object_store_memory=150 * 2**20)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 150 * 2**20})
+    c.add_node(num_cpus=1, object_store_memory=150 * 2**20)
     c.wait_for_nodes()
     yield c
     c.shutdown()
@@ -76,14 +77,14 @@ def table(out: Path):
 def test_mixed_folder_on_two_nodes_equals_post_classify(cluster, mixed, exported_zoo, client, tmp_path):
     _, home = exported_zoo
     out = tmp_path / "out"
-    done = run(mixed, out, "--batch-size", "8", "--cpus-per-actor", "2", home=home, address=cluster.address)
+    done = run(mixed, out, "--batch-size", "8", home=home, address=cluster.address)
     assert done.returncode == 0, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert f"{N_PNG + N_JPG:,} images classified, 3 failed" in last and "images/s" in last, last
     assert "1 other files skipped" in done.stderr  # README.txt
     df = table(out)
     assert len(df) == N_PNG + N_JPG + 3 and df.path.is_unique
-    # Both nodes classified images (one actor of 2 CPUs fits each node).
+    # Both nodes classified images (one actor of 1 CPU fits each node).
     assert df.node.nunique() == 2, df.node.value_counts()
     # Every file, good or bad, answers as POST /classify answers it.
     for row in df.itertuples():
@@ -141,9 +142,9 @@ def test_the_zoo_and_the_job_are_in_the_parquet_metadata(cluster, mixed, exporte
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory) -> Path:
-    """1,200 photos of 240x320: enough work to interrupt a job in the middle."""
+    """N_MANY photos of 240x320: enough work to interrupt a job in the middle."""
     root = tmp_path_factory.mktemp("catalogue-many")
-    for i in range(1200):
+    for i in range(N_MANY):
         article_photo(("Tshirts", "Jeans", "Handbags", "Watches")[i % 4], 100 + i).resize((240, 320)).save(
             root / f"{i:04d}.jpg", quality=85)
     return root
@@ -172,12 +173,12 @@ def test_an_interrupted_job_resumes_with_no_file_twice_and_none_missing(run_, cl
     if how != "SIGKILL":
         assert stderr.rstrip().endswith("run the same command again to classify the rest"), stderr
     before = table(out)
-    assert 0 < len(before) < 1200 and before.path.is_unique, "the job was not interrupted in the middle"
+    assert 0 < len(before) < N_MANY and before.path.is_unique, "the job was not interrupted in the middle"
     if how == "SIGTERM":  # the same stop as SIGINT's; the resume is SIGINT's and SIGKILL's to show
         return
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stderr
-    assert f"{len(before):,} already in" in again.stderr and f"{1200 - len(before):,} to classify" in again.stderr
+    assert f"{len(before):,} already in" in again.stderr and f"{N_MANY - len(before):,} to classify" in again.stderr
     after = table(out)
     assert after.path.is_unique and set(after.path) == {str(p) for p in many.glob("*.jpg")}
     assert after.error.isna().all()
