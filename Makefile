@@ -118,7 +118,7 @@ export: install  ## ONNX export + parity check + manifest + BentoML model store
 	@$(PY) -m release.store --artifacts $(ARTIFACTS)
 
 test: install $(VENV)/.installed-bench $(VENV)/.installed-docs $(KSERVE_VENV)/.installed  ## run the test suite (CPU, no network, a few minutes)
-	ARTIFACTS=$(ARTIFACTS) KSERVE_VENV=$(KSERVE_VENV) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	ARTIFACTS=$(ARTIFACTS) KSERVE_VENV=$(KSERVE_VENV) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install $(VENV)/.installed-bench $(KSERVE_VENV)/.installed  ## benchmarks -> $(ARTIFACTS)/reports/bench.{json,md}; QUICK=1 short, SOAK=1 adds the soak
 	@command -v wrk >/dev/null || { echo "make bench loads the servers with wrk: apt-get install wrk" >&2; exit 1; }

@@ -133,6 +133,18 @@ def client(server):
         yield c
 
 
+# `make test` hands whole modules to the workers in collection order (`--dist loadfile
+# --no-loadscope-reorder`): the longest first, so that no worker is left with one at the end. The
+# first two do not wait for each other: test_portable needs no exported zoo while test_catalogue's
+# worker makes it.
+LONGEST_FIRST = ("test_catalogue", "test_portable", "test_weights", "test_bench", "test_train")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest keep their order
+
+
 # The service's CPU image, built once per session for the container and Kubernetes pod tests.
 from container_image import built_image, container_backend, remove_built_image  # noqa: E402,F401
 
