@@ -10,7 +10,7 @@ Settings are chosen by measurement, on the baseline model, before the main runs:
   level; at batch 64 and 1024 the thread count is chosen again with the other options kept.
 - PyTorch: the faster of 1 thread and all cores, at each batch size.
 Each figure is the median (min, max) of several repetitions of a timed loop.
-Multiply-accumulates per image count conv and linear layers (forward hooks); pooling, activations
+Multiply-accumulates per image count conv and linear layers (torch's FLOP counter, halved); pooling, activations
 and normalisation are left out. The fraction of peak is the best batch's MAC/s over the machine's
 theoretical peak (bench.machine).
 """

@@ -112,19 +112,11 @@ def short(m: dict[str, Any]) -> str:
 
 
 def _processes() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds used so far) of every process, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, tuple[int, float]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    return out
+    """pid -> (parent pid, CPU seconds used so far) of every process (gone or unreadable ones left out)."""
+    import psutil
+
+    return {p.pid: (p.info["ppid"], p.info["cpu_times"].user + p.info["cpu_times"].system)
+            for p in psutil.process_iter(["ppid", "cpu_times"]) if p.info["cpu_times"] is not None}
 
 
 def _tree(root: int, procs: dict[int, tuple[int, float]]) -> set[int]:

@@ -241,10 +241,9 @@ def soak(url: str, body: bytes, ctype: str, server: Server, at_requests: tuple[i
     return out
 
 
-def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes, str]], quick: bool,
-                reps: int, concurrency: tuple[int, ...], seconds: dict[int, float], warmup_s: float,
-                batch_seconds: float, logs: Path, is_default: bool, do_soak: bool,
-                log=print) -> dict[str, Any]:
+def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes, str]], reps: int,
+                concurrency: tuple[int, ...], seconds: dict[int, float], warmup_s: float, batch_seconds: float,
+                logs: Path, is_default: bool, do_soak: bool, log=print) -> dict[str, Any]:
     """The zoo and the no-op with `n_workers` workers each: warm-up, alternating runs, memory; with
     the default workers also the cost of the largest requests and (`do_soak`) the soak."""
     env = {"FASHION_ZOO_WORKERS": str(n_workers)}
@@ -366,7 +365,7 @@ def run(data_dir: str, quick: bool, reps: int | None = None, concurrency: tuple[
         out["store_tag"], out["model"] = why, model
     with tempfile.TemporaryDirectory(prefix="fashion-zoo-bench-") as tmp:  # server logs, for errors
         out["by_workers"] = {
-            str(n): run_workers(n, model, bodies, quick, reps, concurrency, seconds, warmup_s, batch_seconds,
+            str(n): run_workers(n, model, bodies, reps, concurrency, seconds, warmup_s, batch_seconds,
                                 Path(tmp), n == n_default, do_soak, log)
             for n in workers}
     return out

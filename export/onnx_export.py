@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.manifest import PROJECT
+from zoo.manifest import PROJECT, installed_version
 from zoo.registry import get_entry
 
 OPSET = 18
@@ -41,23 +41,13 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: Path) -> nn.Module:
         raise ZooError(f"{path}: weights do not fit the {name!r} architecture ({first})") from None
 
 
-def zoo_version() -> str:
-    """The fashion-zoo release the export is made with (the installed package's version)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PROJECT)
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
-
-
 def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
     """What travels inside the ONNX file (its `metadata_props`, every value a string; the keys are
     documented in docs/export.md): name, classes, preprocessing, size, accuracy, the zoo's version."""
     m = ckpt["metrics"]
     return {
         "zoo": PROJECT,
-        "version": zoo_version(),
+        "version": installed_version(),  # the zoo release the export is made with
         "name": ckpt["name"],
         "description": get_entry(ckpt["name"]).description,
         "dataset": ckpt["dataset"],

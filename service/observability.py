@@ -18,13 +18,13 @@ docs/serving.md, "Observability", has every switch, which setting wins and what 
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.errors import ZooError
+from zoo.manifest import installed_version
 
 from .params import FALSE, TRUE
 
@@ -127,13 +127,6 @@ def service_kwargs(env: Mapping[str, str] | None = None) -> tuple[dict[str, Any]
     return {"logging": logging_kw, "tracing": tracing_kw}, f"{log_why}; {trace_why}"
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
 def http_server() -> str:
     """The HTTP implementation and event loop of this worker, in words. BentoML's worker
     (`_bentoml_impl/worker/service.py`) runs uvicorn with its default `http="auto"` and
@@ -141,13 +134,14 @@ def http_server() -> str:
     Called inside the worker's running event loop."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    parser = {"HttpToolsProtocol": f"httptools {_version('httptools')}",
-              "H11Protocol": f"h11 {_version('h11')}"}.get(AutoHTTPProtocol.__name__, AutoHTTPProtocol.__name__)
+    parser = {"HttpToolsProtocol": f"httptools {installed_version('httptools', '?')}",
+              "H11Protocol": f"h11 {installed_version('h11', '?')}"}.get(AutoHTTPProtocol.__name__,
+                                                                         AutoHTTPProtocol.__name__)
     try:
         loop = type(asyncio.get_running_loop())
         name = f"{loop.__module__}.{loop.__qualname__}"
     except RuntimeError:  # not in the event loop (a worker started another way)
         name = "unknown (no running event loop)"
     if name.startswith("uvloop"):
-        name = f"uvloop {_version('uvloop')} ({name})"
-    return f"uvicorn {_version('uvicorn')}, HTTP parser {parser}, event loop {name}"
+        name = f"uvloop {installed_version('uvloop', '?')} ({name})"
+    return f"uvicorn {installed_version('uvicorn', '?')}, HTTP parser {parser}, event loop {name}"

@@ -23,7 +23,6 @@ Specification: kserve/open-inference-protocol `specification/protocol/inference_
 """
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Any, Callable
 
 import numpy as np
@@ -32,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from zoo.auto import AUTO
-from zoo.manifest import PROJECT
+from zoo.manifest import PROJECT, installed_version
 
 from . import openapi
 from .imaging import ImageError, open_all
@@ -53,13 +52,6 @@ TRITON_TYPES = {"FP32": "TYPE_FP32", BYTES: "TYPE_STRING"}
 HOW_INPUT = (f"send one input: '{IMAGE}', FP32 of the model's shape ([N, 1, 28, 28]; [N, 3, 40, 30] for "
              f"colour), preprocessed as GET /v2/models/<name> and GET /models say; or '{IMAGE_BYTES}', BYTES "
              f"of shape [N], one PNG/JPEG/... file per element; N from 1 to {MAX_BATCH_IMAGES}")
-
-
-def server_version() -> str:
-    try:
-        return importlib.metadata.version(PROJECT)
-    except importlib.metadata.PackageNotFoundError:  # the service's files without the package installed
-        return "unknown"
 
 
 def _dims(shape: list[Any]) -> list[int]:
@@ -116,7 +108,7 @@ def _model(zoo: Zoo, request: Request) -> str:
 
 
 async def server_metadata(request: Request) -> JSON:
-    return JSON({"name": PROJECT, "version": server_version(), "extensions": EXTENSIONS})
+    return JSON({"name": PROJECT, "version": installed_version(), "extensions": EXTENSIONS})
 
 
 async def server_live(request: Request) -> JSON:

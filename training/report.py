@@ -233,7 +233,6 @@ def plot_curves(name: str, history: list[dict[str, float]], path: Path,
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
     _save_fig(fig, path)
 
 
@@ -245,7 +244,6 @@ def plot_val_loss(histories: dict[str, list[dict[str, float]]], path: Path) -> N
     ax.set(title="Validation loss of every model", xlabel="epoch", ylabel="cross-entropy")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     _save_fig(fig, path)
 
 
@@ -268,12 +266,12 @@ def plot_confusion(name: str, confusion: list[list[int]], path: Path) -> None:
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     ax.set(title=f"{name}: confusion on its test split (top-1 {100 * accuracy:.2f}%)",
            xlabel="predicted", ylabel="true (test images)")
-    fig.tight_layout()
     _save_fig(fig, path)
 
 
 def _save_fig(fig: Any, path: Path) -> None:
     try:
+        fig.tight_layout()
         with replacing(path, suffix=path.suffix) as tmp:  # savefig picks the format from the name
             fig.savefig(tmp, dpi=100)
     finally:

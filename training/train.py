@@ -100,8 +100,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batc
             for group in opt.param_groups:
                 group["lr"] = lr_at(first_step + step)
         logits = model(x.contiguous(memory_format=memory_format))
-        loss = (nn.functional.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing)
-                if label_smoothing or weight is not None else nn.functional.cross_entropy(logits, y))
+        loss = nn.functional.cross_entropy(logits, y, weight=weight, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -27,6 +27,17 @@ SHA256_KEYS = {"onnx": "sha256", "state_dict": "state_dict_sha256"}
 EXPORT_AGAIN = "re-run `make export`"
 
 
+def installed_version(dist: str = PROJECT, missing: str = "unknown") -> str:
+    """The installed version of `dist` (this project by default); `missing` where it is not installed
+    (the project run from a checkout that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return missing
+
+
 class ZooLoadError(ZooError):
     """An exported zoo (its manifest or a file it names) cannot be used; the message names the file
     and the fix."""

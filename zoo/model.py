@@ -93,21 +93,10 @@ def log_mean_probability(log_probs: list[torch.Tensor]) -> torch.Tensor:
 
 def macs_per_image(model) -> int:
     """Multiply-accumulates of one forward pass on one image of the model's input shape (conv and
-    linear layers)."""
-    total = 0
+    linear layers): half of torch's FLOP count, which counts 2 per multiply-accumulate of those layers
+    and nothing for pooling, activations, normalisation or the ensemble's averaging."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-        elif isinstance(mod, nn.Linear):
-            total += out.numel() * mod.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.inference_mode():
-            model.eval()(torch.zeros(1, *model.input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.eval()(torch.zeros(1, *model.input_shape))
+    return counter.get_total_flops() // 2

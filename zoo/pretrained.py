@@ -54,13 +54,6 @@ def _shipped_entry(name: str, root: str | os.PathLike | None) -> tuple[dict[str,
     return manifest, manifest["models"][name]
 
 
-def verified_file(name: str, field: str, root: str | os.PathLike | None = None) -> bytes:
-    """The bytes of model `name`'s shipped file `field` ("state_dict" or "onnx"), read once and
-    checked against the manifest's sha256 (`state_dict_sha256` or `sha256`)."""
-    _, entry = _shipped_entry(name, root)
-    return read_file(root or weights_dir(), name, entry, field, "shipped weights", RESTORE)
-
-
 def weights_meta(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
     """What a user chooses a model's weights by, in the shape of torchvision's `Weights.meta`:
     `categories`, `num_params`, `min_size`, `recipe`, `_metrics` (top-1 in percent, per dataset
@@ -100,7 +93,8 @@ def load_model(name: str, pretrained: bool = True, root: str | os.PathLike | Non
     if not pretrained:
         return get_model(name)
     _, entry = _shipped_entry(name, root)
-    data = verified_file(name, "state_dict", root)  # the bytes checked are the bytes loaded
+    # Read once and checked against the manifest's state_dict_sha256: the bytes checked are the bytes loaded.
+    data = read_file(root or weights_dir(), name, entry, "state_dict", "shipped weights", RESTORE)
     assembled = get_entry(name).members is not None
     # An assembled model's members are in the manifest; each must still be the registry's architecture.
     shipped = entry.get("kwargs", {}).get("members", {}) if assembled else {name: entry.get("kwargs")}
