@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 
 import httpx
 import numpy as np
@@ -23,16 +24,20 @@ from zoo.spec import to_pixels
 
 
 @pytest.fixture(scope="module")
-def photo_zoo(tmp_path_factory, fmnist_dir):
-    """(artifacts, BENTOML_HOME, kaggle_dir) of an exported zoo: baseline, batchnorm, photo, colour."""
+def photo_zoo(tmp_path_factory, fmnist_dir, trained_zoo):
+    """(artifacts, BENTOML_HOME, kaggle_dir) of an exported zoo: baseline and batchnorm (the shared
+    tiny zoo's checkpoints), photo, colour."""
     from training.config import TrainConfig
     from training.train import train
 
     kaggle = tmp_path_factory.mktemp("kaggle")
     make_kaggle(kaggle)
     artifacts = tmp_path_factory.mktemp("photo-zoo")
-    for name in ("baseline", "batchnorm", "photo", "colour"):
-        train(TrainConfig(model=name, epochs=2 if name in ("photo", "colour") else 1, data_dir=str(fmnist_dir),
+    (artifacts / "checkpoints").mkdir()
+    for name in ("baseline", "batchnorm"):
+        shutil.copy(trained_zoo / "checkpoints" / f"{name}.pt", artifacts / "checkpoints")
+    for name in ("photo", "colour"):
+        train(TrainConfig(model=name, epochs=2, data_dir=str(fmnist_dir),
                           kaggle_dir=str(kaggle), artifacts=str(artifacts)), quiet=True)
     home = tmp_path_factory.mktemp("bentoml")
     out = run_export(artifacts, home)
