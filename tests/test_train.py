@@ -223,7 +223,7 @@ def test_ctrl_c_then_rerun_resumes_to_the_same_weights(tmp_path):
 
     from tests.conftest import make_fashion_mnist
 
-    data = make_fashion_mnist(tmp_path / "data", n_train=10000, n_test=100)
+    data = make_fashion_mnist(tmp_path / "data", n_train=4000, n_test=100)
     epochs = 3
     args = ["training.train", "--model", "baseline", "--epochs", str(epochs), "--data-dir", str(data)]
     # Ctrl-C's default action even when the tests themselves run with SIGINT ignored (a background
