@@ -74,7 +74,6 @@ def onnx_file(name: str, artifacts: Path, model, tmp: Path) -> tuple[Path, str]:
 ORT_MODES = ("sequential", "parallel")
 ORT_LEVELS = ("all", "extended", "basic")
 CLEARLY = 0.10   # a later setting's slowest repetition must beat the pick's median by this much
-SWEEP_REPS = 5   # the whole sweep, repeated; repetitions interleave the settings
 
 
 def ort_session(path: Path, threads: int, mode: str = "sequential", level: str = "all"):
@@ -119,7 +118,7 @@ def _best(rates: dict[Any, list[float]]) -> Any:
     return pick
 
 
-def _sweep(measure: Callable[[Any], float], settings: list[Any], reps: int = SWEEP_REPS) -> dict[Any, list[float]]:
+def _sweep(measure: Callable[[Any], float], settings: list[Any], reps: int) -> dict[Any, list[float]]:
     """Each setting measured `reps` times, the repetitions interleaved (the sweep repeated), so a
     change in machine load hits every setting alike."""
     rates: dict[Any, list[float]] = {k: [] for k in settings}
@@ -129,8 +128,8 @@ def _sweep(measure: Callable[[Any], float], settings: list[Any], reps: int = SWE
     return rates
 
 
-def choose_settings(path: Path, model, cores: int, seconds: float, log=print) -> dict[str, Any]:
-    """Measure the ORT session options and thread counts (the sweep repeated SWEEP_REPS times,
+def choose_settings(path: Path, model, cores: int, seconds: float, reps: int, log=print) -> dict[str, Any]:
+    """Measure the ORT session options and thread counts (the sweep repeated `reps` times,
     interleaved); per batch size the simplest setting wins unless another is clearly faster (`_best`)."""
     import numpy as np
     import torch
@@ -141,19 +140,19 @@ def choose_settings(path: Path, model, cores: int, seconds: float, log=print) ->
     for t, mode, level in itertools.product(threads, ORT_MODES, ORT_LEVELS):
         sessions[(t, mode, level)] = ort_session(path, t, mode, level)
         sessions[(t, mode, level)].run(None, {"image": x[1]})
-    grid = _sweep(lambda k: _ort_rate(sessions[k], x[1], seconds), list(sessions))
+    grid = _sweep(lambda k: _ort_rate(sessions[k], x[1], seconds), list(sessions), reps)
     t1, mode, level = _best(grid)
     ort_cfg = {1: {"intra_op_num_threads": t1, "execution_mode": mode, "graph_optimization_level": level}}
     for b in BATCHES[1:]:
         by_threads = {t: sessions[(t, mode, level)] for t in threads}
         for sess in by_threads.values():
             sess.run(None, {"image": x[b]})  # first run of this shape: allocations
-        rates = _sweep(lambda t: _ort_rate(by_threads[t], x[b], seconds), threads)
+        rates = _sweep(lambda t: _ort_rate(by_threads[t], x[b], seconds), threads, reps)
         ort_cfg[b] = {**ort_cfg[1], "intra_op_num_threads": _best(rates)}
     torch_cfg = {}
     for b in BATCHES:
         xt = torch.from_numpy(x[b])
-        rates = _sweep(lambda t: _torch_rate(model, xt, t, seconds), threads)
+        rates = _sweep(lambda t: _torch_rate(model, xt, t, seconds), threads, reps)
         torch_cfg[b] = {"threads": _best(rates)}
     sweep = [{"intra_op_num_threads": t, "execution_mode": m, "graph_optimization_level": lv,
               "images_per_s": summary(v)} for (t, m, lv), v in grid.items()]
@@ -188,7 +187,7 @@ def run(artifacts: str | os.PathLike, quick: bool, models: list[str] | None = No
                 path, source = onnx_file(name, artifacts, model, Path(tmp))
                 files[name] = (model, weights, path, source)
             ref = "baseline" if "baseline" in files else models[0]
-            settings = choose_settings(files[ref][2], files[ref][0], cores, seconds, log)
+            settings = choose_settings(files[ref][2], files[ref][0], cores, seconds, reps, log)
             settings["chosen_on"] = ref
             out["settings"] = settings
             x = {b: np.random.default_rng(1).standard_normal((b, 1, 28, 28), dtype=np.float32) for b in BATCHES}
