@@ -134,14 +134,17 @@ def client(server):
 
 
 # `make test` hands whole modules to the workers in collection order (`--dist loadfile
-# --no-loadscope-reorder`): the longest first, so that no worker is left with one at the end. The
-# first two do not wait for each other: test_portable needs no exported zoo while test_catalogue's
-# worker makes it.
-LONGEST_FIRST = ("test_catalogue", "test_portable", "test_weights", "test_bench", "test_train")
+# --no-loadscope-reorder`): the longest first, so that no worker is left with one at the end;
+# test_catalogue and test_portable do not wait for each other (the portable tests need no exported
+# zoo while the catalogue's worker makes it). test_architecture comes before them: it parses every
+# module with `ast`, which CPython 3.11.7 cannot do beside another thread parsing ("AST constructor
+# recursion depth mismatch", python/cpython gh-106905), and the catalogue's in-process tests leave
+# Ray's threads in their worker.
+RUN_FIRST = ("test_architecture", "test_catalogue", "test_portable", "test_weights", "test_bench", "test_train")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    rank = {name: i for i, name in enumerate(RUN_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest keep their order
 
 

@@ -137,7 +137,7 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
           force: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Assemble `name` from the finished checkpoints in `artifacts` (or keep it when up to date);
     returns its checkpoint dict."""
-    from tqdm import tqdm
+    from .tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
 
     entry = get_entry(name)
     if entry.members != "greedy":

@@ -105,7 +105,7 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
         models: list[str] | None = None) -> dict[str, Any]:
-    from tqdm import tqdm
+    from .tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
 
     configs = grid(cfg, batch_sizes, seeds, models)
     t0 = time.perf_counter()

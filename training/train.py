@@ -121,7 +121,7 @@ def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
 
 def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str, Any]:
     """Train (or resume, or skip if already done) and return the final checkpoint dict."""
-    from tqdm import tqdm
+    from .tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
 
     entry = get_entry(cfg.model)
     cfg = cfg.resolved()

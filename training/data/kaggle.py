@@ -172,7 +172,7 @@ def decode(kaggle_dir: str | os.PathLike, items: list[tuple[int, int]], spec: di
 def _decode(files: list[tuple[int, int, Path]], spec: dict[str, Any],
             quiet: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     from PIL import Image
-    from tqdm import tqdm
+    from ..tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
 
     ids, labels, pixels, failed = [], [], [], 0
     unreadable = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
