@@ -129,6 +129,10 @@ def start_ray(address: str | None) -> tuple[float, dict[str, float]]:
 
     import ray
 
+    # Ray Data 2.60 otherwise starts a usage-metrics poller thread that queries a Prometheus server
+    # (localhost:9090) through the job; with none there, its failures were logged ("--- Logging
+    # error ---") after an interrupted job's last line. An offline job collects no usage stats.
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     t0 = time.perf_counter()
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
                                   configure_logging=True, log_to_driver=True)
