@@ -1,13 +1,8 @@
-"""torch.hub entrypoints: one per registry model, as torchvision's hubconf.py has one per model.
+"""torch.hub entrypoints: one per registry model (`zoo.registry.list_models()`), as torchvision's
+hubconf.py has one per model; `pretrained=True` loads the shipped weights through `zoo.load_model`
+(docs/export.md, "torch.hub").
 
-    import torch
-    model = torch.hub.load("<owner>/fashion-zoo", "numfilters", pretrained=True)   # from GitHub
-    model = torch.hub.load("path/to/fashion-zoo", "numfilters", source="local", pretrained=True)
-    torch.hub.list("<owner>/fashion-zoo")   # every model of zoo/registry.py
-
-`pretrained=True` loads the shipped state_dict (weights/, checked against its sha256) through
-`zoo.load_model`, in eval mode; `pretrained=False` (torch.hub's default) a freshly initialised model
-in train mode. The names are the registry's (`zoo.registry.list_models()`), not a list kept here.
+    model = torch.hub.load("<owner>/fashion-zoo", "numfilters", pretrained=True)
 """
 import zoo.pretrained as _pretrained
 import zoo.registry as _registry

@@ -6,15 +6,14 @@
     python -m bench --sections service --soak 1                      # + 50,000 requests, memory per worker
     python -m bench --sections peers                                 # the zoo against FastAPI, LitServe
 
-Writes <artifacts>/reports/bench.json and bench.md and prints the tables. Sections: training
-(bench.training), inference (bench.inference), quantization (bench.quantization: INT8 copies),
-service (bench.service), peers (bench.peers: the zoo against the servers a user would run instead).
-A section that fails is reported as such in both files and the others still run; the command exits
-0 either way. docs/benchmarks.md has the goals and the current figures.
+Writes <artifacts>/reports/bench.json and bench.md and prints the tables; section X is the module
+bench.X. A section that fails is reported as such and the others still run (the command exits 0
+either way). docs/benchmarks.md has the goals and the current figures.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import sys
@@ -46,37 +45,20 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
     m = out["machine"]
     log(f"bench on {machine.short(m)}{' (QUICK)' if quick else ''}; other processes use "
         f"{m['others_cores_at_start']} cores")
+    # Each section's call, made when its turn comes (quantization uses the inference section's settings).
+    calls = {"training": lambda s: s.run(data_dir, quick, tuple(n for n in s.MODELS if not models or n in models),
+                                         log=log),
+             "inference": lambda s: s.run(artifacts, quick, models=models, peak_macs_per_s=m["peak_macs_per_s"],
+                                          cores=m["cores"], log=log),
+             "quantization": lambda s: s.run(artifacts, data_dir, quick, models=models, log=log,
+                                             ort_settings=(out.get("inference", {}).get("settings") or {}).get("ort")),
+             "service": lambda s: s.run(data_dir, quick, do_soak=soak, log=log),
+             "peers": lambda s: s.run(data_dir, quick, log=log)}
     for name in sections:
         log(f"[{name}]")
         load_before, t_section, others = round(os.getloadavg()[0], 2), time.perf_counter(), machine.OthersCPU()
         try:
-            if name == "training":
-                from . import training
-
-                kw = {"models": tuple(n for n in training.MODELS if n in models)} if models else {}
-                if kw and not kw["models"]:
-                    out[name] = {"skipped": f"training compares {', '.join(training.MODELS)}; none selected"}
-                else:
-                    out[name] = training.run(data_dir, quick, log=log, **kw)
-            elif name == "inference":
-                from . import inference
-
-                out[name] = inference.run(artifacts, quick, models=models, peak_macs_per_s=m["peak_macs_per_s"],
-                                          cores=m["cores"], log=log)
-            elif name == "quantization":
-                from . import quantization
-
-                inf = out.get("inference") or {}
-                out[name] = quantization.run(artifacts, data_dir, quick, models=models,
-                                             ort_settings=(inf.get("settings") or {}).get("ort"), log=log)
-            elif name == "service":
-                from . import service
-
-                out[name] = service.run(data_dir, quick, do_soak=soak, log=log)
-            elif name == "peers":
-                from . import peers
-
-                out[name] = peers.run(data_dir, quick, log=log)
+            out[name] = calls[name](importlib.import_module(f".{name}", __package__))
         except Exception as e:  # one section's failure is reported there; the rest still runs
             out[name] = {"error": f"{type(e).__name__}: {e}"}
             log(f"  {name} failed: {type(e).__name__}: {e}")
@@ -90,8 +72,9 @@ def run(artifacts: str, data_dir: str, quick: bool, sections: tuple[str, ...] = 
                                  "load_1min": [load_before, round(os.getloadavg()[0], 2)]}
     m["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out["seconds"] = round(time.perf_counter() - t0, 1)
-    js, md = report.write(out, Path(artifacts) / "reports")
-    print(report.markdown(out))
+    text = report.markdown(out)
+    js, md = report.write(out, text, Path(artifacts) / "reports")
+    print(text)
     log(f"wrote {js} and {md}")
     return out
 

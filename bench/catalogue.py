@@ -3,28 +3,19 @@
     python -m bench.catalogue --artifacts artifacts --data-dir data --kaggle-dir data/kaggle
     make bench-catalogue                                   # the same
 
-On the same files, one after another: (1) `python -m catalogue` on a local Ray (its steady rate,
-and Ray's start-up apart), (2) POST /classify/batch over HTTP to `bentoml serve` with the default
-workers (4 concurrent requests of 256 images), (3) the bare loop: the catalogue's own
-decode + preprocess + ORT code (`catalogue.classifier.classify_files`) in one process per core,
-each on its share of the files, no Ray: the limit of this machine. Sets of distinct real files,
-large enough that the job's steady window lasts seconds: 60,000 Fashion-MNIST PNGs (the test split,
-then the training split), 24,000 Kaggle 60x80 photos, 8,000 of them upscaled to 240x320. Each set
-runs --rounds times (the order of the three reversed every other round); the median is reported.
-Then the job's driver and worker memory (peak RSS) at 10k, 100k and 200k images (the 60x80 photos,
-hard-linked over and over).
-Writes <artifacts>/reports/catalogue.{json,md}. The shipped weights, model=auto unless --models names
-others (each set is then measured once per model, e.g. `--models photo,colour --fm 0 --http 0` for two
-photo models on the photos alone).
+On the same sets of real files, in rounds of alternating order: `python -m catalogue` on a local Ray,
+POST /classify/batch to `bentoml serve`, and the bare loop (`catalogue.classifier.classify_files`, one
+process per core, no Ray); then the job's peak memory at --memory image counts. docs/catalogue.md,
+"Figures", has the setup. Model auto unless --models names others (e.g. `--models photo,colour --fm 0 --http 0`).
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,10 +29,10 @@ import numpy as np
 from catalogue.job import BATCH_SIZE
 from service.params import MAX_BATCH_IMAGES
 from service.workers import cpu_cores
-from zoo.fileio import write_atomic
 from zoo.pretrained import weights_dir
 
 from .server import ROOT, Server
+from .stats import table
 
 BATCH = BATCH_SIZE  # the job's and the bare loop's batches; HTTP sends the route's most, MAX_BATCH_IMAGES
 
@@ -91,26 +82,16 @@ class RSS:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _rss(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            return 0
-
     def _run(self) -> None:
+        import psutil
+
         while not self._stop.is_set():
-            self.driver = max(self.driver, self._rss(self.pid))
-            for d in os.listdir("/proc"):
-                if d.isdigit():
-                    try:
-                        with open(f"/proc/{d}/cmdline", "rb") as f:
-                            cmd = f.read()
-                    except OSError:
-                        continue
-                    if cmd.startswith(b"ray::MapWorker"):
-                        self.worker = max(self.worker, self._rss(int(d)))
+            for p in psutil.process_iter(["cmdline", "memory_info"]):
+                rss = p.info["memory_info"].rss if p.info["memory_info"] else 0
+                if p.pid == self.pid:
+                    self.driver = max(self.driver, rss)
+                elif " ".join(p.info["cmdline"] or ()).startswith("ray::MapWorker"):
+                    self.worker = max(self.worker, rss)
             time.sleep(0.2)
 
     def stop(self) -> dict[str, float]:
@@ -124,12 +105,12 @@ _LAST = re.compile(r"([\d,]+) images classified, ([\d,]+) failed .* in ([\d.]+) 
                    r".*Ray start-up ([\d.]+) s")
 
 
-def run_catalogue(src: Path, work: Path, env: dict[str, str], batch: int = BATCH, model: str = "auto") -> dict[str, Any]:
+def run_catalogue(src: Path, work: Path, env: dict[str, str], model: str = "auto") -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(dir=work, prefix="out-"))
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "catalogue", str(src), str(out), "--zoo", str(weights_dir()),
                              "--progress", "lines", "--overwrite", "--model", model,
-                             "--batch-size", str(batch)], cwd=ROOT, env=env,
+                             "--batch-size", str(BATCH)], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, text=True)
     rss = RSS(proc.pid)
     _, err = proc.communicate()
@@ -171,7 +152,7 @@ def run_http(src: Path, work: Path, env: dict[str, str], model: str = "auto") ->
 
 
 def _bare_worker(args) -> tuple[int, float]:
-    paths, barrier, batch, model = args
+    paths, barrier, model = args
     from catalogue.classifier import classify_files
     from service.inference import answering
     from service.runtime import load_zoo
@@ -180,19 +161,19 @@ def _bare_worker(args) -> tuple[int, float]:
     names, auto = answering(zoo, model)
     barrier.wait()
     t0 = time.perf_counter()
-    for i in range(0, len(paths), batch):
-        chunk = paths[i:i + batch]
+    for i in range(0, len(paths), BATCH):
+        chunk = paths[i:i + BATCH]
         classify_files(zoo, names, auto, 3, model, chunk, [Path(p).read_bytes() for p in chunk])
     return len(paths), time.perf_counter() - t0
 
 
-def run_bare(src: Path, processes: int, batch: int = BATCH, model: str = "auto") -> dict[str, Any]:
+def run_bare(src: Path, processes: int, model: str = "auto") -> dict[str, Any]:
     files = sorted(str(p) for p in src.iterdir() if p.is_file())
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         barrier = manager.Barrier(processes)
         with ctx.Pool(processes) as pool:
-            results = pool.map(_bare_worker, [(files[k::processes], barrier, batch, model) for k in range(processes)])
+            results = pool.map(_bare_worker, [(files[k::processes], barrier, model) for k in range(processes)])
     seconds = max(s for _, s in results)
     done = sum(n for n, _ in results)
     return {"images": done, "seconds": round(seconds, 2), "rate": round(done / seconds), "processes": processes}
@@ -205,27 +186,25 @@ def median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    rows = []
+    for name, r in report["sets"].items():
+        c, h, b = r["catalogue"], r.get("http"), r["bare"]
+        each = ", ".join(f"{100 * x:.0f}" for x in r["job_over_bare"]["runs"])
+        rows.append([name, f"{c['steady_rate']:,} img/s", f"{b['rate']:,} img/s",
+                     f"{100 * r['job_over_bare']['median']:.0f}% ({each})", f"{h['rate']:,} img/s" if h else "–",
+                     f"{c['rate']:,} img/s", f"{c['ray_startup_s']} s + {c['pool_startup_s']} s"])
+    memory = [[n, f"{m['driver_mib']} MiB", f"{m['worker_mib']} MiB", f"{m['steady_rate']:,} img/s"]
+              for n, m in report["memory"].items()]
     lines = ["# The catalogue job against HTTP and the bare loop", "",
              f"{report['machine']}; load average at start {report['load_at_start']}; model="
              f"{', '.join(report['models'])}, shipped weights; "
              f"median of {report['rounds']} rounds (each round runs the three in turn, the order reversed every "
              f"other round; the job / bare loop ratio is the median of each round's own ratio); job and bare "
-             f"loop batches of {report['batch']}, HTTP requests of {MAX_BATCH_IMAGES}.",
-             "", "| files | catalogue (Ray, steady) | bare loop, one process per core "
-             "| catalogue / bare loop (each round) | HTTP /classify/batch | catalogue (whole job) "
-             "| Ray start-up + pool start-up |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, r in report["sets"].items():
-        c, h, b = r["catalogue"], r.get("http"), r["bare"]
-        each = ", ".join(f"{100 * x:.0f}" for x in r["job_over_bare"]["runs"])
-        http = f"{h['rate']:,} img/s" if h else "–"
-        lines.append(f"| {name} | {c['steady_rate']:,} img/s | {b['rate']:,} img/s "
-                     f"| {100 * r['job_over_bare']['median']:.0f}% ({each}) "
-                     f"| {http} | {c['rate']:,} img/s "
-                     f"| {c['ray_startup_s']} s + {c['pool_startup_s']} s |")
-    lines += ["", "| images | driver peak RSS | actor peak RSS | steady rate |", "|---:|---:|---:|---:|"]
-    for n, m in report["memory"].items():
-        lines.append(f"| {n} | {m['driver_mib']} MiB | {m['worker_mib']} MiB | {m['steady_rate']:,} img/s |")
+             f"loop batches of {report['batch']}, HTTP requests of {MAX_BATCH_IMAGES}.", "",
+             *table(["files", "catalogue (Ray, steady)", "bare loop, one process per core",
+                     "catalogue / bare loop (each round)", "HTTP /classify/batch", "catalogue (whole job)",
+                     "Ray start-up + pool start-up"], rows), "",
+             *table(["images", "driver peak RSS", "actor peak RSS", "steady rate"], memory, "r")]
     return "\n".join(lines) + "\n"
 
 
@@ -244,6 +223,7 @@ def main() -> None:
                    help="image counts for the memory runs ('' for none)")
     args = p.parse_args()
     from .machine import describe, short
+    from .report import write
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FASHION_ZOO_"))}
     cores = cpu_cores()
@@ -270,9 +250,8 @@ def main() -> None:
             report["sets"][name] = {way: median_run(rs, "steady_rate" if way == "catalogue" else "rate")
                                     for way, rs in runs.items()}
             # The machine's speed drifts between rounds: compare the job with the bare loop of its own round.
-            ratios = sorted(c["steady_rate"] / b["rate"] for c, b in zip(runs["catalogue"], runs["bare"]))
-            report["sets"][name]["job_over_bare"] = {"median": round(ratios[(len(ratios) - 1) // 2], 3),
-                                                     "runs": [round(x, 3) for x in ratios]}
+            ratios = sorted(round(c["steady_rate"] / b["rate"], 3) for c, b in zip(runs["catalogue"], runs["bare"]))
+            report["sets"][name]["job_over_bare"] = {"median": statistics.median_low(ratios), "runs": ratios}
         photos = next(src for name, src in sets.items() if "Kaggle" in name)
         for n in [int(x) for x in args.memory.split(",") if x]:
             many = work / f"many-{n}"
@@ -283,10 +262,9 @@ def main() -> None:
             m = run_catalogue(many, work, env)
             report["memory"][f"{n:,}"] = {k: m[k] for k in ("driver_mib", "worker_mib", "steady_rate")}
             log(f"  {n:,} images: driver {m['driver_mib']} MiB, actor {m['worker_mib']} MiB")
-    reports = Path(args.artifacts) / "reports"  # write_atomic makes the folder
-    write_atomic(reports / "catalogue.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(reports / "catalogue.md", markdown(report))
-    print(markdown(report))
+    text = markdown(report)
+    write(report, text, Path(args.artifacts) / "reports", "catalogue")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,9 @@
 """Images per second of each zoo model: ONNX Runtime session vs PyTorch eager, batch 1, 64, 1024.
 
-The ONNX files are the exported ones in <artifacts>/onnx (`make export`); a model without one is
-exported in-process to a temporary file (opset 18, input "image", output "logits", dynamic batch)
-so the benchmark also runs standalone. PyTorch runs the checkpoint's weights when there is one
-(random weights otherwise: speed does not depend on them), in eval mode under inference_mode.
-
-Settings are chosen by measurement, on the baseline model, before the main runs:
-- ONNX Runtime at batch 1: the fastest of intra-op threads x execution mode x graph optimisation
-  level; at batch 64 and 1024 the thread count is chosen again with the other options kept.
-- PyTorch: the faster of 1 thread and all cores, at each batch size.
-Each figure is the median (min, max) of several repetitions of a timed loop.
-Multiply-accumulates per image count conv and linear layers (torch's FLOP counter, halved); pooling, activations
-and normalisation are left out. The fraction of peak is the best batch's MAC/s over the machine's
-theoretical peak (bench.machine).
+The exported ONNX files (`make export`, else exported in-process) and the checkpoints' weights (else
+random ones: speed does not depend on them). The session options and thread counts are chosen by
+measurement first (`choose_settings`). MACs per image count conv and linear layers (torch's FLOP
+counter, halved); the fraction of peak is the best batch's MAC/s over bench.machine's peak.
 """
 from __future__ import annotations
 
@@ -21,6 +12,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from statistics import median_high
 from typing import Any, Callable
 
 from zoo.model import macs_per_image
@@ -32,23 +24,16 @@ BATCHES = (1, 64, 1024)
 
 def torch_model(name: str, artifacts: Path):
     """The named model with its trained weights when a checkpoint exists; (model, weights source)."""
-    import torch
-
-    from training.checkpoint import checkpoint_file
+    from training.checkpoint import build_model, checkpoint_file, load_checkpoint
     from zoo.registry import get_model
 
-    model = get_model(name)
     path = checkpoint_file(artifacts, name)
-    source = "random init"
     if path.exists():
         try:
-            from training.checkpoint import build_model  # an assembled model's members are in its checkpoint
-
-            model = build_model(torch.load(path, map_location="cpu", weights_only=True))
-            source = str(path)
+            return build_model(load_checkpoint(path)), str(path)
         except Exception as e:  # a checkpoint being rewritten: speed does not depend on the weights
-            source = f"random init ({path}: {type(e).__name__})"
-    return model.eval(), source
+            return get_model(name).eval(), f"random init ({path}: {type(e).__name__})"
+    return get_model(name).eval(), "random init"
 
 
 def onnx_file(name: str, artifacts: Path, model, tmp: Path) -> tuple[Path, str]:
@@ -76,17 +61,16 @@ ORT_LEVELS = ("all", "extended", "basic")
 CLEARLY = 0.10   # a later setting's slowest repetition must beat the pick's median by this much
 
 
-def ort_session(path: Path, threads: int, mode: str = "sequential", level: str = "all"):
+def ort_session(path: Path, intra_op_num_threads: int, execution_mode: str = "sequential",
+                graph_optimization_level: str = "all"):
+    """A CPU session with the given options, named as in the report (ORT_MODES, ORT_LEVELS)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = threads if mode == "parallel" else 1
-    so.execution_mode = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
-                         "parallel": ort.ExecutionMode.ORT_PARALLEL}[mode]
-    so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    so.intra_op_num_threads = intra_op_num_threads
+    so.inter_op_num_threads = intra_op_num_threads if execution_mode == "parallel" else 1
+    so.execution_mode = getattr(ort.ExecutionMode, f"ORT_{execution_mode.upper()}")
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{graph_optimization_level.upper()}")
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
@@ -109,18 +93,15 @@ def _best(rates: dict[Any, list[float]]) -> Any:
     """The first setting (in insertion order, simplest first) unless a later one is clearly faster:
     its slowest repetition beats the pick's median by CLEARLY. A setting that is fast only some of
     the time (two threads on a busy 2-core machine are bimodal) is not picked."""
-    med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
-    keys = list(rates)
-    pick = keys[0]
-    for k in keys[1:]:
-        if min(rates[k]) > (1 + CLEARLY) * med[pick]:
+    pick, *later = rates
+    for k in later:
+        if min(rates[k]) > (1 + CLEARLY) * median_high(rates[pick]):
             pick = k
     return pick
 
 
 def _sweep(measure: Callable[[Any], float], settings: list[Any], reps: int) -> dict[Any, list[float]]:
-    """Each setting measured `reps` times, the repetitions interleaved (the sweep repeated), so a
-    change in machine load hits every setting alike."""
+    """Each setting measured `reps` times, interleaved, so a change in machine load hits all alike."""
     rates: dict[Any, list[float]] = {k: [] for k in settings}
     for _ in range(reps):
         for k in settings:
@@ -164,8 +145,7 @@ def choose_settings(path: Path, model, cores: int, seconds: float, reps: int, lo
 
 
 def run(artifacts: str | os.PathLike, quick: bool, models: list[str] | None = None,
-        peak_macs_per_s: float | None = None, cores: int | None = None, reps: int | None = None,
-        seconds: float | None = None, log=print) -> dict[str, Any]:
+        peak_macs_per_s: float | None = None, cores: int | None = None, log=print) -> dict[str, Any]:
     """Per model: ORT and PyTorch images/s by batch size, ratios, MACs per image, fraction of peak."""
     import numpy as np
     import torch
@@ -175,8 +155,7 @@ def run(artifacts: str | os.PathLike, quick: bool, models: list[str] | None = No
     artifacts = Path(artifacts)
     models = models or list_models()
     cores = cores or os.cpu_count() or 1
-    reps = reps or (3 if quick else 5)
-    seconds = seconds or (0.1 if quick else 0.4)
+    reps, seconds = (3, 0.1) if quick else (5, 0.4)  # repetitions, and seconds per timed loop
     threads_before = torch.get_num_threads()
     out: dict[str, Any] = {}
     try:
@@ -196,16 +175,15 @@ def run(artifacts: str | os.PathLike, quick: bool, models: list[str] | None = No
                 sessions, by_batch = {}, {}  # one session per distinct setting, shared by the batches
                 for b in BATCHES:
                     c = settings["ort"][str(b)]
-                    key = (c["intra_op_num_threads"], c["execution_mode"], c["graph_optimization_level"])
+                    key = tuple(sorted(c.items()))
                     if key not in sessions:
-                        sessions[key] = ort_session(path, *key)
+                        sessions[key] = ort_session(path, **c)
                         sessions[key].run(None, {"image": x[1]})
                     by_batch[b] = sessions[key]
-                ort_r: dict[str, list[float]] = {}
-                torch_r: dict[str, list[float]] = {}
+                ort_r: dict[str, list[float]] = {str(b): [] for b in BATCHES}
+                torch_r: dict[str, list[float]] = {str(b): [] for b in BATCHES}
                 for b, sess in by_batch.items():
                     xt = torch.from_numpy(x[b])
-                    ort_r[str(b)], torch_r[str(b)] = [], []
                     for _ in range(reps):  # interleaved: both runtimes see the same machine load
                         ort_r[str(b)].append(_ort_rate(sess, x[b], seconds))
                         torch_r[str(b)].append(_torch_rate(model, xt, settings["torch"][str(b)]["threads"], seconds))

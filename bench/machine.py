@@ -18,27 +18,22 @@ from typing import Any
 from service.workers import cpu_cores
 
 FMA_UNITS = 2  # assumed, see the module docstring
+FP32_LANES = ((16, "avx512f", {"avx512f"}), (8, "avx2+fma", {"avx2", "fma"}), (4, "sse", set()))  # by CPU flags
 
 
-def _cpuinfo() -> dict[str, str]:
-    info: dict[str, str] = {}
+def _fields(text: str) -> dict[str, str]:
+    """'key: value' lines (/proc/cpuinfo, lscpu) -> {key: value}, the first of each key."""
+    out: dict[str, str] = {}
+    for key, _, value in (line.partition(":") for line in text.splitlines()):
+        out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def _lscpu() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key and key not in info:
-                info[key] = value.strip()
-    except OSError:
-        pass
-    return info
-
-
-def _lscpu() -> dict[str, str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
-        return {}
-    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+        return ""
 
 
 def _read(path: str) -> str:
@@ -49,9 +44,7 @@ def _read(path: str) -> str:
 
 
 def provider(lscpu: dict[str, str]) -> str:
-    """Who provides the machine, as far as the guest can tell (BENCH_PROVIDER overrides)."""
-    if os.environ.get("BENCH_PROVIDER"):
-        return os.environ["BENCH_PROVIDER"]
+    """Who provides the machine, as far as the guest can tell."""
     vendor = " ".join(x for x in (_read("/sys/class/dmi/id/sys_vendor"),
                                   _read("/sys/class/dmi/id/product_name")) if x)
     hyper = lscpu.get("Hypervisor vendor", "")
@@ -61,25 +54,14 @@ def provider(lscpu: dict[str, str]) -> str:
     return ", ".join(parts) or "bare metal or unknown"
 
 
-def fp32_lanes(flags: set[str]) -> tuple[int, str]:
-    if "avx512f" in flags:
-        return 16, "avx512f"
-    if "avx2" in flags and "fma" in flags:
-        return 8, "avx2+fma"
-    return 4, "sse"
-
-
 def describe() -> dict[str, Any]:
     """Cores, CPU model, clock, SIMD, provider, software versions, load, date."""
-    cpu, ls = _cpuinfo(), _lscpu()
+    cpu, ls = _fields(_read("/proc/cpuinfo")), _fields(_lscpu())
     flags = set(cpu.get("flags", "").split())
     cores = cpu_cores()
-    mhz = float(cpu.get("cpu MHz") or 0) or None
     max_khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    if max_khz.isdigit():
-        mhz = int(max_khz) / 1000
-    lanes, isa = fp32_lanes(flags)
-    ghz = (mhz or 0) / 1000
+    ghz = int(max_khz) / 1e6 if max_khz.isdigit() else float(cpu.get("cpu MHz") or 0) / 1000
+    lanes, isa = next((n, isa) for n, isa, needs in FP32_LANES if needs <= flags)
     peak = cores * ghz * 1e9 * lanes * FMA_UNITS
     out: dict[str, Any] = {
         "cores": cores,
@@ -119,16 +101,12 @@ def _processes() -> dict[int, tuple[int, float]]:
             for p in psutil.process_iter(["ppid", "cpu_times"]) if p.info["cpu_times"] is not None}
 
 
-def _tree(root: int, procs: dict[int, tuple[int, float]]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        tree.add(pid)
-        todo += children.get(pid, [])
-    return tree
+def _mine() -> set[int]:
+    """This process and its descendants."""
+    import psutil
+
+    me = psutil.Process()
+    return {me.pid, *(p.pid for p in me.children(recursive=True))}
 
 
 class OthersCPU:
@@ -136,11 +114,11 @@ class OthersCPU:
     on the machine. A lower bound: a process that starts and ends in between is not seen."""
 
     def __init__(self) -> None:
-        self.t0, self.before = time.monotonic(), _processes()
+        self.t0, self.before, self.mine = time.monotonic(), _processes(), _mine()
 
     def cores(self) -> float:
         after, elapsed = _processes(), time.monotonic() - self.t0
-        mine = _tree(os.getpid(), self.before) | _tree(os.getpid(), after)
+        mine = self.mine | _mine()
         used = sum(after[p][1] - self.before[p][1] for p in after
                    if p in self.before and p not in mine and after[p][0] == self.before[p][0])
         return round(max(0.0, used) / elapsed, 2) if elapsed > 0 else 0.0

@@ -2,17 +2,12 @@
 
     bentoml serve bench.noop_service:Noop --host 127.0.0.1 --port 3001
 
-Built like `service.service:FashionZoo` (a FastAPI app of the same kind, `service.routes.RawRoute`
-endpoints, mounted with `bentoml.asgi_app`; the same service configuration: workers, traffic; the
-same BentoML fix and start-up garbage-collection freeze; the same JSON response class) with the same
-routes, but each route only reads the request body and answers a constant of the zoo's shape (a
-result made by `service.results.results`, so its JSON encoding costs what the zoo's does): no form
-parsing, decoding, preprocessing or inference. The requests per second it serves are the most a
-BentoML service of this shape serves on this machine.
+Built like `service.service:FashionZoo` (the same kind of app, configuration, fix and start-up) with the
+same routes, each of which only reads the body and answers a constant of the zoo's shape.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import bentoml
 from fastapi import FastAPI
@@ -39,21 +34,20 @@ def _zoo_config() -> dict[str, Any]:
         return {}
 
 
-async def classify(request: Request) -> JSON:
-    await request.body()
-    return JSON(RESULT)
+def constant(answer: dict[str, Any]) -> Callable[[Request], Awaitable[JSON]]:
+    """A route that reads the request's body and answers `answer`."""
+    async def route(request: Request) -> JSON:
+        await request.body()
+        return JSON(answer)
 
-
-async def classify_batch(request: Request) -> JSON:
-    await request.body()
-    return JSON({"model": "noop", "count": 0, "results": []})
+    return route
 
 
 app = FastAPI(title="noop", openapi_url=None, docs_url=None, redoc_url=None,
               telemetry={"tracing": False, "metrics": False, "logs": False})
 app.router.route_class = RawRoute
-app.add_api_route("/classify", classify, methods=["POST"])
-app.add_api_route("/classify/batch", classify_batch, methods=["POST"])
+app.add_api_route("/classify", constant(RESULT), methods=["POST"])
+app.add_api_route("/classify/batch", constant({"model": "noop", "count": 0, "results": []}), methods=["POST"])
 
 
 @bentoml.service(**_zoo_config())

@@ -1,12 +1,10 @@
 """make bench's hand-written peer: the FastAPI server a user would write for one ONNX model, on
-uvicorn[standard] (httptools, uvloop), answering exactly the zoo's body (bench/peer_model.py).
+uvicorn[standard], answering exactly the zoo's body (bench/peer_model.py): an `UploadFile` parameter
+and a returned dict. Each worker process loads the model at import.
 
-    FASHION_ZOO_PEER_DIR=<fashion-zoo model directory> \
+    FASHION_ZOO_PEER_DIR=<fashion-zoo model directory> \\
         uvicorn bench.peer_fastapi:app --workers 2 --no-access-log --port 3002
     curl -F image=@shoe.png http://127.0.0.1:3002/classify
-
-The obvious code: an `UploadFile` parameter (FastAPI reads the form with python-multipart), the
-answer returned as a dict (FastAPI's JSON response). Each worker process loads the model at import.
 """
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
 """make bench's LitServe peer: the same model and answer as bench/peer_model.py, served by LitServe
-(https://github.com/Lightning-AI/LitServe) as its documentation shows, on the CPU.
+as its documentation shows, on the CPU; `--workers` sets its inference processes (`workers_per_device`).
 
     FASHION_ZOO_PEER_DIR=<fashion-zoo model directory> python -m bench.peer_litserve --port 3003 --workers 2
     curl -F image=@shoe.png http://127.0.0.1:3003/classify
-
-LitServe runs its HTTP servers (uvicorn, one per inference worker by default) apart from its
-inference worker processes (`workers_per_device`), passing each request between them through a
-queue; `--workers` sets `workers_per_device`. GET /health answers 200 once the workers are ready.
 """
 from __future__ import annotations
 
@@ -25,11 +21,8 @@ class Classify(ls.LitAPI):
     def decode_request(self, request):  # unannotated: LitServe passes the request and reads its form
         return request["image"].file.read()  # the multipart form's file
 
-    def predict(self, data: bytes) -> dict[str, Any]:
+    def predict(self, data: bytes) -> dict[str, Any]:  # LitServe returns the dict as the JSON answer
         return self.model.classify(data)
-
-    def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
-        return output
 
 
 def main() -> None:

@@ -1,14 +1,10 @@
-"""The model behind make bench's peer servers (bench/peer_fastapi.py, bench/peer_litserve.py): one
-model of the stored zoo, run as a user would run it by hand, answering exactly the zoo's body.
+"""The model behind make bench's peer servers (bench/peer_fastapi.py, bench/peer_litserve.py,
+bench/peer_kserve.py): one model of the stored zoo, run as a user would run it by hand.
 
-The same ONNX file as the zoo serves (from the `fashion-zoo` model directory the zoo loads, named by
-FASHION_ZOO_PEER_DIR, read by `zoo.manifest.read_manifest`), the same onnxruntime session
-(`service.runtime.create_session` on the CPU: one intra-op and one inter-op thread), the model's
-own preprocessing from the manifest (`zoo.spec.preprocess`, so the logits are the zoo's bit for
-bit) and the answer made by the zoo's own `service.results.results` (model, label, class_id,
-confidence, top 3, probabilities, logits): like for like, a peer that answered less would do less
-work. Nothing else of the zoo's (its upload parsing, its fast PNG path,
-its limits) is used.
+The zoo's ONNX file (from the `fashion-zoo` model directory named by FASHION_ZOO_PEER_DIR), its
+onnxruntime session (`service.runtime.create_session` on the CPU), its manifest preprocessing
+(`zoo.spec.preprocess`) and its answer (`service.results.results`): like for like, since a peer that
+answered less would do less work. Nothing else of the zoo's (upload parsing, fast PNG path, limits).
 """
 from __future__ import annotations
 
@@ -38,15 +34,19 @@ class PeerModel:
     def from_env(cls) -> "PeerModel":
         return cls(os.environ[DIR_ENV], os.environ.get(MODEL_ENV, "batchnorm"))
 
-    def classify(self, data: bytes) -> dict[str, Any]:
-        """An image file's bytes -> the zoo's answer for this model."""
+    def tensor(self, data: bytes) -> np.ndarray:
+        """An image file's bytes -> the model's input, preprocessed as the manifest says: (1, 1, size, size)."""
         from PIL import Image
 
-        from service.params import DEFAULT_TOP_K
-        from service.results import results
         from zoo.spec import preprocess
 
         with Image.open(io.BytesIO(data)) as image:
-            x = preprocess(image, self.spec)[None]  # (1, 1, size, size)
-        logits = self.session.run([self.output], {self.input: x.astype(np.float32, copy=False)})[0]
+            return preprocess(image, self.spec)[None].astype(np.float32, copy=False)
+
+    def classify(self, data: bytes) -> dict[str, Any]:
+        """An image file's bytes -> the zoo's answer for this model."""
+        from service.params import DEFAULT_TOP_K
+        from service.results import results
+
+        logits = self.session.run([self.output], {self.input: self.tensor(data)})[0]
         return results(self.name, logits, self.classes, DEFAULT_TOP_K)[0]

@@ -1,28 +1,15 @@
-"""The zoo against the servers a user would run instead, one server at a time, alternating rounds.
+"""The zoo against the servers a user would run instead, one server at a time, in alternating rounds.
 
     python -m bench --sections peers              # the section alone (about 25 minutes)
     python -m bench --sections peers --quick 1    # a short check (about 3 minutes)
 
-Every server gets the same number of worker processes (the service's default, one per core), the
-same ONNX file (`batchnorm` of the stored `fashion-zoo`, the directory the zoo itself loads), the
-same onnxruntime session options and the same answer body (bench/peer_model.py), so no peer does
-less work than the zoo: the zoo as shipped (`?model=batchnorm` and the default, auto), the zoo with
-its access log and with tracing on (what each costs), a hand-written FastAPI app
-(bench/peer_fastapi.py), LitServe (bench/peer_litserve.py), the BentoML no-op
-(bench/noop_service.py), and on the Open Inference Protocol the zoo's `/v2/models/batchnorm/infer`
-against KServe's own model server (bench/peer_kserve.py), the same FP32 tensor sent as JSON and as
-Triton's binary tensor extension. KServe runs from its own venv (KSERVE_VENV, default .venv-kserve:
-`make .venv-kserve/.installed`); without it the section says so and runs the rest.
-
-Only one server runs at a time: each round starts a server, checks its answer against the zoo's
-(a V2 answer against the local ONNX Runtime session's), warms it up, measures each of its routes
-with wrk at concurrency 64 and stops it; the next round runs the servers in the reverse order, so a
-drift in the machine's load hits all alike. Server CPU per request counts every process of the
-server. docs/benchmarks.md, "Peers", has the setup in full and the figures.
+The zoo as shipped, with its access log and with tracing on, FastAPI (bench/peer_fastapi.py), LitServe
+(bench/peer_litserve.py), the BentoML no-op and, on the V2 protocol, KServe (bench/peer_kserve.py, from
+its own venv KSERVE_VENV): the same workers, ONNX file, session options and answer (bench/peer_model.py).
+Server CPU per request counts every process of a server. docs/benchmarks.md, "Peers", has the setup.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -34,9 +21,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from service.workers import worker_count
+
 from . import wrk
-from .server import ROOT, Server
-from .service import default_workers, measured, sample_pngs, store_dir, summarise
+from .peer_model import DIR_ENV, MODEL_ENV, PeerModel
+from .server import ROOT, NotReady, Server
+from .service import measured, sample_pngs, store_dir, summarise
 from .stats import summary
 
 CONCURRENCY = 64
@@ -55,9 +45,8 @@ TRACING_ON = ("services.FashionZoo.tracing.exporter_type=in_memory "
 
 
 def kserve_python() -> tuple[Path | None, str]:
-    """(the python of KServe's venv, "") or (None, why not). The `kserve` package does not install
-    beside the project's pins (it needs pandas 2), so it has a venv of its own: KSERVE_VENV (the
-    Makefile's, default .venv-kserve), complete once `make` has stamped it `.installed`."""
+    """(the python of KServe's venv, "") or (None, why not): KSERVE_VENV (default .venv-kserve), complete
+    once `make` has stamped it `.installed` (`kserve` needs pandas 2, beside the project's pins)."""
     name = os.environ.get("KSERVE_VENV", ".venv-kserve")
     venv = ROOT / name
     python = venv / "bin" / "python"
@@ -67,79 +56,57 @@ def kserve_python() -> tuple[Path | None, str]:
     return python, ""
 
 
-def servers(n_workers: int, root: Path, logs: Path, kserve: Path | None = None) -> dict[str, dict[str, Any]]:
-    """name -> {server, routes: {measurement: (path, seconds key, request)}}; `kserve`: the python of
-    KServe's venv (no kserve server without it)."""
-    py = sys.executable
+def servers(n_workers: int, root: Path, logs: Path, kserve: Path | None = None) -> dict[str, tuple[Server, dict]]:
+    """name -> (server, {measurement: (path, seconds key, request)}); `kserve`: the python of KServe's
+    venv (no kserve server without it)."""
     zoo_env = {"FASHION_ZOO_WORKERS": str(n_workers)}
-    peer_env = {"FASHION_ZOO_PEER_DIR": str(root), "FASHION_ZOO_PEER_MODEL": MODEL}
-    q, v2 = f"/classify?model={MODEL}", f"/v2/models/{MODEL}/infer"
+    q, plain = f"/classify?model={MODEL}", ("/classify", "headline", "classify")
+
+    def bentoml(log: str, target: str = "service.service:FashionZoo", **env: str) -> Server:
+        return Server(target, logs / f"{log}.log", env={**zoo_env, **env})
+
+    def peer(name: str, ready_path: str, *cmd: str) -> Server:
+        return Server(name, logs / f"{name}.log", ready_path=ready_path, cmd=list(cmd),
+                      env={DIR_ENV: str(root), MODEL_ENV: MODEL})
+
+    def v2(server: str) -> dict[str, tuple[str, str, str]]:
+        return {f"{server} V2 {form}": (f"/v2/models/{MODEL}/infer", "headline", f"v2 {form}") for form in V2_FORMS}
+
+    py, workers = sys.executable, str(n_workers)
     plan = {
-        "zoo": {"server": Server("service.service:FashionZoo", logs / "zoo.log", env=zoo_env),
-                "routes": {f"zoo {MODEL}": (q, "headline", "classify"),
-                           "zoo auto": ("/classify", "headline", "classify")}},
-        "zoo+access_log": {"server": Server("service.service:FashionZoo", logs / "zoo-access.log",
-                                            env={**zoo_env, "FASHION_ZOO_ACCESS_LOG": "1"}),
-                           "routes": {f"zoo {MODEL} + access log": (q, "observability", "classify")}},
-        "zoo+tracing": {"server": Server("service.service:FashionZoo", logs / "zoo-tracing.log",
-                                         env={**zoo_env, "BENTOML_CONFIG_OPTIONS": TRACING_ON}),
-                        "routes": {f"zoo {MODEL} + tracing": (q, "observability", "classify")}},
-        "fastapi": {"server": Server("fastapi", logs / "fastapi.log", env=peer_env, ready_path="/readyz",
-                                     cmd=[py, "-m", "uvicorn", "bench.peer_fastapi:app", "--host", "127.0.0.1",
-                                          "--port", "{port}", "--workers", str(n_workers), "--no-access-log"]),
-                    "routes": {"fastapi": ("/classify", "headline", "classify")}},
-        "litserve": {"server": Server("litserve", logs / "litserve.log", env=peer_env, ready_path="/health",
-                                      cmd=[py, "-m", "bench.peer_litserve", "--host", "127.0.0.1", "--port",
-                                           "{port}", "--workers", str(n_workers)]),
-                     "routes": {"litserve": ("/classify", "headline", "classify")}},
-        "noop": {"server": Server("bench.noop_service:Noop", logs / "noop.log", env=zoo_env),
-                 "routes": {"noop": ("/classify", "headline", "classify")}},
-        "zoo v2": {"server": Server("service.service:FashionZoo", logs / "zoo-v2.log", env=zoo_env),
-                   "routes": {f"zoo {MODEL} V2 {form}": (v2, "headline", f"v2 {form}") for form in V2_FORMS}},
+        "zoo": (bentoml("zoo"), {f"zoo {MODEL}": (q, "headline", "classify"), "zoo auto": plain}),
+        "zoo+access_log": (bentoml("zoo-access", FASHION_ZOO_ACCESS_LOG="1"),
+                           {f"zoo {MODEL} + access log": (q, "observability", "classify")}),
+        "zoo+tracing": (bentoml("zoo-tracing", BENTOML_CONFIG_OPTIONS=TRACING_ON),
+                        {f"zoo {MODEL} + tracing": (q, "observability", "classify")}),
+        "fastapi": (peer("fastapi", "/readyz", py, "-m", "uvicorn", "bench.peer_fastapi:app", "--host", "127.0.0.1",
+                         "--port", "{port}", "--workers", workers, "--no-access-log"), {"fastapi": plain}),
+        "litserve": (peer("litserve", "/health", py, "-m", "bench.peer_litserve", "--host", "127.0.0.1",
+                          "--port", "{port}", "--workers", workers), {"litserve": plain}),
+        "noop": (bentoml("noop", "bench.noop_service:Noop"), {"noop": plain}),
+        "zoo v2": (bentoml("zoo-v2"), v2(f"zoo {MODEL}")),
     }
     if kserve is not None:
         # KServe's ModelServer flags (it reads them from sys.argv). Its access log and per-request
         # trace lines, which it has no flag for: bench/peer_kserve.LOG_CONFIG.
-        plan["kserve"] = {
-            "server": Server("kserve", logs / "kserve.log", env=peer_env, ready_path="/v2/health/ready",
-                             cmd=[str(kserve), "-m", "bench.peer_kserve", "--http_port", "{port}",
-                                  "--workers", str(n_workers), "--enable_grpc", "false",
-                                  "--enable_latency_logging", "false"]),
-            "routes": {f"kserve V2 {form}": (v2, "headline", f"v2 {form}") for form in V2_FORMS}}
+        plan["kserve"] = (peer("kserve", "/v2/health/ready", str(kserve), "-m", "bench.peer_kserve", "--http_port",
+                               "{port}", "--workers", workers, "--enable_grpc", "false",
+                               "--enable_latency_logging", "false"), v2("kserve"))
     return plan
-
-
-def _post(url: str, body: bytes, ctype: str) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()[:200].decode(errors="replace")
 
 
 def v2_requests(png: bytes, root: Path) -> tuple[dict[str, tuple[bytes, str, dict[str, str]]],
                                                     dict[str, Any]]:
-    """The V2 infer request for one image, {"v2 JSON"|"v2 binary": (body, content type, more
-    headers)}, and the outputs a server should answer ({name: array}, from the local session).
-
-    The tensor is the PNG preprocessed as the manifest says (what /classify does to the file), with
-    the session options of the peers (bench/peer_model.py). JSON: the tensor's `data` flat and the
-    answer in JSON (no outputs named: all of them). Binary: built by tritonclient as it sends it by
-    default, Triton's binary tensor extension both ways (the raw float32 bytes after the JSON
-    header, `binary_data_output`); Content-Type application/octet-stream, as KServe wants for it."""
+    """The V2 infer requests for one image preprocessed as the manifest says, {"v2 JSON"|"v2 binary":
+    (body, content type, more headers)}, and the outputs a server should answer (the local session's).
+    Binary: as tritonclient sends it, Triton's binary tensor extension both ways."""
     import numpy as np
     import tritonclient.http as triton
-    from PIL import Image
 
     from service.results import softmax
-    from zoo.spec import preprocess
-
-    from .peer_model import PeerModel
 
     model = PeerModel(root, MODEL)
-    with Image.open(io.BytesIO(png)) as image:
-        x = preprocess(image, model.spec)[None].astype(np.float32)  # (1, 1, 28, 28)
+    x = model.tensor(png)  # (1, 1, 28, 28)
     logits = model.session.run([model.output], {model.input: x})[0]
     expected = {"logits": logits, "probabilities": softmax(logits).astype(np.float32)}
     as_json = json.dumps({"inputs": [{"name": model.input, "shape": list(x.shape), "datatype": "FP32",
@@ -152,18 +119,20 @@ def v2_requests(png: bytes, root: Path) -> tuple[dict[str, tuple[bytes, str, dic
                           {"Inference-Header-Content-Length": str(header_length)})}, expected
 
 
-def _post_v2(url: str, body: bytes, ctype: str, headers: dict[str, str]) -> tuple[int, Any]:
-    """POST a V2 infer request -> (200, {output name: array}) or (status, the start of the error)."""
+def _post(url: str, body: bytes, ctype: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """POST -> (200, the JSON answer, or a V2 answer's {output name: array}) or (status, the start of the error)."""
     from tritonclient.http import InferResult
 
     req = urllib.request.Request(url, data=body, headers={"Content-Type": ctype, **headers}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
-            n = r.headers.get("Inference-Header-Content-Length")
-            answer = InferResult.from_response_body(r.read(), header_length=int(n) if n else None)
+            status, data, n = r.status, r.read(), r.headers.get("Inference-Header-Content-Length")
     except urllib.error.HTTPError as e:
         return e.code, e.read()[:200].decode(errors="replace")
-    return r.status, {o["name"]: answer.as_numpy(o["name"]) for o in answer.get_response()["outputs"]}
+    if "/v2/" not in url:
+        return status, json.loads(data)
+    answer = InferResult.from_response_body(data, header_length=int(n) if n else None)
+    return status, {o["name"]: answer.as_numpy(o["name"]) for o in answer.get_response()["outputs"]}
 
 
 def compare_v2(outputs: dict[str, Any], expected: dict[str, Any]) -> str:
@@ -192,13 +161,6 @@ def compare_body(answer: Any, reference: dict[str, Any]) -> str:
     return f"differs: {keys}"
 
 
-def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """bench.service's summary of the rounds, plus the server's cores and the machine's load."""
-    return {**summarise(runs),
-            "server_cpu_cores": summary(r["server_cpu_cores"] or 0 for r in runs),
-            "load_1min": summary(r["load_1min"] for r in runs)}
-
-
 def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | None = None,
         observability_seconds: float | None = None, warmup_s: float | None = None,
         only: tuple[str, ...] | None = None, root: Path | None = None,
@@ -214,19 +176,15 @@ def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | 
     secs = {"headline": seconds or SECONDS[quick],
             "observability": observability_seconds or OBSERVABILITY_SECONDS[quick]}
     warmup_s = WARMUP_S[quick] if warmup_s is None else warmup_s
-    n_workers, why = default_workers()
-    pngs, source = sample_pngs(data_dir, 1)
-    body, ctype = wrk.multipart([("image", "item.png", pngs[0], "image/png")])
-    requests = {"classify": (body, ctype, {})}
-    v2, expected = v2_requests(pngs[0], root)
-    requests.update(v2)
+    n_workers, why = worker_count(gpu=False, env={})  # the service's default here, and why
+    pngs, image = sample_pngs(data_dir, 1)
+    requests, expected = v2_requests(pngs[0], root)
+    requests["classify"] = (*wrk.multipart([("image", "item.png", pngs[0], "image/png")]), {})
     kserve, no_kserve = kserve_python() if only is None or "kserve" in only else (None, "")
     out: dict[str, Any] = {"settings": {
         "store_tag": tag, "model": MODEL, "workers": n_workers, "workers_why": why,
         "concurrency": CONCURRENCY, "rounds": rounds, "seconds": secs, "warmup_s": warmup_s,
-        "load_generator": f"{wrk.version()}, one thread, keep-alive, closed loop, on the same machine",
-        "image": f"{source}, 28x28 PNG, {len(pngs[0])} bytes, multipart field 'image'",
-        "tracing_on": f"BENTOML_CONFIG_OPTIONS='{TRACING_ON}'",
+        "load_generator": wrk.describe(), "image": image, "tracing_on": f"BENTOML_CONFIG_OPTIONS='{TRACING_ON}'",
         "v2_request": (f"POST /v2/models/{MODEL}/infer, the image preprocessed as the manifest says: one FP32 "
                        f"tensor 'image' [1, 1, 28, 28]; JSON: {len(requests['v2 JSON'][0]):,} bytes, "
                        f"application/json, the answer in JSON; binary (Triton's binary tensor extension, as "
@@ -241,57 +199,49 @@ def run(data_dir: str, quick: bool, rounds: int | None = None, seconds: float | 
     reference: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="fashion-zoo-peers-") as tmp:
         plan = servers(n_workers, root, Path(tmp), kserve)
-        names = [n for n in plan if only is None or n in only]
-        if "zoo" in names:  # first: its answer is the reference
-            names.remove("zoo")
-            names.insert(0, "zoo")
+        names = sorted((n for n in plan if only is None or n in only), key=lambda n: n != "zoo")  # the reference first
         for i in range(rounds):
             order = names if i % 2 == 0 else names[::-1]
             log(f"  peers, round {i + 1} of {rounds}: {', '.join(order)}")
             for name in order:
-                entry, server = plan[name], plan[name]["server"]
+                server, routes = plan[name]
                 t0 = time.perf_counter()
                 try:
-                    server.start()
-                    url = server.wait_ready()
-                except RuntimeError as e:
-                    server.stop()
+                    with server as url:
+                        out["starts_s"].setdefault(name, []).append(round(time.perf_counter() - t0, 1))
+                        first_path, _, first_request = next(iter(routes.values()))
+                        if first_request == "classify":
+                            status, answer = _post(url + first_path, *requests["classify"])
+                            if name == "zoo":
+                                reference = answer if status == 200 else None
+                            out["bodies"][name] = (f"HTTP {status}" if status != 200 else
+                                                   compare_body(answer, reference) if reference else "no reference")
+                        else:  # each V2 route's answer, against the local session's
+                            for label, (path, _, request) in routes.items():
+                                status, answer = _post(url + path, *requests[request])
+                                out["bodies"][label] = f"HTTP {status}: {answer}" if status != 200 else \
+                                    compare_v2(answer, expected)
+                        body, ctype, headers = requests[first_request]
+                        wrk.load(url + first_path, body, ctype, CONCURRENCY, warmup_s, headers=headers)
+                        for label, (path, kind, request) in routes.items():
+                            body, ctype, headers = requests[request]
+                            r = measured(server.cpu_s, url + path, body, ctype, CONCURRENCY, secs[kind],
+                                         headers=headers)
+                            r["load_1min"] = round(os.getloadavg()[0], 2)
+                            r["round"] = i + 1
+                            runs.setdefault(label, []).append(r)
+                            log(f"    {label}: {r['rps']:,.0f} rps, p50 {r['p50_ms'] or 0:.1f} ms, p99 "
+                                f"{r['p99_ms'] or 0:.1f} ms, {r['server_cpu_ms_per_request']:.3f} ms server CPU "
+                                f"per request, {r['errors']} errors, load {r['load_1min']}")
+                except NotReady as e:
                     out.setdefault("failed", {})[name] = str(e)
                     log(f"  {name}: did not start: {e}")
                     continue
-                try:
-                    out["starts_s"].setdefault(name, []).append(round(time.perf_counter() - t0, 1))
-                    first_path, _, first_request = next(iter(entry["routes"].values()))
-                    if first_request == "classify":
-                        status, answer = _post(url + first_path, body, ctype)
-                        if name == "zoo":
-                            reference = answer if status == 200 else None
-                        out["bodies"][name] = (f"HTTP {status}" if status != 200 else
-                                               compare_body(answer, reference) if reference else "no reference")
-                    else:  # each V2 route's answer, against the local session's
-                        for label, (path, _, request) in entry["routes"].items():
-                            status, answer = _post_v2(url + path, *requests[request])
-                            out["bodies"][label] = f"HTTP {status}: {answer}" if status != 200 else \
-                                compare_v2(answer, expected)
-                    warm_body, warm_ctype, warm_headers = requests[first_request]
-                    wrk.load(url + first_path, warm_body, warm_ctype, CONCURRENCY, warmup_s, headers=warm_headers)
-                    for label, (path, kind, request) in entry["routes"].items():
-                        req_body, req_ctype, req_headers = requests[request]
-                        r = measured(server.cpu_s, url + path, req_body, req_ctype, CONCURRENCY, secs[kind],
-                                     headers=req_headers)
-                        r["load_1min"] = round(os.getloadavg()[0], 2)
-                        r["round"] = i + 1
-                        runs.setdefault(label, []).append(r)
-                        log(f"    {label}: {r['rps']:,.0f} rps, p50 {r['p50_ms'] or 0:.1f} ms, p99 "
-                            f"{r['p99_ms'] or 0:.1f} ms, {r['server_cpu_ms_per_request']:.3f} ms server CPU "
-                            f"per request, {r['errors']} errors, load {r['load_1min']}")
-                finally:
-                    server.stop()
-                    if name == "kserve":  # workers KServe killed as hung and started again (see peer_kserve)
-                        restarts = len(re.findall(r"Child process \[\d+\] died", server.output()))
-                        out.setdefault("kserve_worker_restarts", []).append(restarts)
+                if name == "kserve":  # workers KServe killed as hung and started again (see peer_kserve)
+                    restarts = len(re.findall(r"Child process \[\d+\] died", server.output()))
+                    out.setdefault("kserve_worker_restarts", []).append(restarts)
     out["runs"] = runs
-    out["results"] = {label: _summarise(rs) for label, rs in runs.items()}
+    out["results"] = {label: summarise(rs, "server_cpu_cores", "load_1min") for label, rs in runs.items()}
     out.update(compare(runs))
     return out
 
@@ -332,10 +282,8 @@ def compare(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     for feature in ("access log", "tracing"):
         label = f"{base} + {feature}"
         if runs.get(label) and runs.get(base):
-            extra = [r["server_cpu_ms_per_request"] for r in runs[label]]
             plain = summary(r["server_cpu_ms_per_request"] for r in runs[base])["median"]
             out.setdefault("observability_cost", {})[feature] = {
-                "server_cpu_ms_per_request_extra": summary(x - plain for x in extra),
-                "rps_vs_off": summary(_paired(runs, label, base, "rps")) if _paired(runs, label, base, "rps") else None,
-            }
+                "server_cpu_ms_per_request_extra": summary(r["server_cpu_ms_per_request"] - plain for r in runs[label]),
+                "rps_vs_off": _versus(runs, label, base)["rps"]}
     return out

@@ -11,7 +11,7 @@ from zoo.fileio import write_atomic
 from .machine import short
 from .peers import MODEL as PEER_MODEL
 from .service import SOAK_CONCURRENCY as SOAK_C
-from .stats import fmt, fmt_pct
+from .stats import fmt, fmt_pct, table
 
 
 def _problem(section: dict[str, Any] | None) -> str | None:
@@ -26,10 +26,9 @@ def _problem(section: dict[str, Any] | None) -> str | None:
 
 def training_md(t: dict[str, Any]) -> list[str]:
     s = t["settings"]
-    lines = ["| model | ours (s/epoch) | naive (s/epoch) | speed-up |", "|---|---:|---:|---:|"]
-    for name, r in t["models"].items():
-        lines.append(f"| `{name}` | {fmt(r['ours_s_per_epoch'])} | {fmt(r['naive_s_per_epoch'])} | "
-                     f"{fmt(r['speedup_vs_naive'], 'x')} |")
+    lines = table(["model", "ours (s/epoch)", "naive (s/epoch)", "speed-up"],
+                  [[f"`{name}`", fmt(r["ours_s_per_epoch"]), fmt(r["naive_s_per_epoch"]),
+                    fmt(r["speedup_vs_naive"], "x")] for name, r in t["models"].items()])
     how = (f"timed on {s['images_timed']:,} of the {s['epoch_images']:,} training images per repetition and "
            f"extrapolated to a whole epoch" if s["extrapolated"] else "whole epochs")
     lines += ["", f"Ours: {s['ours']}. Naive: {s['naive']}. Both: batch {s['batch_size']}, {s['optimizer']}, "
@@ -41,17 +40,14 @@ def training_md(t: dict[str, Any]) -> list[str]:
 def inference_md(inf: dict[str, Any]) -> list[str]:
     models = {k: v for k, v in inf.items() if k != "settings"}
     batches = list(next(iter(models.values()))["ort_images_per_s"]) if models else []
-    head = ["model", "MACs/image"] + [f"ORT bs{b}" for b in batches] + [f"torch bs{b}" for b in batches] + \
-           ["ORT/torch bs1", "ORT best % of peak"]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    rows = []
     for name, r in models.items():
-        cells = [f"`{name}`", f"{r['macs_per_image']:,}"]
-        cells += [fmt(r["ort_images_per_s"][b]) for b in batches]
-        cells += [fmt(r["torch_images_per_s"][b]) for b in batches]
         peak = r.get("ort_fraction_of_peak")
-        cells += [fmt(r["ort_vs_torch_bs1"], "x"),
-                  "–" if peak is None else f"{100 * peak:.1f}% (bs{r['ort_best_batch']})"]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append([f"`{name}`", f"{r['macs_per_image']:,}", *(fmt(r["ort_images_per_s"][b]) for b in batches),
+                     *(fmt(r["torch_images_per_s"][b]) for b in batches), fmt(r["ort_vs_torch_bs1"], "x"),
+                     "–" if peak is None else f"{100 * peak:.1f}% (bs{r['ort_best_batch']})"])
+    lines = table(["model", "MACs/image", *(f"ORT bs{b}" for b in batches), *(f"torch bs{b}" for b in batches),
+                   "ORT/torch bs1", "ORT best % of peak"], rows)
     s = inf["settings"]
     ort1 = s["ort"]["1"]
     lines += ["", "Images per second, median (min–max). ONNX Runtime "
@@ -69,25 +65,23 @@ def inference_md(inf: dict[str, Any]) -> list[str]:
                   + ": exported in-process for this run (random weights where there is no checkpoint)."]
     sweep = s.get("ort_batch1_sweep_baseline")
     if sweep:
-        lines += ["", f"ONNX Runtime session options at batch 1 (`{s['chosen_on']}`, images/s):", "",
-                  "| intra-op threads | execution mode | graph optimisation | images/s |", "|---:|---|---|---:|"]
-        lines += [f"| {r['intra_op_num_threads']} | {r['execution_mode']} | {r['graph_optimization_level']} | "
-                  f"{fmt(r['images_per_s'])} |" for r in sweep]
+        lines += ["", f"ONNX Runtime session options at batch 1 (`{s['chosen_on']}`, images/s):", ""]
+        lines += table(["intra-op threads", "execution mode", "graph optimisation", "images/s"],
+                       [[r["intra_op_num_threads"], r["execution_mode"], r["graph_optimization_level"],
+                         fmt(r["images_per_s"])] for r in sweep], "rllr")
     return lines
 
 
 def quantization_md(q: dict[str, Any]) -> list[str]:
     models = {k: v for k, v in q.items() if k != "settings"}
     batches = list(next(iter(models.values()))["by_batch"]) if models else []
-    head = ["model", "test acc fp32", "test acc int8", "change (points)"] + \
-           [f"int8/fp32 speed bs{b}" for b in batches] + ["pays off"]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + "---|"]
-    for name, r in models.items():
-        cells = [f"`{name}`", f"{100 * r['accuracy_fp32']:.2f}", f"{100 * r['accuracy_int8']:.2f}",
-                 f"{r['accuracy_change_points']:+.2f}"]
-        cells += [fmt(r["by_batch"][b]["int8_speedup"], "x") for b in batches]
-        cells.append("yes" if r["pays_off"] else "no")
-        lines.append("| " + " | ".join(cells) + " |")
+    head = ["model", "test acc fp32", "test acc int8", "change (points)",
+            *(f"int8/fp32 speed bs{b}" for b in batches), "pays off"]
+    lines = table(head, [[f"`{name}`", f"{100 * r['accuracy_fp32']:.2f}", f"{100 * r['accuracy_int8']:.2f}",
+                          f"{r['accuracy_change_points']:+.2f}",
+                          *(fmt(r["by_batch"][b]["int8_speedup"], "x") for b in batches),
+                          "yes" if r["pays_off"] else "no"] for name, r in models.items()],
+                  "l" + "r" * (len(head) - 2) + "l")
     s = q["settings"]
     lines += ["", f"{s['method']}; {s['calibration_images']} calibration images; accuracy on {s['accuracy_on']}; "
                   f"both files under the inference section's session options; {s['repetitions']} alternating "
@@ -97,22 +91,19 @@ def quantization_md(q: dict[str, Any]) -> list[str]:
 
 def service_md(sv: dict[str, Any]) -> list[str]:
     s = sv["settings"]
-    lines = []
-    if "skipped" in sv:
-        lines += [f"Zoo service skipped: {sv['skipped']}", ""]
-    lines += ["| workers | concurrency | zoo rps | zoo p50 (ms) | zoo p99 (ms) | p99/p50 | errors | no-op rps | "
-              "no-op p50 (ms) | no-op p99 (ms) | zoo / no-op | server CPU per request, zoo / no-op (ms) | "
-              "zoo / no-op by CPU | load generator CPU |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for w, r in sv["by_workers"].items():
         for c, n in r["noop"].items():
             z = r.get("single", {}).get(c)
-            lines.append(f"| {w} | {c} | {fmt(z and z['rps'])} | {fmt(z and z['p50_ms'])} | "
-                         f"{fmt(z and z['p99_ms'])} | {fmt(z and z['p99_over_p50'], 'x')} | "
-                         f"{'–' if z is None else z['errors']} | {fmt(n['rps'])} | {fmt(n['p50_ms'])} | "
-                         f"{fmt(n['p99_ms'])} | {fmt_pct(r.get('vs_noop', {}).get(c))} | "
-                         f"{fmt(z and z.get('server_cpu_ms_per_request'))} / {fmt(n.get('server_cpu_ms_per_request'))} | "
-                         f"{fmt_pct(r.get('vs_noop_by_cpu', {}).get(c))} | {fmt_pct((z or n)['client_cpu_share'])} |")
+            rows.append([w, c, fmt(z and z["rps"]), fmt(z and z["p50_ms"]), fmt(z and z["p99_ms"]),
+                         fmt(z and z["p99_over_p50"], "x"), "–" if z is None else z["errors"], fmt(n["rps"]),
+                         fmt(n["p50_ms"]), fmt(n["p99_ms"]), fmt_pct(r.get("vs_noop", {}).get(c)),
+                         f"{fmt(z and z.get('server_cpu_ms_per_request'))} / {fmt(n.get('server_cpu_ms_per_request'))}",
+                         fmt_pct(r.get("vs_noop_by_cpu", {}).get(c)), fmt_pct((z or n)["client_cpu_share"])])
+    lines = [f"Zoo service skipped: {sv['skipped']}", ""] if "skipped" in sv else []
+    lines += table(["workers", "concurrency", "zoo rps", "zoo p50 (ms)", "zoo p99 (ms)", "p99/p50", "errors",
+                    "no-op rps", "no-op p50 (ms)", "no-op p99 (ms)", "zoo / no-op",
+                    "server CPU per request, zoo / no-op (ms)", "zoo / no-op by CPU", "load generator CPU"], rows, "r")
     lines.append("")
     for w, r in sv["by_workers"].items():
         mem = "; ".join(f"{k} " + ", ".join(f"{when} {v}" for when, v in m.items())
@@ -122,14 +113,11 @@ def service_md(sv: dict[str, Any]) -> list[str]:
                      f"{fmt(r.get('batch_images_per_s'))} images/s (p50 {fmt(r.get('batch', {}).get('p50_ms'))} ms, "
                      f"p99 {fmt(r.get('batch', {}).get('p99_ms'))} ms), no-op {fmt(r['noop_batch_images_per_s'])} "
                      f"images/s. Worker memory (MB, each worker): {mem}.")
-    for w, r in sv["by_workers"].items():
-        wr = r.get("worst_requests")
+        wr, so = r.get("worst_requests"), r.get("soak")  # with the default workers, the last
         if wr:
             lines += ["", f"Requests at the limits ({w} workers, one at a time; server CPU seconds, the smaller "
                           f"of two tries):", ""]
             lines += [f"- {name}: HTTP {c['status']}, {c['server_cpu_s']:.2f} s" for name, c in wr["cases"].items()]
-    for w, r in sv["by_workers"].items():
-        so = r.get("soak")
         if so:
             growth = ", ".join(f"{100 * g:+.1f}%" for g in so["rss_growth"] or [])
             lines += ["", f"Soak ({w} workers): {so['requests']:,} requests at concurrency {SOAK_C} in "
@@ -153,28 +141,24 @@ def service_md(sv: dict[str, Any]) -> list[str]:
 
 def peers_md(pe: dict[str, Any]) -> list[str]:
     s = pe["settings"]
-    lines = ["| server | requests/s | p50 (ms) | p99 (ms) | p99/p50 | server CPU per request (ms) | "
-             "server CPU (cores) | errors | answer vs the zoo's |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = []
     for label, r in pe["results"].items():
         # A V2 route's answer is kept by its label, any other by its server's name (bench.peers.servers).
         server = ("zoo+access_log" if "access log" in label else "zoo+tracing" if "tracing" in label else
                   label if label in ("fastapi", "litserve", "noop") else "zoo")
         body = pe["bodies"].get(label) or pe["bodies"].get(server, "–")
-        if label == "zoo auto":
-            body = "(auto: the ensemble's answer)"
-        lines.append(f"| {label} | {fmt(r['rps'])} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
-                     f"{fmt(r['p99_over_p50'], 'x')} | {fmt(r['server_cpu_ms_per_request'])} | "
-                     f"{fmt(r['server_cpu_cores'])} | {r['errors']} | {body} |")
+        rows.append([label, fmt(r["rps"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["p99_over_p50"], "x"),
+                     fmt(r["server_cpu_ms_per_request"]), fmt(r["server_cpu_cores"]), r["errors"],
+                     "(auto: the ensemble's answer)" if label == "zoo auto" else body])
+    lines = table(["server", "requests/s", "p50 (ms)", "p99 (ms)", "p99/p50", "server CPU per request (ms)",
+                   "server CPU (cores)", "errors", "answer vs the zoo's"], rows, "lrrrrrrrl")
     lines.append("")
-    for zoo, v in pe.get("vs_best_peer", {}).items():
-        lines.append(f"- {zoo} / {pe['best_peer']} (the best peer): requests/s {fmt(v['rps'], 'x')}, "
-                     f"by server CPU per request {fmt(v['by_cpu'], 'x')}.")
-    for form, v in pe.get("vs_kserve", {}).items():
-        lines.append(f"- zoo {PEER_MODEL} V2 {form} / kserve V2 {form}: requests/s {fmt(v['rps'], 'x')}, "
-                     f"by server CPU per request {fmt(v['by_cpu'], 'x')}.")
-    for form, v in pe.get("v2_vs_classify", {}).items():
-        lines.append(f"- zoo {PEER_MODEL} V2 {form} / zoo {PEER_MODEL} (`/classify`, a PNG): requests/s "
-                     f"{fmt(v['rps'], 'x')}, by server CPU per request {fmt(v['by_cpu'], 'x')}.")
+    versus = [(f"{zoo} / {pe['best_peer']} (the best peer)", v) for zoo, v in pe.get("vs_best_peer", {}).items()]
+    versus += [(f"zoo {PEER_MODEL} V2 {form} / kserve V2 {form}", v) for form, v in pe.get("vs_kserve", {}).items()]
+    versus += [(f"zoo {PEER_MODEL} V2 {form} / zoo {PEER_MODEL} (`/classify`, a PNG)", v)
+               for form, v in pe.get("v2_vs_classify", {}).items()]
+    lines += [f"- {what}: requests/s {fmt(v['rps'], 'x')}, by server CPU per request {fmt(v['by_cpu'], 'x')}."
+              for what, v in versus]
     if pe.get("kserve_skipped"):
         lines.append(f"- kserve not run: {pe['kserve_skipped']}")
     if any(pe.get("kserve_worker_restarts", [])):
@@ -202,15 +186,14 @@ def peers_md(pe: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    busy = {k: v["others_cores"] for k, v in report.get("sections", {}).items()}
     lines = ["# Benchmarks", "",
              f"{m['date']} on {short(m)}. "
              f"`{report['command']}`, {report['seconds']:.0f} s"
              + (" (QUICK: fewer images and requests, shorter timing loops)." if report["quick"] else "."),
-             f"Peak assumed: {m['peak_assumption']}."]
-    busy = {k: v["others_cores"] for k, v in report.get("sections", {}).items()}
-    lines.append("Other processes on the machine (cores, a lower bound): "
-                 f"{m['others_cores_at_start']} at the start"
-                 + "".join(f", {c} during {k}" for k, c in busy.items()) + ".")
+             f"Peak assumed: {m['peak_assumption']}.",
+             "Other processes on the machine (cores, a lower bound): "
+             f"{m['others_cores_at_start']} at the start" + "".join(f", {c} during {k}" for k, c in busy.items()) + "."]
     if max([m["others_cores_at_start"], *busy.values()]) > 0.25:
         lines.append("The machine was not idle: absolute figures are lower and noisier than on an idle machine.")
     lines.append("")
@@ -232,9 +215,9 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(report: dict[str, Any], reports_dir: Path) -> tuple[Path, Path]:
-    """Write bench.json and bench.md atomically; returns their paths."""
-    js, md = reports_dir / "bench.json", reports_dir / "bench.md"
-    write_atomic(js, json.dumps(report, indent=2) + "\n")
-    write_atomic(md, markdown(report))
-    return js, md
+def write(data: dict[str, Any], md: str, reports_dir: Path, name: str = "bench") -> tuple[Path, Path]:
+    """Write <name>.json and <name>.md atomically (the folder made if need be); returns their paths."""
+    paths = reports_dir / f"{name}.json", reports_dir / f"{name}.md"
+    write_atomic(paths[0], json.dumps(data, indent=2) + "\n")
+    write_atomic(paths[1], md)
+    return paths

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,10 +30,8 @@ class NotReady(RuntimeError):
 def wait_ready(url: str, alive: Callable[[], bool], start: float, timeout: float = 120,
                logs: Callable[[], str] = lambda: "", what: str = "the server",
                ready_path: str = "/readyz", poll: float = 0.25) -> float:
-    """Seconds from `start` (a time.monotonic()) until GET `url``ready_path` answers 200.
-
-    Raises NotReady, with the end of `logs()`, once `alive()` says the server stopped or after
-    `timeout` seconds."""
+    """Seconds from `start` (a time.monotonic()) until GET `url``ready_path` answers 200; NotReady, with
+    the end of `logs()`, once `alive()` says the server stopped or after `timeout` seconds."""
     while time.monotonic() - start < timeout:
         try:
             with urllib.request.urlopen(f"{url}{ready_path}", timeout=2) as r:
@@ -50,10 +48,9 @@ def wait_ready(url: str, alive: Callable[[], bool], start: float, timeout: float
 class Server:
     """`with Server("service.service:FashionZoo", log) as url:` serves until the block ends.
 
-    `cmd` runs another server instead of `bentoml serve target`: its arguments, with "{port}"
-    replaced by the free port; `ready_path` is what answers 200 once it serves. `env` is added to
-    this process's environment, or is the whole environment with `inherit_env=False`. The process
-    gets its own session, so stopping it stops its workers too (and nothing else).
+    `cmd` runs another server than `bentoml serve target` ("{port}" in it: the free port) that answers
+    200 on `ready_path` once it serves. `env` is added to this process's environment (or is the whole
+    of it: `inherit_env=False`). The server gets its own session: stopping it stops its workers too.
     """
 
     def __init__(self, target: str, log: Path, env: dict[str, str] | None = None, start_timeout: float = 120,
@@ -62,14 +59,12 @@ class Server:
         self.env = {**(os.environ if inherit_env else {}), **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd, self.ready_path = cmd, ready_path
+        self.cmd = cmd or [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", "{port}"]
+        self.ready_path = ready_path
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Server":
-        cmd = [sys.executable, "-m", "bentoml", "serve", self.target, "--host", "127.0.0.1",
-               "--port", str(self.port)]
-        if self.cmd is not None:
-            cmd = [a.replace("{port}", str(self.port)) for a in self.cmd]
+        cmd = [a.replace("{port}", str(self.port)) for a in self.cmd]
         with open(self.log, "wb") as f:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
@@ -88,25 +83,31 @@ class Server:
             raise
         return self.url
 
-    def cpu_s(self) -> float:
-        """CPU seconds (user + system) used so far by the server's live processes, all of them
-        (a supervisor, its workers, helpers): what serving costs, whatever the server's shape."""
+    def each_process(self, read: Callable[[Any], Any], cmd_has: str = "") -> list[Any]:
+        """`read(process)` (psutil) of each live process of the server, the root and its descendants,
+        whose command line contains `cmd_has`, in pid order (processes gone meanwhile left out)."""
         import psutil
 
         assert self.proc is not None
-        total = 0.0
+        out = []
         try:
             root = psutil.Process(self.proc.pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
-            return total
+            return out
         for p in procs:
             try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:  # gone meanwhile
+                if not cmd_has or cmd_has in " ".join(p.cmdline()):
+                    out.append((p.pid, read(p)))
+            except psutil.Error:
                 continue
-        return total
+        return [value for _, value in sorted(out)]
+
+    def cpu_s(self, cmd_has: str = "") -> float:
+        """CPU seconds (user + system) used so far by the server's live processes (those whose command
+        line contains `cmd_has`); all of them by default (a supervisor, its workers, helpers): what
+        serving costs, whatever the server's shape."""
+        return sum(self.each_process(lambda p: sum(p.cpu_times()[:2]), cmd_has))
 
     def output(self) -> str:
         """Everything the server has logged so far."""
@@ -121,10 +122,9 @@ class Server:
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
                 self.proc.wait(wait)
+                return
+            except ProcessLookupError:
                 return
             except subprocess.TimeoutExpired:
                 continue

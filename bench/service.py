@@ -1,17 +1,8 @@
-"""The service under load: single-image /classify at several concurrencies and the batch route,
-with one worker process and with the default (one per core), each against a no-op BentoML service
-(bench/noop_service.py) with the same workers: the framework's ceiling.
-
-For each worker count, the zoo and the no-op start side by side (`bentoml serve`, free local ports),
-both get WARMUP_S of steady load at the top concurrency at once (figures from a fresh server say
-little about one that has served for hours), then the measured runs alternate between them,
-repetition by repetition, so a change in machine load hits both alike. The resident memory of every
-worker is recorded before and after the warm-up and after the runs. With the default workers, the
-server CPU of the largest requests the service accepts (and of some it refuses) is measured, one
-request at a time; with `soak`, the service then serves SOAK_REQUESTS more at concurrency 64, its
-workers' memory read at SOAK_AT.
-
-The load comes from wrk (bench.wrk), the soak's too.
+"""The service under load (`python -m bench --sections service`): /classify at several concurrencies
+and the batch route, with one worker and with the default workers, each against a no-op BentoML service
+with the same workers (bench/noop_service.py), the framework's ceiling. Both are warmed up at once, then
+the wrk runs alternate; with the default workers also the costliest requests and (`soak`) the soak.
+docs/benchmarks.md, "Service", has the why.
 """
 from __future__ import annotations
 
@@ -21,8 +12,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from statistics import median_high
 from typing import Any, Callable
 
+from service.workers import worker_count
 from zoo.manifest import STORE_NAME, ZooLoadError, read_manifest
 
 from . import wrk
@@ -35,13 +28,13 @@ WARMUP_S = {False: 120, True: 5}
 BATCH_IMAGES = 64
 BATCH_SECONDS = {False: 4, True: 1}
 REPS = {False: 3, True: 2}
-SOAK_REQUESTS, SOAK_AT, SOAK_CONCURRENCY = 50_000, (10_000, 50_000), 64
+SOAK_AT, SOAK_CONCURRENCY = (10_000, 50_000), 64
 STORE_MODEL = os.environ.get("FASHION_ZOO_MODEL", f"{STORE_NAME}:latest")
 WORKER_SCRIPT = "_bentoml_impl.worker.service"
 
 
 def sample_pngs(data_dir: str, n: int) -> tuple[list[bytes], str]:
-    """n Fashion-MNIST test images as PNG files (synthetic stripes when the data is absent)."""
+    """n Fashion-MNIST test images as PNG files (synthetic stripes when the data is absent), and what they are."""
     import numpy as np
     from PIL import Image
 
@@ -55,12 +48,14 @@ def sample_pngs(data_dir: str, n: int) -> tuple[list[bytes], str]:
         pixels = rng.integers(0, 40, size=(n, 28, 28), dtype=np.uint8)
         pixels[:, 8:20, 4:24] = 200
         source = "synthetic 28x28 images (no Fashion-MNIST in the data directory)"
-    out = []
-    for p in pixels:
-        buf = io.BytesIO()
-        Image.fromarray(p, "L").save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out, source
+    out = [_encode(Image.fromarray(p, "L"), "PNG") for p in pixels]
+    return out, f"{source}, 28x28 PNG, {len(out[0])} bytes, multipart field 'image'"
+
+
+def _encode(image: Any, fmt: str, **options: Any) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
 
 
 def store_dir() -> tuple[Path | None, str]:
@@ -76,52 +71,14 @@ def store_dir() -> tuple[Path | None, str]:
     return Path(stored.path), str(stored.tag)
 
 
-def store_default_model() -> tuple[str | None, str]:
-    """(the zoo's default model name, the store tag), or (None, why not) when nothing is stored."""
-    root, tag = store_dir()
-    if root is None:
-        return None, tag
-    try:
-        return read_manifest(root, tag)["default"], tag
-    except ZooLoadError as e:
-        return None, str(e)
-
-
-def default_workers() -> tuple[int, str]:
-    """The service's default worker count on this machine, and why (service.workers)."""
-    from service import workers
-
-    return workers.worker_count(gpu=False, env={})
-
-
-def _per_worker(server: Server, read: Callable[[Any], float]) -> list[float]:
-    """`read(process)` of each worker process of a `bentoml serve` (psutil), in pid order."""
-    import psutil
-
-    out = []
-    for p in psutil.Process(server.proc.pid).children(recursive=True):
-        try:
-            if WORKER_SCRIPT in " ".join(p.cmdline()):
-                out.append((p.pid, read(p)))
-        except psutil.Error:  # gone meanwhile
-            continue
-    return [value for _, value in sorted(out)]
-
-
 def worker_rss_mb(server: Server) -> list[float]:
     """Resident memory (MB) of each worker process of a `bentoml serve`, by pid."""
-    return _per_worker(server, lambda p: round(p.memory_info().rss / 2**20, 1))
-
-
-def worker_cpu_s(server: Server) -> float:
-    """CPU seconds (user + system) used so far by the worker processes of a `bentoml serve`."""
-    return sum(_per_worker(server, lambda p: sum(p.cpu_times()[:2])))
+    return server.each_process(lambda p: round(p.memory_info().rss / 2**20, 1), WORKER_SCRIPT)
 
 
 def measured(cpu_s: Callable[[], float], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """One wrk run (`wrk.load(*args, **kwargs)`) with the server's CPU (`cpu_s()`, seconds so far):
-    per answered request (ms), which unlike requests/s hardly depends on what else the machine is
-    doing, and in cores."""
+    """One wrk run (`wrk.load(*args, **kwargs)`) with the server's CPU (`cpu_s()`, seconds so far) per
+    request (ms: unlike requests/s it hardly depends on what else the machine does) and in cores."""
     before = cpu_s()
     r = wrk.load(*args, **kwargs)
     cpu = cpu_s() - before
@@ -129,8 +86,9 @@ def measured(cpu_s: Callable[[], float], *args: Any, **kwargs: Any) -> dict[str,
             "server_cpu_cores": round(cpu / r["seconds"], 2) if r["seconds"] else None}
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rounds of one load -> medians and ranges (bench.stats.summary), totals and error samples."""
+def summarise(runs: list[dict[str, Any]], *more: str) -> dict[str, Any]:
+    """Rounds of one load -> medians and ranges (bench.stats.summary, also of the fields `more`),
+    totals and error samples."""
     ok = [r for r in runs if r["p50_ms"] is not None]
     return {
         "rps": summary(r["rps"] for r in runs),
@@ -142,19 +100,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "requests": sum(r["requests"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "error_samples": [s for r in runs for s in r["error_samples"]][:3],
+        **{k: summary(r[k] or 0 for r in runs) for k in more},
     }
-
-
-def _at_once(jobs: list[Callable[[], Any]]) -> list[Any]:
-    """Run the jobs in parallel threads (each wrk is a process of its own)."""
-    def go(job: Callable[[], Any]) -> Any:
-        try:
-            return job()
-        except Exception as e:  # reported, not raised: a warm-up failure shows in the runs after it
-            return {"error": f"{type(e).__name__}: {e}"}
-
-    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(go, jobs))
 
 
 def _image(fmt: str, side: int, noise: float = 0) -> bytes:
@@ -168,10 +115,7 @@ def _image(fmt: str, side: int, noise: float = 0) -> bytes:
     rgb = np.stack([grey, grey[::-1], grey.T], axis=-1)
     if noise:
         rgb = np.clip(rgb + np.random.default_rng(0).normal(0, noise, (side, side, 1)), 0, 255).astype(np.uint8)
-    image = Image.fromarray(rgb, "RGB")
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return buf.getvalue()
+    return _encode(Image.fromarray(rgb, "RGB"), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
 
 
 def worst_requests(url: str, server: Server, log=print) -> dict[str, Any]:
@@ -203,10 +147,10 @@ def worst_requests(url: str, server: Server, log=print) -> dict[str, Any]:
         for name, (path, files) in cases.items():
             times = []
             for _ in range(2):  # the smaller of two: the request's own cost
-                before = worker_cpu_s(server)
+                before = server.cpu_s(WORKER_SCRIPT)
                 r = client.post(path, files=[(f, (n, d, "application/octet-stream")) for f, n, d in files])
                 time.sleep(0.3)  # the worker's CPU counters settle
-                times.append(worker_cpu_s(server) - before)
+                times.append(server.cpu_s(WORKER_SCRIPT) - before)
             out[name] = {"status": r.status_code, "server_cpu_s": round(min(times), 3),
                          "answer": r.text[:160] if r.status_code != 200 else "200"}
             log(f"  worst requests: {name}: HTTP {r.status_code}, {min(times):.2f} s of server CPU")
@@ -217,9 +161,8 @@ def worst_requests(url: str, server: Server, log=print) -> dict[str, Any]:
 def soak(url: str, body: bytes, ctype: str, server: Server, at_requests: tuple[int, ...] = SOAK_AT,
          log=print) -> dict[str, Any]:
     """At least at_requests[-1] requests at SOAK_CONCURRENCY; every worker's resident memory once each
-    of at_requests (a request count) is reached. wrk runs for a time, not a count: each stretch lasts
-    what the requests still to send take at the last stretch's rate (1 s at first), so a count is
-    passed by at most a second's requests (`requests_at` has the exact counts)."""
+    of at_requests is reached. wrk runs for a time, not a count: each stretch lasts what the requests
+    still to send take at the last rate, so a count is passed by a second's requests at most."""
     out: dict[str, Any] = {"requests": 0, "errors": 0, "rss_mb": {}, "requests_at": {}, "error_samples": []}
     rps, t0 = 0.0, time.perf_counter()
     for at in at_requests:
@@ -248,12 +191,13 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
     the default workers also the cost of the largest requests and (`do_soak`) the soak."""
     env = {"FASHION_ZOO_WORKERS": str(n_workers)}
     servers = {"noop": Server("bench.noop_service:Noop", logs / f"noop-{n_workers}.log", env=env)}
-    out: dict[str, Any] = {"workers": n_workers}
+    out: dict[str, Any] = {"workers": n_workers, "batch_concurrency": min(4, max(1, n_workers * 2))}
     if model is not None:
         servers["zoo"] = Server("service.service:FashionZoo", logs / f"zoo-{n_workers}.log", env=env)
-    single, single_type = bodies["single"]
-    batch, batch_type = bodies["batch"]
     query = f"?model={model}" if model else ""
+    # What is measured: /classify at each concurrency, then the batch route.
+    loads = {**{c: ("/classify", *bodies["single"], c, seconds[c]) for c in concurrency},
+             "batch": ("/classify/batch", *bodies["batch"], out["batch_concurrency"], batch_seconds)}
     try:
         for s in servers.values():
             s.start()  # both start at once; their start-up overlaps
@@ -270,33 +214,31 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
         log(f"  {n_workers} worker(s): warm-up, {warmup_s:.0f} s of concurrency {top} on "
             f"{' and '.join(urls)} at once")
         t0 = time.perf_counter()
-        warm = _at_once([lambda u=u: wrk.load(f"{u}/classify{query}", single, single_type, top, warmup_s)
-                         for u in urls.values()])
+        with concurrent.futures.ThreadPoolExecutor(len(urls)) as pool:  # each wrk is a process of its own
+            warm = {k: pool.submit(wrk.load, f"{u}/classify{query}", *bodies["single"], top, warmup_s)
+                    for k, u in urls.items()}
+        # A warm-up's failure is reported, not raised: it shows in the runs after it.
+        warm = {k: {"error": f"{type(w.exception()).__name__}: {w.exception()}"} if w.exception() else w.result()
+                for k, w in warm.items()}
         out["warmup"] = {"seconds": round(time.perf_counter() - t0, 1), "concurrency": top,
                          **{k: {f: w.get(f) for f in ("requests", "errors", "rps", "p99_ms", "error")}
-                            for k, w in zip(urls, warm)}}
+                            for k, w in warm.items()}}
         for k in urls:
             rss[k]["after_warmup"] = worker_rss_mb(servers[k])
-        runs: dict[str, dict[int, list]] = {k: {c: [] for c in concurrency} for k in urls}
-        for c in concurrency:
+        runs: dict[str, dict[Any, list]] = {k: {load: [] for load in loads} for k in urls}
+        for load, (path, body, ctype, c, secs) in loads.items():
             for _ in range(reps):
                 for k, url in urls.items():
-                    runs[k][c].append(measured(lambda: worker_cpu_s(servers[k]), f"{url}/classify{query}",
-                                               single, single_type, c, seconds[c]))
-            line = ", ".join(f"{k} {sorted(r['rps'] for r in runs[k][c])[len(runs[k][c]) // 2]:,.0f} rps "
-                             f"p99 {sorted(r['p99_ms'] or 0 for r in runs[k][c])[len(runs[k][c]) // 2]:.0f} ms"
-                             for k in urls)
-            log(f"  {n_workers} worker(s), concurrency {c}: {line}")
-        batch_concurrency = min(4, max(1, n_workers * 2))
-        batch_runs: dict[str, list] = {k: [] for k in urls}
-        for _ in range(reps):
-            for k, url in urls.items():
-                batch_runs[k].append(measured(lambda: worker_cpu_s(servers[k]), f"{url}/classify/batch{query}",
-                                              batch, batch_type, batch_concurrency, batch_seconds))
+                    runs[k][load].append(measured(lambda: servers[k].cpu_s(WORKER_SCRIPT), f"{url}{path}{query}",
+                                                  body, ctype, c, secs))
+            if load != "batch":
+                log(f"  {n_workers} worker(s), concurrency {c}: " + ", ".join(
+                    f"{k} {median_high(r['rps'] for r in runs[k][c]):,.0f} rps "
+                    f"p99 {median_high(r['p99_ms'] or 0 for r in runs[k][c]):.0f} ms" for k in urls))
         for k in urls:
             rss[k]["end"] = worker_rss_mb(servers[k])
         if is_default and do_soak and "zoo" in urls:
-            out["soak"] = soak(f"{urls['zoo']}/classify{query}", single, single_type, servers["zoo"], log=log)
+            out["soak"] = soak(f"{urls['zoo']}/classify{query}", *bodies["single"], servers["zoo"], log=log)
         if is_default and "zoo" in urls:  # last: a 40-megapixel image leaves a worker's heap large
             out["worst_requests"] = worst_requests(urls["zoo"], servers["zoo"], log=log)
             out["rss_after_worst_requests_mb"] = worker_rss_mb(servers["zoo"])
@@ -305,26 +247,24 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
             s.stop()
 
     out["rss_mb"] = rss
-    out["batch_concurrency"] = batch_concurrency
-    noop = {str(c): summarise(runs["noop"][c]) for c in concurrency}
-    out["noop"] = noop
-    out["noop_batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in batch_runs["noop"])
+    out["noop"] = {str(c): summarise(runs["noop"][c]) for c in concurrency}
+    out["noop_batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in runs["noop"]["batch"])
     if "zoo" in urls:
-        zoo = {str(c): summarise(runs["zoo"][c]) for c in concurrency}
-        out["single"] = zoo
-        out["errors"] = sum(v["errors"] for v in zoo.values()) + sum(r["errors"] for r in batch_runs["zoo"])
-        out["vs_noop"] = {str(c): summary(z["rps"] / n["rps"] for z, n in zip(runs["zoo"][c], runs["noop"][c])
-                                          if n["rps"]) for c in concurrency}
+        zoo, noop = runs["zoo"], runs["noop"]
+        out["single"] = {str(c): summarise(zoo[c]) for c in concurrency}
+        out["errors"] = sum(r["errors"] for rs in zoo.values() for r in rs)
+        out["vs_noop"] = {str(c): summary(z["rps"] / n["rps"] for z, n in zip(zoo[c], noop[c]) if n["rps"])
+                          for c in concurrency}
         # The same ratio from the workers' CPU per request: what the requests/s ratio is on a machine
         # where the workers have every core to themselves.
         out["vs_noop_by_cpu"] = {str(c): summary(n["server_cpu_ms_per_request"] / z["server_cpu_ms_per_request"]
-                                                 for z, n in zip(runs["zoo"][c], runs["noop"][c])
-                                                 if z["server_cpu_ms_per_request"]) for c in concurrency}
-        out["batch"] = summarise(batch_runs["zoo"])
-        out["batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in batch_runs["zoo"])
-        t = str(top)
-        log(f"  {n_workers} worker(s): {zoo[t]['rps']['median']:,.0f} rps at concurrency {t} = "
-            f"{out['vs_noop'][t]['median']:.0%} of the no-op, p99/p50 {zoo[t]['p99_over_p50']['median']:.1f}, "
+                                                 for z, n in zip(zoo[c], noop[c]) if z["server_cpu_ms_per_request"])
+                                 for c in concurrency}
+        out["batch"] = summarise(zoo["batch"])
+        out["batch_images_per_s"] = summary(r["rps"] * BATCH_IMAGES for r in zoo["batch"])
+        t, single = str(top), out["single"][str(top)]
+        log(f"  {n_workers} worker(s): {single['rps']['median']:,.0f} rps at concurrency {t} = "
+            f"{out['vs_noop'][t]['median']:.0%} of the no-op, p99/p50 {single['p99_over_p50']['median']:.1f}, "
             f"{out['errors']} errors; batch route {out['batch_images_per_s']['median']:,.0f} images/s")
     return out
 
@@ -332,7 +272,7 @@ def run_workers(n_workers: int, model: str | None, bodies: dict[str, tuple[bytes
 def run(data_dir: str, quick: bool, reps: int | None = None, concurrency: tuple[int, ...] = CONCURRENCY,
         seconds: dict[int, float] | None = None, warmup_s: float | None = None,
         batch_seconds: float | None = None, workers: tuple[int, ...] | None = None, do_soak: bool = False,
-        real: bool = True, log=print) -> dict[str, Any]:
+        log=print) -> dict[str, Any]:
     """Load both servers with each worker count; returns the `service` section of bench.json."""
     reps = reps or REPS[quick]
     seconds = seconds or SECONDS[quick]
@@ -340,17 +280,19 @@ def run(data_dir: str, quick: bool, reps: int | None = None, concurrency: tuple[
     batch_seconds = batch_seconds or BATCH_SECONDS[quick]
     if not wrk.available():
         return {"skipped": wrk.MISSING}
-    n_default, why_default = default_workers()
+    n_default, why_default = worker_count(gpu=False, env={})  # the service's default here, and why
     workers = workers or tuple(dict.fromkeys((1, n_default)))
-    pngs, image_source = sample_pngs(data_dir, BATCH_IMAGES)
+    pngs, image = sample_pngs(data_dir, BATCH_IMAGES)
     bodies = {"single": wrk.multipart([("image", "item.png", pngs[0], "image/png")]),
               "batch": wrk.multipart([("image", f"item{i}.png", p, "image/png") for i, p in enumerate(pngs)])}
-
-    model, why = store_default_model() if real else (None, "not requested")
+    root, why = store_dir()
+    try:  # the zoo's default model, or None with why not
+        model = read_manifest(root, why)["default"] if root else None
+    except ZooLoadError as e:
+        model, why = None, str(e)
     out: dict[str, Any] = {
         "settings": {
-            "load_generator": f"{wrk.version()}, one thread, keep-alive, closed loop, on the same machine",
-            "image": f"{image_source}, 28x28 PNG, {len(pngs[0])} bytes, multipart field 'image'",
+            "load_generator": wrk.describe(), "image": image,
             "seconds_per_run": {str(c): seconds[c] for c in concurrency}, "repetitions": reps,
             "warmup_s": warmup_s, "workers": list(workers), "default_workers": n_default,
             "default_workers_why": why_default,

@@ -1,4 +1,4 @@
-"""Repeated measurements summarised as median, min and max."""
+"""Repeated measurements summarised as median, min and max, and formatted for the reports' tables."""
 from __future__ import annotations
 
 import statistics
@@ -16,12 +16,6 @@ def summary(values: Iterable[float], digits: int = 4) -> dict[str, Any]:
         return float(f"{x:.{digits}g}")
 
     return {"median": r(statistics.median(vals)), "min": r(min(vals)), "max": r(max(vals)), "n": len(vals)}
-
-
-def ratios(num: list[float], den: list[float]) -> dict[str, Any]:
-    """Summary of num[i]/den[i] over paired repetitions (measured side by side)."""
-    assert len(num) == len(den)
-    return summary(a / b for a, b in zip(num, den))
 
 
 def rate(fn: Callable[[], Any], items_per_call: int, min_seconds: float, min_calls: int = 3) -> float:
@@ -52,3 +46,10 @@ def fmt_pct(stat: dict[str, Any] | None) -> str:
     if not stat:
         return "–"
     return f"{100 * stat['median']:.0f}% ({100 * stat['min']:.0f}–{100 * stat['max']:.0f}%)"
+
+
+def table(head: list[str], rows: Iterable[Iterable[Any]], align: str = "lr") -> list[str]:
+    """A markdown table's lines; `align`: 'l' or 'r' per column, its last letter repeated for the rest."""
+    align = align.ljust(len(head), align[-1])
+    return ["| " + " | ".join(head) + " |", "|" + "".join("---:|" if a == "r" else "---|" for a in align),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]

@@ -1,20 +1,17 @@
 """Seconds per training epoch: our loop on in-memory tensors vs the naive torchvision pipeline.
 
-Ours is `training.train.train_epoch` on the normalised tensors from `training.data.fashion_mnist`
-in the native mode's channels-last layout, exactly as `training/train.py` runs it. The naive
-pipeline is what a tutorial does: `torchvision.datasets.FashionMNIST` with `ToTensor()` +
-`Normalize((0.5,), (0.5,))` through a `DataLoader(batch_size=<the recipe's>, shuffle=True)`
-(num_workers=0, the default), the default layout, with a plain loop that calls `.item()` per batch.
-Both train the same model on the same 48,000 training images with the same optimiser (Adam,
-TrainConfig's lr, foreach=True as train.py) and the same torch thread count (TrainConfig.threads),
-so the ratio measures the data pipeline, the loop and the layout. Repetitions alternate the two.
+Ours is `training.train.train_epoch` on `training.data.fashion_mnist`'s normalised tensors, channels-last,
+as `training/train.py` runs it. Naive is a tutorial's: `torchvision.datasets.FashionMNIST` with `ToTensor()`
++ `Normalize` through a `DataLoader(shuffle=True)` and a plain loop calling `.item()` per batch. Both train
+the same model on the same images with the same batch, optimiser (Adam, foreach=True) and torch threads
+(TrainConfig's), so the ratio measures the data pipeline, the loop and the layout; repetitions alternate.
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from .stats import ratios, summary
+from .stats import summary
 
 MODELS = ("baseline", "numfilters")
 
@@ -36,9 +33,10 @@ def _naive_epoch(model, opt, loader) -> tuple[float, float]:
     return total_loss / seen, correct / seen
 
 
-def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, images: int | None = None,
-        reps: int | None = None, log=print) -> dict[str, Any]:
-    """Time both pipelines on `images` training images per repetition (a whole epoch unless quick)."""
+def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, log=print) -> dict[str, Any]:
+    """Time both pipelines on a whole epoch per repetition (6,400 images when quick)."""
+    if not models:
+        return {"skipped": f"training compares {', '.join(MODELS)}; none selected"}
     import torch
     from torch.utils.data import DataLoader, Subset
     from torchvision import transforms
@@ -56,10 +54,10 @@ def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, images: in
         return {"skipped": f"Fashion-MNIST not found in {raw_dir(data_dir)} (missing {', '.join(missing)}); "
                            f"run `make data DATA_DIR={data_dir}`"}
     cfg = TrainConfig(data_dir=str(data_dir)).resolved()
-    reps = reps or 3
+    reps = 3
     train = load_fashion_mnist(cfg.data_dir, cfg.val_fraction, cfg.split_seed)["train"]
     epoch_images = len(train)
-    images = min(images or (6400 if quick else epoch_images), epoch_images)
+    images = min(6400, epoch_images) if quick else epoch_images
     ours_split = Split(train.x[:images], train.y[:images])
     full = FashionMNIST(cfg.data_dir, train=True, download=False,
                         transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))]))
@@ -109,18 +107,16 @@ def run(data_dir: str, quick: bool, models: tuple[str, ...] = MODELS, images: in
             train_epoch(model, opt, warm, cfg.batch_size, torch.Generator().manual_seed(0), None)
             _naive_epoch(model, opt, DataLoader(Subset(naive_ds, range(min(images, 10 * cfg.batch_size))),
                                                 batch_size=cfg.batch_size))
-            t_ours, t_naive = [], []
-            for r in range(reps):
-                # Alternate the order so that a change in machine load hits both alike.
-                if r % 2 == 0:
-                    t_ours.append(ours()); t_naive.append(naive())
-                else:
-                    t_naive.append(naive()); t_ours.append(ours())
+            times: dict[Any, list[float]] = {ours: [], naive: []}
+            for r in range(reps):  # alternating order, so that a change in machine load hits both alike
+                for pipeline in ((ours, naive) if r % 2 == 0 else (naive, ours)):
+                    times[pipeline].append(pipeline())
+            t_ours, t_naive = times[ours], times[naive]
             scale = epoch_images / images
             row = {
                 "ours_s_per_epoch": summary(t * scale for t in t_ours),
                 "naive_s_per_epoch": summary(t * scale for t in t_naive),
-                "speedup_vs_naive": ratios(t_naive, t_ours),
+                "speedup_vs_naive": summary(n / o for n, o in zip(t_naive, t_ours)),
             }
             out["models"][name] = row
             log(f"  training {name}: ours {row['ours_s_per_epoch']['median']:.2f} s/epoch, naive "

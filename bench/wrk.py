@@ -1,10 +1,8 @@
 """The benchmarks' load: wrk (https://github.com/wg/wrk, Debian: apt-get install wrk), a C load
-generator, with keep-alive connections in a closed loop sending one pre-built request (a multipart
-upload, or a V2 inference request).
+generator, keep-alive connections in a closed loop sending one pre-built request.
 
-On a small machine the load generator shares the cores with the server it measures, so it must cost
-little: at concurrency 64 on 2 cores wrk used 0.16 of a core and the zoo answered 3,259 requests/s,
-where a Python asyncio generator used 0.30 of a core and left the zoo 2,754 (docs/benchmarks.md).
+On 2 cores the load generator takes its CPU from the server it measures: at concurrency 64 wrk used 0.16
+of a core and the zoo answered 3,259 requests/s; a Python asyncio generator used 0.30 and left it 2,754.
 """
 from __future__ import annotations
 
@@ -47,10 +45,11 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def version() -> str:
+def describe() -> str:
+    """The load generator as the reports name it: wrk's version and how it loads."""
     out = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    first = (out.stdout + out.stderr).strip().splitlines()[:1]
-    return first[0].split(" Copyright")[0] if first else "wrk"
+    version = ((out.stdout + out.stderr).strip().splitlines() or ["wrk"])[0].split(" Copyright")[0]
+    return f"{version}, one thread, keep-alive, closed loop, on the same machine"
 
 
 def load(url: str, body: bytes, content_type: str, concurrency: int, seconds: float,

@@ -36,17 +36,15 @@ def parse_args(argv=None):
     p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="labels kept in `top` (default %(default)s)")
     p.add_argument("--zoo", help="a folder with a manifest.json (e.g. weights/) or a BentoML store tag; "
                    "default: the store's latest fashion-zoo, else the shipped weights")
-    p.add_argument("--address", help="a Ray cluster to run on (default: RAY_ADDRESS if set, else a local "
-                   "Ray on this machine's cores)")
+    p.add_argument("--address", help="a Ray cluster to run on (default: RAY_ADDRESS if set, else a local Ray)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="cuda: one GPU per actor; auto: cuda when the cluster has GPUs (default)")
     p.add_argument("--batch-size", type=int, default=job.BATCH_SIZE, help="images per actor call (default %(default)s)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0,
                    help="CPUs each actor asks for = its sessions' threads (default %(default)s)")
     p.add_argument("--actors", type=int, help="size of the actor pool (default: as many as the cluster fits)")
-    p.add_argument("--part-rows", type=int, default=job.PART_ROWS,
-                   help="rows per Parquet part, at most (a part is also written every "
-                        f"{job.PART_SECONDS:.0f} s; an interruption loses at most one part) (default %(default)s)")
+    p.add_argument("--part-rows", type=int, default=job.PART_ROWS, help="rows per Parquet part, at most (and a part "
+                   f"every {job.PART_SECONDS:.0f} s: an interruption loses at most one) (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard earlier results in OUT and start over")
     p.add_argument("--fail-on-error", action="store_true", help="exit 1 if any file could not be classified")
     p.add_argument("--progress", choices=("auto", "bars", "lines"), default="auto",
@@ -131,11 +129,9 @@ def main(argv=None) -> int:
 
 
 def _shutdown() -> None:
-    if "ray" in sys.modules:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
+    ray = sys.modules.get("ray")  # not imported: never started
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,7 @@
-"""The actors of a catalogue job: each holds one onnxruntime session per model and turns a batch
-of files (path, bytes) into output rows, exactly as `POST /classify` answers each file.
-
-Each actor reads its batch's files itself (pyarrow filesystem, sizes checked before reading), so a
-file that cannot be read is a row like any other bad file. Decoding is the service's
-(`service.imaging.decode`: the format allow-list, the size and pixel caps, reduced-scale JPEG
-decoding, EXIF orientation), preprocessing and inference are the service's
-(`service.inference.Batch`), and a file that fails gets the message the service would answer it
-with, in the `error` column, instead of stopping the job.
+"""The actors of a catalogue job: each holds one onnxruntime session per model, reads its batch's
+files (pyarrow filesystem, sizes checked first) and turns them into output rows exactly as
+`POST /classify` answers each file: the service's decoding (`service.imaging.decode`), preprocessing
+and inference (`service.inference.Batch`); a file that fails is a row with the service's message.
 """
 from __future__ import annotations
 
@@ -27,13 +22,6 @@ from .output import SCHEMA
 REMOTE_READERS = 16  # threads reading a batch's files from a remote filesystem
 
 
-def assigned_cpus() -> int:
-    """The CPUs Ray gave this actor (at least 1): its sessions' intra-op threads."""
-    import ray
-
-    return max(1, round(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
-
-
 class Classifier:
     """A Ray Data callable class (`map_batches(Classifier, compute=ActorPoolStrategy(...))`)."""
 
@@ -41,10 +29,12 @@ class Classifier:
                  auto: dict[str, Any] | None, top_k: int, device: str, filesystem, scheme: str = "") -> None:
         import ray
 
-        self.zoo = build_zoo(manifest, files, Path(tag), tag, device, assigned_cpus())
+        ray_ctx = ray.get_runtime_context()
+        threads = max(1, round(ray_ctx.get_assigned_resources().get("CPU", 1)))  # the CPUs Ray gave this actor
+        self.zoo = build_zoo(manifest, files, Path(tag), tag, device, threads)
         self.names, self.auto, self.top_k, self.scheme = names, auto, top_k, scheme
         self.requested = AUTO if auto else names[0] if len(names) == 1 else "all"
-        self.node = ray.get_runtime_context().get_node_id()
+        self.node = ray_ctx.get_node_id()
         self.fs = filesystem
         # A remote filesystem (a bucket) answers each read after a round trip: read a batch's files
         # in threads there; local files are read in turn (a page-cache read takes microseconds).
@@ -92,9 +82,8 @@ def classify_files(zoo, names: list[str], auto: dict[str, Any] | None, top_k: in
             row(path, requested, error=str(e))
         except Exception as e:  # what the service answers 400 to: a mode PIL cannot make grey
             row(path, requested, error=f"the image {unconvertible(e)}")
-    if ok:
-        for path, answers in zip(ok, batch.results(top_k)):
-            for r in answers:
-                row(path, r["model"], r["label"], r["class_id"], r["confidence"], r["top"],
-                    list(r["probabilities"].values()), AUTO if auto else None)
+    for path, answers in zip(ok, batch.results(top_k)):
+        for r in answers:
+            row(path, r["model"], r["label"], r["class_id"], r["confidence"], r["top"],
+                list(r["probabilities"].values()), AUTO if auto else None)
     return pa.table(rows, schema=SCHEMA)

@@ -1,17 +1,13 @@
-"""The Ray Data pipeline of a catalogue job: read the files' bytes, classify them in a pool of
-actors, stream the rows back and write them as Parquet parts.
+"""The Ray Data pipeline of a catalogue job (docs/catalogue.md, "How it runs"):
 
     paths --from_arrow--> map_batches(Classifier, ActorPoolStrategy): read, decode, classify -->
     rows --iter_batches--> the driver --> appended to a part of OUT, complete every PART_ROWS rows or PART_SECONDS
-
-Sizing: each actor asks Ray for `cpus_per_actor` CPUs (its sessions' intra-op threads) or, on a GPU,
-one GPU; the pool has as many actors as the cluster has room for. The dataset holds only the
-paths; each actor reads its batch's files itself (pyarrow filesystem), decodes and classifies them.
 """
 from __future__ import annotations
 
 import math
 import signal
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,9 +22,8 @@ from .zoos import ZooFiles
 if TYPE_CHECKING:
     import pyarrow as pa
 
-BATCH_SIZE = 1024         # images per actor call (--batch-size). Ray Data costs something per batch: on
-                          # 60,000 28x28 PNGs (2 cores) 7,800 images/s at 256, 13,000 at 1,024, where
-                          # the bare loop does 14,000 at either
+BATCH_SIZE = 1024         # images per actor call (--batch-size): on 60,000 28x28 PNGs (2 cores) 7,800
+                          # images/s at 256, 13,000 at 1,024, where the bare loop does 14,000 at either
 PART_ROWS = 20_000        # a part of OUT at least this often, in rows (--part-rows) ...
 PART_SECONDS = 30.0       # ... or in seconds: what an interruption can cost
 PLAIN_EVERY = 5.0         # seconds between plain progress lines when stderr is not a terminal
@@ -50,7 +45,6 @@ class Plan:
 class Tally:
     images: int = 0
     failed: int = 0
-    rows: int = 0
     seconds: float = 0.0   # from the first file read to the last part written (Ray's start-up apart)
     startup: float = 0.0   # ray.init and connecting to the cluster
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (seconds, images so far) per block
@@ -64,35 +58,22 @@ class Tally:
 
     @property
     def steady_rate(self) -> float:
-        """Images/s while between 10% and 90% of the images are done: the pool's rate once every
-        actor is up (they start one after another) and before the last blocks trail in. The slope
-        of a least-squares line through the blocks' arrivals there: the actors' blocks arrive in
-        bunches, which a rate between two arrivals would count too much or too little."""
+        """Images/s between 10% and 90% done (the pool's rate once up, before the last blocks trail in):
+        the slope of a least-squares line through the blocks' arrivals, which come in bunches."""
         total = self.images
         middle = [(t, n) for t, n in self.arrivals if 0.1 * total <= n <= 0.9 * total]
         if len(middle) < 3:
             return total / self.seconds if self.seconds else 0.0
-        ts, ns = zip(*middle)
-        t_mean, n_mean = sum(ts) / len(ts), sum(ns) / len(ns)
-        var = sum((t - t_mean) ** 2 for t in ts)
-        return sum((t - t_mean) * (n - n_mean) for t, n in middle) / var if var else 0.0
+        return statistics.linear_regression(*zip(*middle)).slope
 
 
 class Interruption:
     """Ctrl-C (SIGINT) or SIGTERM for the length of a job, Ray's start and shutdown included: the
-    first one asks the job to finish the block in hand, write what is pending and stop; a second
-    one stops at once (KeyboardInterrupt). `exit_code` is the shell's 128 + the first signal.
-
-    Why the driver takes both signals itself, and keeps them until Ray is shut down:
-    - with Ray 2.60 a SIGINT to the driver while `iter_batches` streams did not stop the job (it ran
-      to the end and exited 0);
-    - `ray.init` sets its own SIGTERM handler, `sys.exit(15)` (`take` takes SIGTERM back after it);
-    - the handlers that were there before were put back before `ray.shutdown`, so a signal during
-      the shutdown met Python's or Ray's own: a KeyboardInterrupt out of `main`, which a process that
-      has run Ray exits with as status 1 (an "interrupted" line, then exit 1), or Ray's
-      `sys.exit(15)`; a signal after the last block made a complete job exit 130
-      (tests/test_catalogue.py).
-    """
+    first asks the job to finish the block in hand, write what is pending and stop; a second stops at
+    once (KeyboardInterrupt). `exit_code` is the shell's 128 + the first signal. Held by the driver
+    because, with Ray 2.60, a SIGINT while `iter_batches` streams did not stop the job, `ray.init`
+    sets its own SIGTERM handler (`take` takes it back), and a signal during the shutdown met
+    Python's or Ray's handler, so a complete job exited 1 or 130 (tests/test_catalogue.py)."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -129,15 +110,11 @@ def start_ray(address: str | None) -> tuple[float, dict[str, float]]:
 
     import ray
 
-    # Ray Data 2.60 otherwise starts a usage-metrics poller thread that queries a Prometheus server
-    # (localhost:9090) through the job; with none there, its failures were logged ("--- Logging
-    # error ---") after an interrupted job's last line. An offline job collects no usage stats.
+    # Ray Data 2.60 otherwise polls a Prometheus server (localhost:9090) for usage metrics; with
+    # none there, its failures were logged after an interrupted job's last line.
     os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     t0 = time.perf_counter()
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
-                                  configure_logging=True, log_to_driver=True)
-    address = address or os.environ.get("RAY_ADDRESS")
-    ray.init(address=address, **kwargs) if address else ray.init(**kwargs)
+    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     return time.perf_counter() - t0, ray.cluster_resources()
 
 
@@ -146,8 +123,7 @@ def pool_size(plan: Plan, resources: dict[str, float]) -> int:
         return plan.actors
     if plan.device == "cuda":
         return max(1, int(resources.get("GPU", 0)))
-    cpus = resources.get("CPU", 1)
-    return max(1, math.floor(cpus / plan.cpus_per_actor))
+    return max(1, math.floor(resources.get("CPU", 1) / plan.cpus_per_actor))
 
 
 def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan,
@@ -168,11 +144,8 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
     # Each actor loads only the models that may answer (model=auto: two of the zoo's ten).
     manifest = {**zoo.manifest, "models": {n: zoo.manifest["models"][n] for n in plan.names}}
     files = {n: zoo.files[n] for n in plan.names}
-    # Only the paths go into the dataset; each actor reads its batch's files (classifier.py).
-    # read_binary_files costs ~2 ms of CPU per file in its read tasks (12,000 60x80 JPEGs: 30
-    # CPU-seconds, 10.8 s on this 2-core machine) where reading them costs microseconds: it was
-    # the job's bottleneck.
-    # One block a batch, so that the batches spread over the actor pool.
+    # Only the paths go into the dataset, one block a batch so that the batches spread over the pool;
+    # each actor reads its files (read_binary_files cost ~2 ms of CPU a file: docs/catalogue.md).
     paths = pa.table({"path": todo})
     ds = ray.data.from_arrow([paths.slice(i, plan.batch_size) for i in range(0, len(todo), plan.batch_size)])
     ds = ds.map_batches(
@@ -180,44 +153,39 @@ def run(zoo: ZooFiles, sources: Sources, todo: pa.Array, out: Output, plan: Plan
         fn_constructor_kwargs=dict(manifest=manifest, files=files, tag=zoo.tag, names=plan.names,
                                    auto=plan.auto, top_k=plan.top_k, device=plan.device,
                                    filesystem=sources.filesystem, scheme=sources.scheme),
-        # Four batches queued at each actor (Ray Data's default is two with one call at a time): the
-        # next batch's paths are there when a call ends (60,000 PNGs: the actors' share of the two
-        # cores 0.78 -> 0.87 in their busiest 3 s).
+        # Four batches queued at each actor (Ray Data's default: two): the next batch is there when a
+        # call ends (60,000 PNGs: the actors' share of the two cores 0.78 -> 0.87 in their busiest 3 s).
         compute=ActorPoolStrategy(size=tally.actors, max_tasks_in_flight_per_actor=4),
         num_cpus=0 if gpu else plan.cpus_per_actor, num_gpus=1 if gpu else 0)
     t0 = last_part = last_line = time.perf_counter()
     total = len(todo)
-    batches = None
+    if stop.signal:  # while Ray started: nothing to wait for
+        return tally
+    # The iterator itself (a generator), not the iterable `iter_batches` returns, so it can be closed.
+    batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
     try:
-        if stop.signal:  # while Ray started: nothing to wait for
-            return tally
-        # The iterator itself (a generator), not the iterable `iter_batches` returns, so it can be closed.
-        batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
         for block in batches:
-            # The handlers taken after ray.init did not hold for the whole job: 4 of 15 SIGTERMs
-            # sent mid-job ended the driver with status 1 and no message (the core worker's
-            # "already been shutdown ... The process will exit"). Taken again on every block.
+            # Taken again on every block: taken once after ray.init, 4 of 15 SIGTERMs sent mid-job
+            # ended the driver with status 1 and no message.
             stop.take()
             out.add(block)
-            files = block.column("path").unique()
-            tally.images += len(files)
-            tally.arrivals.append((time.perf_counter() - t0, tally.images))
-            tally.failed += block.column("error").is_valid().to_numpy(zero_copy_only=False).sum().item()
             now = time.perf_counter()
+            tally.images += len(block.column("path").unique())
+            tally.arrivals.append((now - t0, tally.images))
+            tally.failed += block.column("error").is_valid().to_numpy(zero_copy_only=False).sum().item()
             if out.pending_rows >= plan.part_rows or now - last_part >= PART_SECONDS:
-                tally.rows += out.seal()
+                out.seal()
                 last_part = now
             if not progress and now - last_line >= PLAIN_EVERY:
-                rate = tally.images / (now - t0)
                 print(f"catalogue: {tally.images:,} of {total:,} images ({100 * tally.images / total:.1f}%), "
-                      f"{rate:,.0f} images/s, {tally.failed:,} failed", file=sys.stderr, flush=True)
+                      f"{tally.images / (now - t0):,.0f} images/s, {tally.failed:,} failed",
+                      file=sys.stderr, flush=True)
                 last_line = now
             if stop.signal:
                 break
     finally:
-        if hasattr(batches, "close"):
-            batches.close()  # its prefetching stops now, not when Ray is shut down under it
+        batches.close()  # its prefetching stops now, not when Ray is shut down under it
         settle_iterator_threads()  # and its threads end before Ray is shut down (ray_fixes.py)
-        tally.rows += out.seal()  # what was classified before an interruption is kept
+        out.seal()  # what was classified before an interruption is kept
         tally.seconds = time.perf_counter() - t0
     return tally

@@ -1,22 +1,7 @@
-"""The catalogue job's output: a Parquet dataset (a folder of parts) that `pyarrow.parquet.read_table`
-and `pandas.read_parquet` read, one row per image and answering model.
-
-Columns (`SCHEMA`): path (the file, as SRC named it: a local absolute path or a URI), model (the
-model that answered; for a file that failed, the MODEL asked for), label, class_id, confidence,
-top (the top-k labels with their probabilities, most probable first), probabilities (every class's,
-in the order of the metadata's `classes`), chosen_by ("auto" where model=auto chose the model),
-error (why a file could not be classified, in the service's words; label and the rest are null),
-node (the Ray node that classified it).
-
-Every part carries the same schema metadata under the key `fashion_zoo` (JSON): the format, the zoo
-(store tag and the sha256 of its manifest), the MODEL and TOP_K asked for and each model's classes.
-
-Each part is written as the rows arrive (a row group per block, under a hidden temporary name) and
-renamed when it is complete, so a part that exists is complete and the driver holds one block at a
-time (collecting a part's blocks and writing them in one go cost it 60 MiB more on 100,000 photos);
-a rerun reads the `path` column of every part and classifies only the files not in any (resume).
-A part that cannot be read (cut short by a crash of the filesystem itself) is reported and removed,
-and its files are classified again.
+"""The catalogue job's output, OUT: a Parquet dataset (a folder of parts), one row per image and
+answering model (columns and metadata: docs/catalogue.md). A part is written as the rows arrive, under
+a hidden name, and renamed when complete, so the driver holds one block at a time (writing a part's
+blocks in one go cost it 60 MiB more on 100,000 photos). A rerun classifies only the files in no part.
 """
 from __future__ import annotations
 
@@ -32,6 +17,8 @@ from pyarrow import fs
 
 from zoo.errors import ZooError
 
+from .sources import filesystem_of
+
 FORMAT = 1
 META_KEY = b"fashion_zoo"
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
@@ -42,6 +29,8 @@ SCHEMA = pa.schema([
     ("confidence", pa.float64()), ("top", pa.list_(TOP)), ("probabilities", pa.list_(pa.float64())),
     ("chosen_by", pa.string()), ("error", pa.string()), ("node", pa.string()),
 ])
+# What must match for a rerun to add to an output rather than mix two different jobs in it.
+_SAME_JOB = ("format", "manifest_sha256", "model", "top_k")
 
 
 def metadata(zoo_tag: str, manifest_sha256: str, model: str, top_k: int,
@@ -50,65 +39,40 @@ def metadata(zoo_tag: str, manifest_sha256: str, model: str, top_k: int,
             "top_k": top_k, "classes": classes}
 
 
-def read_metadata(schema: pa.Schema) -> dict[str, Any] | None:
-    raw = (schema.metadata or {}).get(META_KEY)
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
-
-
-# What must match for a rerun to add to an output rather than mix two different jobs in it.
-_SAME_JOB = ("format", "manifest_sha256", "model", "top_k")
-
-
 class Output:
     """OUT, opened for writing: checked writable, earlier parts scanned (`done`)."""
 
     def __init__(self, out: str, meta: dict[str, Any], overwrite: bool = False) -> None:
         self.out, self.meta = out, meta
-        if "://" in out:
-            try:
-                self.fs, self.dir = fs.FileSystem.from_uri(out)
-            except Exception as e:
-                raise ZooError(f"OUT {out!r}: pyarrow has no filesystem for it ({type(e).__name__}: {e})") from None
-        else:
-            import os
-
-            self.fs, self.dir = fs.LocalFileSystem(), os.path.abspath(out)
+        self.fs, self.dir = filesystem_of(out, "OUT")
         self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        self.seq = 0
-        self.parts = 0       # parts written by this run
+        self.parts = 0         # parts written by this run
+        self.pending_rows = 0  # rows in the part being written (not yet a part of OUT)
         self.done: set[str] = set()
         self.done_rows = 0
         self._writer: pq.ParquetWriter | None = None
-        self._rows = 0
         self._open(overwrite)
 
     def _open(self, overwrite: bool) -> None:
-        info = self.fs.get_file_info(self.dir)
-        if info.type == fs.FileType.File:
+        if self.fs.get_file_info(self.dir).type == fs.FileType.File:
             raise ZooError(f"OUT {self.out!r} is a file; give a folder for the Parquet dataset")
         try:
             self.fs.create_dir(self.dir, recursive=True)
             probe = f"{self.dir}/.write-test-{self.run}"
-            with self.fs.open_output_stream(probe) as f:
-                f.write(b"")
+            self.fs.open_output_stream(probe).close()
             self.fs.delete_file(probe)
         except OSError as e:
             raise ZooError(f"OUT {self.out!r} is not writable ({type(e).__name__}: {e}); give a folder "
                            f"you can write to") from None
         for i in self.fs.get_file_info(fs.FileSelector(self.dir)):
             name = i.base_name
-            if i.type != fs.FileType.File:
+            if i.type != fs.FileType.File or not name.endswith(PART_SUFFIX):
                 continue
-            if name.startswith(f".{PART_PREFIX}"):  # a part a crash left half-written: never read
+            # A part a crash left half-written (hidden) is never read; --overwrite removes the others.
+            if name.startswith(f".{PART_PREFIX}") or (overwrite and name.startswith(PART_PREFIX)):
                 self.fs.delete_file(i.path)
-            elif name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX):
-                if overwrite:
-                    self.fs.delete_file(i.path)
-                else:
-                    self._scan(i.path)
+            elif name.startswith(PART_PREFIX):
+                self._scan(i.path)
 
     def _scan(self, path: str) -> None:
         try:
@@ -118,9 +82,11 @@ class Output:
                   f"its images are classified again", file=sys.stderr)
             self.fs.delete_file(path)
             return
-        theirs = read_metadata(pq.read_schema(path, filesystem=self.fs)) or {}
-        differ = [k for k in _SAME_JOB if theirs.get(k) != self.meta[k]]
-        if differ:
+        try:
+            theirs = json.loads(pq.read_schema(path, filesystem=self.fs).metadata[META_KEY])
+        except (TypeError, KeyError, ValueError):  # no metadata, or not ours
+            theirs = {}
+        if differ := [k for k in _SAME_JOB if theirs.get(k) != self.meta[k]]:
             said = ", ".join(f"{k} {theirs.get(k)!r} (now {self.meta[k]!r})" for k in differ)
             raise ZooError(f"OUT {self.out!r} holds the results of another job ({path}: {said}); "
                            f"run the same command as before to resume it, add --overwrite to start "
@@ -131,26 +97,18 @@ class Output:
     def add(self, table: pa.Table) -> None:
         """Append `table` (SCHEMA) to the part being written, opening one if none is."""
         if self._writer is None:
-            name = f"{PART_PREFIX}{self.run}-{self.seq:05d}{PART_SUFFIX}"
+            name = f"{PART_PREFIX}{self.run}-{self.parts:05d}{PART_SUFFIX}"
             self._tmp, self._final = f"{self.dir}/.{name}", f"{self.dir}/{name}"
             schema = SCHEMA.with_metadata({META_KEY: json.dumps(self.meta, sort_keys=True).encode()})
             self._writer = pq.ParquetWriter(self._tmp, schema, filesystem=self.fs)
-            self._rows = 0
         self._writer.write_table(table)
-        self._rows += table.num_rows
+        self.pending_rows += table.num_rows
 
-    @property
-    def pending_rows(self) -> int:
-        """Rows in the part being written (not yet a part of OUT)."""
-        return self._rows if self._writer is not None else 0
-
-    def seal(self) -> int:
-        """Close the part being written and give it its final name; returns its rows (0 if none)."""
-        if self._writer is None:
-            return 0
-        self._writer.close()
-        self._writer = None
-        self.fs.move(self._tmp, self._final)
-        self.seq += 1
-        self.parts += 1
-        return self._rows
+    def seal(self) -> None:
+        """Close the part being written, if any, and give it its final name."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self.fs.move(self._tmp, self._final)
+            self.parts += 1
+            self.pending_rows = 0

@@ -1,19 +1,14 @@
 """A fix for Ray Data 2.60's batch iterator, which can make an interrupted catalogue job exit 1.
 
-`Dataset.iter_batches` prefetches blocks in a background thread ("Prefetcher", a
-`WaitBlockPrefetcher` calling `ray.wait`) and formats them in "iter_threaded" threads. The prefetcher
-is stopped only when the iteration runs to its end (`prefetcher.stop()` after the loop in
-`ray/data/_internal/block_batching/iter_batches.py`, with no try/finally): a consumer that stops early
-(a `break`, `.close()`) leaves the thread running. If it is inside `ray.wait` when the driver shuts
-Ray down, the core worker logs "The core worker has already been shutdown ... The process will exit"
-and ends the process with status 1, whatever the driver was about to return: an interrupted job
-(SIGINT, SIGTERM) exited 1 instead of 130/143 in about one run in four on a 2-core machine
-(tests/test_catalogue.py).
+`Dataset.iter_batches` prefetches blocks in a "Prefetcher" thread (a `WaitBlockPrefetcher` calling
+`ray.wait`) that is stopped only when the iteration runs to its end (no try/finally in
+`ray/data/_internal/block_batching/iter_batches.py`): a consumer that stops early leaves it running.
+If it is inside `ray.wait` when the driver shuts Ray down, the core worker ends the process with
+status 1: an interrupted job exited 1 instead of 130/143 in about one run in four on a 2-core machine.
 
-`settle_iterator_threads` stops the prefetchers that are still running and waits, bounded, for
-those threads to end, so that nothing calls into Ray when `ray.shutdown` runs. It can go when Ray
-stops the prefetcher on an early exit too (a try/finally around that loop); tests/test_catalogue.py
-says so by failing `test_the_prefetcher_is_left_running_by_an_early_stop`.
+`settle_iterator_threads` stops those prefetchers and waits, bounded, for the iterator's threads to
+end. It can go when Ray stops the prefetcher on an early exit too: tests/test_catalogue.py says so
+by failing `test_the_prefetcher_is_left_running_by_an_early_stop`.
 """
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""What to classify: SRC (a folder, a glob, a text file of paths, or one image) -> image file paths.
-
-Paths go through pyarrow filesystems, so a URI (s3://bucket/photos, gs://..., hdfs://...) works
-where pyarrow has that filesystem and the credentials it needs (its usual environment: AWS_* for S3,
-GOOGLE_APPLICATION_CREDENTIALS for GCS); a plain path is the local filesystem. Only the paths are
-held in memory, never the files, and as one Arrow array (the bytes of the path and 4 more each,
-where a list of Python strings costs ~50 more: 5 MiB a million paths).
+"""What to classify: SRC (a folder, a glob, a text file of paths, or one image) -> image file paths,
+through pyarrow filesystems (a URI such as s3:// works where pyarrow has its filesystem). The paths
+are one Arrow array: 4 bytes each beside the path's own, where a Python string costs ~50 more.
 """
 from __future__ import annotations
 
@@ -31,30 +27,22 @@ class Sources:
     scheme: str           # "" for local files, else e.g. "s3://": the `path` column is scheme + path
     skipped: int = 0      # files in a folder or glob without an image extension
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.paths, pa.Array):
-            self.paths = pa.array(self.paths, pa.string())
-
     def remaining(self, done: set[str]) -> pa.Array:
         """The paths whose URI is not in `done` (the `path` column of earlier parts)."""
-        if not done:
-            return self.paths
         ours = [d[len(self.scheme):] for d in done if d.startswith(self.scheme)]
         return self.paths.filter(pc.invert(pc.is_in(self.paths, value_set=pa.array(ours, pa.string()))))
 
 
-def _filesystem(src: str):
-    """(pyarrow filesystem, src's path on it, the scheme to give back) for a URI or a local path."""
+def filesystem_of(uri: str, what: str):
+    """(pyarrow filesystem, path on it) of a URI or a local path (made absolute); `what` names it in errors."""
     from pyarrow import fs
 
-    if "://" not in src:
-        return fs.LocalFileSystem(), src if _wild(src) else os.path.abspath(src), ""
-    scheme, rest = src.split("://", 1)
-    try:  # the filesystem of the part before any wildcard
-        filesystem, _ = fs.FileSystem.from_uri(f"{scheme}://{_fixed_part(rest) or '/'}")
+    if "://" not in uri:
+        return fs.LocalFileSystem(), os.path.abspath(uri)
+    try:
+        return fs.FileSystem.from_uri(uri)
     except Exception as e:
-        raise ZooError(f"SRC {src!r}: pyarrow has no filesystem for it ({type(e).__name__}: {e})") from None
-    return filesystem, rest, f"{scheme}://"
+        raise ZooError(f"{what} {uri!r}: pyarrow has no filesystem for it ({type(e).__name__}: {e})") from None
 
 
 def _wild(path: str) -> bool:
@@ -72,38 +60,37 @@ def _is_image(path: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _hidden(path: str, base: str) -> bool:
-    """Whether any part of `path` below `base` starts with a dot (.git, .DS_Store, a part being written)."""
-    rest = path[len(base):].strip("/")
-    return any(p.startswith(".") for p in rest.split("/"))
-
-
 def find(src: str) -> Sources:
     """The image files SRC names; raises ZooError (exit 2) for a SRC that names none."""
     from pyarrow import fs
 
-    filesystem, path, scheme = _filesystem(src)
-    if _wild(path):
-        if scheme:  # list below the part before the first wildcard, then match the whole pattern
-            selector = fs.FileSelector(_fixed_part(path), recursive=True, allow_not_found=True)
-            found = [i.path for i in filesystem.get_file_info(selector)
-                     if i.type == fs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
-        else:
-            found = [os.path.abspath(p) for p in glob.glob(src, recursive=True) if os.path.isfile(p)]
-        images = [p for p in found if _is_image(p)]
-        return _checked(Sources(sorted(images), filesystem, scheme, len(found) - len(images)), src)
-    info = filesystem.get_file_info(path)
-    if info.type == fs.FileType.NotFound:
-        raise ZooError(f"SRC {src!r} does not exist; give a folder of images, a glob ('photos/**/*.jpg'), "
-                       f"a text file of paths, or one image")
-    if info.type == fs.FileType.Directory:
+    if "://" in src:
+        scheme, path = src.split("://", 1)
+        scheme += "://"  # the filesystem of the part before any wildcard:
+        filesystem = filesystem_of(scheme + (_fixed_part(path) or "/"), "SRC")[0]
+    else:
+        (filesystem, path), scheme = filesystem_of(src, "SRC"), ""
+    if _wild(path) and scheme:  # list below the part before the first wildcard, then match the whole pattern
+        selector = fs.FileSelector(_fixed_part(path), recursive=True, allow_not_found=True)
+        found = [i.path for i in filesystem.get_file_info(selector)
+                 if i.type == fs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
+    elif _wild(path):
+        found = [os.path.abspath(p) for p in glob.glob(src, recursive=True) if os.path.isfile(p)]
+    else:
+        info = filesystem.get_file_info(path)
+        if info.type == fs.FileType.NotFound:
+            raise ZooError(f"SRC {src!r} does not exist; give a folder of images, a glob ('photos/**/*.jpg'), "
+                           f"a text file of paths, or one image")
+        if info.type != fs.FileType.Directory:
+            if path.lower().endswith(LIST_EXTENSIONS):
+                return _checked(_from_list(filesystem, path, scheme, src), src)
+            return Sources(pa.array([path], pa.string()), filesystem, scheme)
+        # Hidden files and folders (.git, .DS_Store, a part being written) are skipped.
         infos = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
-        files = [i.path for i in infos if i.type == fs.FileType.File and not _hidden(i.path, path)]
-        images = [p for p in files if _is_image(p)]
-        return _checked(Sources(sorted(images), filesystem, scheme, len(files) - len(images)), src)
-    if path.lower().endswith(LIST_EXTENSIONS):
-        return _checked(_from_list(filesystem, path, scheme, src), src)
-    return Sources([path], filesystem, scheme)
+        found = [i.path for i in infos if i.type == fs.FileType.File
+                 and not any(p.startswith(".") for p in i.path[len(path):].strip("/").split("/"))]
+    images = [p for p in found if _is_image(p)]
+    return _checked(Sources(pa.array(sorted(images), pa.string()), filesystem, scheme, len(found) - len(images)), src)
 
 
 def _from_list(filesystem, path: str, scheme: str, src: str) -> Sources:
@@ -125,7 +112,7 @@ def _from_list(filesystem, path: str, scheme: str, src: str) -> Sources:
         elif not line.startswith("/"):
             line = f"{folder}/{line}" if folder else line
         paths.append(os.path.normpath(line) if not scheme else line)
-    return Sources(list(dict.fromkeys(paths)), filesystem, scheme)
+    return Sources(pa.array(list(dict.fromkeys(paths)), pa.string()), filesystem, scheme)
 
 
 def _checked(sources: Sources, src: str) -> Sources:

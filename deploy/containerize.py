@@ -123,11 +123,9 @@ def containerize(bento: str, backend: str, name: str | None = None) -> str:
            "-t", f"{name}:{version}", "-t", f"{name}:latest"]
     if backend == "podman":
         cmd += ["--opt", "network=host"]   # the build's pip install uses the host's network and DNS
-    # Run from the temporary directory's parent: BentoML 1.4.36+ rejects a bento's own
-    # dockerfile_template at containerize time unless the temporary build context it copies the
-    # bento to lies under the working directory ("ValueError: Accessing file outside of current
-    # working directory is not allowed"; bentoml/BentoML#5566). Back to cwd=REPO once a release
-    # with the fix is pinned.
+    # From the temporary directory's parent: BentoML 1.4.36+ refuses a bento's dockerfile_template
+    # unless its temporary build context lies under the working directory ("Accessing file outside
+    # of current working directory is not allowed", bentoml/BentoML#5566); cwd=REPO once fixed.
     run(cmd, cwd=tempfile.gettempdir(), env=env)
     return f"{name}:{version}"
 
@@ -138,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="gpu: onnxruntime-gpu with its CUDA wheels (bentofile.yaml); cpu: onnxruntime (bentofile-cpu.yaml)")
     p.add_argument("--backend", default=os.environ.get("CONTAINER_BACKEND") or None,
                    help=f"one of {', '.join(BACKENDS)} (default: CONTAINER_BACKEND, else the first that works)")
-    p.add_argument("--bento", help="containerize this bento (name:version) instead of building one")
     p.add_argument("--name", help="the image's name (default: the bento's name)")
     args = p.parse_args(argv)
     start = time.monotonic()
@@ -146,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = choose_backend(args.backend)
         print(f"container backend: {backend}", flush=True)
         ensure_base_image(backend)   # first: it is what fails for want of root or debootstrap
-        bento = args.bento or build_bento(BENTOFILES[args.device])
-        image = containerize(bento, backend, args.name)
+        image = containerize(build_bento(BENTOFILES[args.device]), backend, args.name)
     except ContainerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

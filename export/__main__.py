@@ -1,8 +1,7 @@
 """Export the zoo: `python -m export --artifacts artifacts --data-dir data [--kaggle-dir DIR]`.
 
-Every checkpoint in <artifacts>/checkpoints becomes <artifacts>/onnx/<name>.onnx once it agrees
-with PyTorch on real validation images, and <artifacts>/manifest.json lists them. `make export`
-then puts the export in the BentoML model store (`python -m release.store`).
+Every checkpoint in <artifacts>/checkpoints becomes <artifacts>/onnx/<name>.onnx once it agrees with
+PyTorch on validation images; <artifacts>/manifest.json lists them (docs/export.md).
 """
 import sys
 
@@ -10,7 +9,6 @@ from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 
 from .export import export_all
-from .onnx_export import OPSET
 
 
 @cli
@@ -19,15 +17,13 @@ def main() -> None:
     parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST (default: the checkpoint's own)")
     parser.add_argument("--kaggle-dir", default=None, help="Kaggle set (default: the checkpoint's own)")
-    parser.add_argument("--opset", type=int, default=OPSET)
     args = parser.parse_args()
-    manifest, failures = export_all(args.artifacts, args.data_dir, args.kaggle_dir, args.opset)
+    manifest, failures = export_all(args.artifacts, args.data_dir, args.kaggle_dir)
     if manifest:
         print(f"{len(manifest['models'])} model(s) exported; default {manifest['default']}; "
               f"manifest {args.artifacts}/manifest.json", file=sys.stderr)
     if failures:
-        raise ZooError(f"{len(failures)} checkpoint(s) failed to export: "
-                       + "; ".join(f"{p}" for p in failures))
+        raise ZooError(f"{len(failures)} checkpoint(s) failed to export: {'; '.join(failures)}")
 
 
 if __name__ == "__main__":

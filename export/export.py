@@ -1,6 +1,4 @@
-"""Export every checkpoint, prove parity, and write the manifest (`zoo.manifest`'s format).
-
-The BentoML model store is the next step and another package's (`python -m release.store`)."""
+"""Export every checkpoint, prove parity, and write the manifest (`zoo.manifest`'s format)."""
 from __future__ import annotations
 
 import json
@@ -28,19 +26,15 @@ PARITY_SAMPLES = 512
 
 def parity_images(ckpt: dict[str, Any], data_dir: str | None, kaggle_dir: str | None,
                   cache: dict | None = None) -> tuple[torch.Tensor, str]:
-    """PARITY_SAMPLES validation images of the checkpoint's own dataset, and words saying what they are.
-
-    `cache` (one dict per export run) keeps the images of each dataset, split and preprocessing,
-    so the models trained on the same data do not load and check it again."""
+    """PARITY_SAMPLES validation images of the checkpoint's own dataset, and words saying what they
+    are; `cache` (one dict per run) keeps them for the models trained on the same data."""
     from training.config import TrainConfig
 
-    known = {k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**known)
+    cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in TrainConfig.__dataclass_fields__})
     cfg = replace(cfg, data_dir=data_dir or cfg.data_dir, kaggle_dir=kaggle_dir or cfg.kaggle_dir)
     key = (ckpt["dataset"], json.dumps(default_preprocess(cfg.model), sort_keys=True), cfg.data_dir,
            cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed)
-    if cache is None:
-        cache = {}
+    cache = {} if cache is None else cache
     if key not in cache:
         cache[key] = _load_parity_images(ckpt, cfg)
     return cache[key]
@@ -55,20 +49,18 @@ def _load_parity_images(ckpt: dict[str, Any], cfg: Any) -> tuple[torch.Tensor, s
         # No dataset on this machine: fixed random inputs still prove the graphs agree.
         print(f"[{ckpt['name']}] no dataset for parity ({e}); using {PARITY_SAMPLES} seeded random images",
               file=sys.stderr)
-        gen = torch.Generator().manual_seed(0)
-        shape = input_shape(ckpt["preprocess"])
-        return torch.randn(PARITY_SAMPLES, *shape, generator=gen), "random (dataset not found)"
+        x = torch.randn(PARITY_SAMPLES, *input_shape(ckpt["preprocess"]), generator=torch.Generator().manual_seed(0))
+        return x, "random (dataset not found)"
     x = splits["val"].x[:PARITY_SAMPLES]
     if ckpt["dataset"] == "kaggle":
         return x, f"kaggle held-out ({cfg.kaggle_dir})"
     from training.data.fashion_mnist import is_real
 
-    what = "fashion-mnist validation" if is_real(cfg.data_dir) else f"synthetic validation set ({cfg.data_dir})"
-    return x, what
+    return x, "fashion-mnist validation" if is_real(cfg.data_dir) else f"synthetic validation set ({cfg.data_dir})"
 
 
-def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any], opset: int) -> dict[str, Any]:
-    m = ckpt["metrics"]
+def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any]) -> dict[str, Any]:
+    m, a = ckpt["metrics"], ckpt.get("assembled")
     return {
         "onnx": onnx_path.name,
         "sha256": sha256(onnx_path.read_bytes()),
@@ -79,29 +71,21 @@ def manifest_entry(ckpt: dict[str, Any], onnx_path: Path, parity: dict[str, Any]
         "parity": parity,
         "classes": ckpt["classes"],
         "preprocess": ckpt["preprocess"],
-        "opset": opset,
+        "opset": OPSET,
         "input": {"name": INPUT_NAME, "shape": ["batch", *input_shape(ckpt["preprocess"])], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ckpt["classes"])], "dtype": "float32"},
         "epochs": ckpt["epoch"],
-        # The training mode and the processor that trained it (none for an assembled model, or a
-        # checkpoint from before they were recorded): what `make verify-weights` compares against.
+        # The training mode and processor (none for an assembled model): what `make verify-weights` compares.
         "trained_on": ckpt.get("trained_on"),
-        **assembled_entry(ckpt),
+        # An assembled model's members and how they were chosen.
+        **({"members": list(a["members"]),
+            "selection": {"method": a["method"], "trace": a["selection"],
+                          "candidates_val_acc": {n: c["val_acc"] for n, c in a["candidates"].items()}}} if a else {}),
     }
 
 
-def assembled_entry(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """An assembled model's members and how they were chosen (empty for a trained model)."""
-    if "assembled" not in ckpt:
-        return {}
-    a = ckpt["assembled"]
-    return {"members": list(a["members"]),
-            "selection": {"method": a["method"], "trace": a["selection"],
-                          "candidates_val_acc": {n: c["val_acc"] for n, c in a["candidates"].items()}}}
-
-
 def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str | None,
-               opset: int, cache: dict | None = None) -> dict[str, Any]:
+               cache: dict | None = None) -> dict[str, Any]:
     """Export one checkpoint and check parity; raises ZooError (and publishes nothing) on failure."""
     from training.checkpoint import load_checkpoint
 
@@ -109,18 +93,16 @@ def export_one(path: Path, onnx_dir: Path, data_dir: str | None, kaggle_dir: str
     model = model_from_checkpoint(ckpt, path)
     onnx_path = onnx_dir / f"{ckpt['name']}.onnx"
     with replacing(onnx_path, suffix=".onnx") as staged:  # in place only once parity holds
-        export_onnx(model, metadata(ckpt), staged, opset)
+        export_onnx(model, metadata(ckpt), staged)
         images, what = parity_images(ckpt, data_dir, kaggle_dir, cache=cache)
-        parity = check_parity(model, staged, images)
-        parity["data"] = what
-        problems = parity_problems(parity)
-        if problems:
+        parity = {**check_parity(model, staged, images), "data": what}
+        if problems := parity_problems(parity):
             raise ZooError(f"{path}: parity failed: {'; '.join(problems)}")
-    return manifest_entry(ckpt, onnx_path, parity, opset)
+    return manifest_entry(ckpt, onnx_path, parity)
 
 
-def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle_dir: str | None = None,
-               opset: int = OPSET) -> tuple[dict[str, Any], dict[str, str]]:
+def export_all(artifacts: str | os.PathLike, data_dir: str | None = None,
+               kaggle_dir: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Export every checkpoint in <artifacts>/checkpoints; returns (manifest, {file: error})."""
     from training.checkpoint import checkpoints_dir
 
@@ -135,29 +117,26 @@ def export_all(artifacts: str | os.PathLike, data_dir: str | None = None, kaggle
     cache: dict = {}  # parity images, shared by the models trained on the same data
     for path in paths:
         try:
-            entry = export_one(path, onnx_dir, data_dir, kaggle_dir, opset, cache)
+            entry = models[path.stem] = export_one(path, onnx_dir, data_dir, kaggle_dir, cache)
         except ZooError as e:
             failures[str(path)] = str(e)
             print(f"error: {e}", file=sys.stderr)
             (onnx_dir / f"{path.stem}.onnx").unlink(missing_ok=True)  # never serve a stale file
             continue
-        models[path.stem] = entry
         p = entry["parity"]
         print(f"[{path.stem}] {entry['onnx']}: max abs diff {p['max_abs_diff']:.2e}, argmax agreement "
               f"{100 * p['argmax_agreement']:.1f}% on {p['samples']} {p['data']} images at batch "
               f"{'/'.join(map(str, p['batch_sizes']))}", file=sys.stderr)
-    manifest: dict[str, Any] = {}
-    if models:
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "zoo": PROJECT,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "default": best_fashion_mnist(models),  # the default single model
-            # model=auto (what a request that names no model gets): the rule and the two models.
-            "auto": auto_entry(models, photo_models()),
-            "opset": opset,
-            "models": models,
-        }
-        manifest_path = artifacts / MANIFEST
-        write_atomic(manifest_path, manifest_text(manifest))
+    if not models:
+        return {}, failures
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "zoo": PROJECT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "default": best_fashion_mnist(models),  # the default single model
+        "auto": auto_entry(models, photo_models()),  # model=auto: the rule and its two models
+        "opset": OPSET,
+        "models": models,
+    }
+    write_atomic(artifacts / MANIFEST, manifest_text(manifest))
     return manifest, failures

@@ -60,7 +60,7 @@ def metadata(ckpt: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int = OPSET) -> None:
+def export_onnx(model: nn.Module, meta: dict[str, str], path: Path) -> None:
     """Write `model` to `path` and check it with onnx.checker's full check (the caller writes to a
     temporary path and puts it in place once parity holds too: export.export_one)."""
     example = torch.zeros(2, *model.input_shape)
@@ -68,7 +68,7 @@ def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, opset: int =
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(
             model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            opset_version=OPSET, dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
             dynamo=True, external_data=False, verbose=False)
     proto = onnx.load(str(path))
     proto.producer_name = PROJECT

@@ -12,22 +12,17 @@ MAX_ABS_DIFF = 1e-4
 BATCH_SIZES = (1, 64)
 
 
-def ort_session(path: str | Path):
+@torch.inference_mode()
+def check_parity(model: nn.Module, onnx_path: Path, images: torch.Tensor) -> dict[str, Any]:
+    """Max |logit difference| and argmax agreement of PyTorch (eval) vs onnxruntime on `images`."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-@torch.inference_mode()
-def check_parity(model: nn.Module, onnx_path: Path, images: torch.Tensor,
-                 batch_sizes: tuple[int, ...] = BATCH_SIZES) -> dict[str, Any]:
-    """Max |logit difference| and argmax agreement of PyTorch (eval) vs onnxruntime on `images`."""
     model.eval()
-    session = ort_session(onnx_path)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     reference = model(images).numpy()
     worst, agree, per_batch = 0.0, 1.0, {}
-    for bs in batch_sizes:
+    for bs in BATCH_SIZES:
         outs = [session.run(None, {input_name: images[i:i + bs].numpy()})[0] for i in range(0, len(images), bs)]
         got = np.concatenate(outs)
         diff = float(np.abs(got - reference).max())
@@ -35,7 +30,7 @@ def check_parity(model: nn.Module, onnx_path: Path, images: torch.Tensor,
         per_batch[str(bs)] = {"max_abs_diff": diff, "argmax_agreement": agreement}
         worst, agree = max(worst, diff), min(agree, agreement)
     return {"max_abs_diff": worst, "argmax_agreement": agree, "samples": len(images),
-            "batch_sizes": list(batch_sizes), "by_batch_size": per_batch}
+            "batch_sizes": list(BATCH_SIZES), "by_batch_size": per_batch}
 
 
 def parity_problems(parity: dict[str, Any]) -> list[str]:

@@ -1,13 +1,8 @@
-"""The zoo's model card, `weights/README.md`, in the Hugging Face Hub's format, from the manifest.
-
-YAML front matter (`license`, `library_name`, `tags`, `datasets`, `metrics` and a `model-index`
-entry per model with its top-1 accuracy per dataset split, exactly the manifest's fractions), then
-a table of every model and one section per model: preprocessing, class names, training data and
-split, recipe, accuracies, files with size and sha256, test data, intended use and limits. Every
-figure comes from the manifest or the shipped files, so a republish rewrites a true card. Read it
-with `huggingface_hub.ModelCard.load("weights/README.md")` (offline); note that `ModelCardData`
-folds a many-model `model-index` under one `model_name`, so per-model results are read from the
-front matter itself (`huggingface_hub.metadata_load`).
+"""The zoo's model card, `weights/README.md`, in the Hugging Face Hub's format, from the manifest
+(docs/export.md describes it). Every figure comes from the manifest or the shipped files, so a
+republish rewrites a true card. `huggingface_hub.ModelCard.load` reads it offline; its
+`ModelCardData` folds a many-model `model-index` under one `model_name`, so per-model results are
+read from the front matter itself (`huggingface_hub.metadata_load`).
 """
 from __future__ import annotations
 
@@ -34,8 +29,8 @@ DATASETS: dict[str, dict[str, str]] = {
         "license": "unknown (no licence could be confirmed from its Kaggle page; check it before reuse)",
     },
 }
-# (manifest metrics key, model-index split, the card's column)
-SPLITS = (("test_acc", "test", "test"), ("val_acc", "validation", "validation"), ("train_acc", "train", "train"))
+# manifest metrics key -> its split, as the model-index and the card name it
+SPLITS = {"test_acc": "test", "val_acc": "validation", "train_acc": "train"}
 TASK = {"type": "image-classification", "name": "Image Classification"}
 
 
@@ -47,7 +42,7 @@ def model_index(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         results = [{"task": dict(TASK),
                     "dataset": {"name": ds["name"], "type": ds["type"], "split": split},
                     "metrics": [{"type": "accuracy", "name": "top-1 accuracy", "value": e["metrics"][key]}]}
-                   for key, split, _ in SPLITS if e["metrics"].get(key) is not None]
+                   for key, split in SPLITS.items() if e["metrics"].get(key) is not None]
         out.append({"name": name, "results": results})
     return out
 
@@ -108,15 +103,15 @@ def _limits(name: str, e: dict[str, Any], manifest: dict[str, Any]) -> str:
 
 
 def section(name: str, e: dict[str, Any], manifest: dict[str, Any], root: Path) -> list[str]:
-    from .testdata import test_data_files
+    from .formats import test_data_files
 
     m = e["metrics"]
-    acc = ", ".join(f"{col} {pct(m[key])}%" for key, _, col in SPLITS if m.get(key) is not None)
+    acc = ", ".join(f"{split} {pct(m[key])}%" for key, split in SPLITS.items() if m.get(key) is not None)
     recipe = {k: v for k, v in e["config"].items() if k not in ("data_dir", "kaggle_dir")}
     members = (f"- members: {', '.join(f'`{x}`' for x in e['members'])} "
                f"({e['selection']['method']})" if e.get("members") else None)
     trained_on = e.get("trained_on")
-    lines = [
+    return [
         f"### `{name}`", "",
         e["description"], "",
         f"- top-1 accuracy: {acc}",
@@ -137,7 +132,6 @@ def section(name: str, e: dict[str, Any], manifest: dict[str, Any], root: Path) 
         f"- intended use and limits: {_limits(name, e, manifest)}",
         "",
     ]
-    return lines
 
 
 def render(manifest: dict[str, Any], root: str | Path) -> str:

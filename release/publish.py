@@ -3,14 +3,11 @@
     make train-all export       # trains and exports every registry model with the full recipe
     make publish-weights        # copies them into weights/ (then commit weights/)
 
-For every registry model it ships the slim state_dict (the weights, no optimiser or random-number
-state) as `<name>.pt`, the ONNX file, and one `manifest.json`: the export's manifest, each entry
-with the sha256 of both files, the LeNet5 keyword arguments, MACs and the training config, plus the
-date, the source commit and the command. Only what `make train-all export` made with the full
-recipe is published; anything else is refused in one line naming every problem: a missing,
-unfinished, short-epoch or off-recipe model, an export older than its checkpoint, a parity failure
-(checked again here, on the very files that ship), a model trained on other than the real data, or
-uncommitted changes to the code that trains them.
+Per registry model it ships the slim state_dict (weights only) as `<name>.pt`, the ONNX file, and
+one `manifest.json`: the export's, each entry with both files' sha256, the LeNet5 keyword arguments,
+MACs and training config, plus the date, source commit and command. Anything but what `make
+train-all export` made with the full recipe from committed code is refused, in one line naming
+every problem (docs/export.md lists them); parity is checked again on the very files that ship.
 """
 from __future__ import annotations
 
@@ -38,11 +35,6 @@ TRAINING_CODE = ("zoo/registry.py", "zoo/model.py", "zoo/spec.py", "training")
 COMMAND = "make train-all export publish-weights PORTABLE=1"
 # Per-run settings that do not change the weights (and local paths that say nothing to a user).
 LOCAL_CONFIG = ("artifacts", "force")
-
-
-def assembled_kwargs(name: str, ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments that rebuild an assembled model's members (none for a trained model)."""
-    return ckpt["kwargs"] if get_entry(name).members is not None else {}
 
 
 def state_dict_bytes(ckpt: dict[str, Any]) -> bytes:
@@ -194,9 +186,8 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
             problems[name] = [str(e)]
             continue
         mine = recipe_problems(name, ckpt, artifacts) if strict else ([] if ckpt.get("complete") else ["unfinished"])
-        if entry is None or not ckpt.get("complete"):
-            mine += [] if not ckpt.get("complete") else ["not exported (run `make export`)"]
-            problems[name] = mine
+        if entry is None or not ckpt.get("complete"):  # an unfinished one has its problem already
+            problems[name] = mine if not ckpt.get("complete") else [*mine, "not exported (run `make export`)"]
             continue
         onnx_path = artifacts / "onnx" / entry["onnx"]
         onnx_bytes = onnx_path.read_bytes() if onnx_path.exists() else b""
@@ -216,9 +207,9 @@ def collect(artifacts: str | os.PathLike, strict: bool = True,
         weights_bytes = state_dict_bytes(ckpt)
         files[f"{name}.pt"], files[entry["onnx"]] = weights_bytes, onnx_bytes
         config = {k: v for k, v in ckpt["config"].items() if k not in LOCAL_CONFIG}
+        members = ckpt["kwargs"] if get_entry(name).members is not None else {}  # what an assembled model is made of
         models[name] = {**entry, "state_dict": f"{name}.pt", "state_dict_sha256": sha256(weights_bytes),
-                        "kwargs": ckpt["kwargs"], "macs": describe(name, **assembled_kwargs(name, ckpt))["macs"],
-                        "config": config}
+                        "kwargs": ckpt["kwargs"], "macs": describe(name, **members)["macs"], "config": config}
     for name, spread in seed_spreads(artifacts, models).items():
         models[name]["seed_spread"] = spread
     dirty = dirty_code() if strict else []

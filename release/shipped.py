@@ -1,13 +1,10 @@
 """Serve the shipped weights when there is nothing else: `python -m release.shipped` (`make serve`
 runs it before `bentoml serve`).
 
-On a fresh clone the BentoML model store holds no `fashion-zoo`: this imports the zoo shipped in
-`weights/` (its manifest and ONNX files, each checked against its sha256) as a `fashion-zoo` version
-labelled `source=shipped`, so `make serve` classifies without training; it imports again when new
-shipped weights replace the ones imported before. Your own `make export` is a newer version that is
-not labelled so, and is served from then on. When the version to be served is the shipped one, it
-says so in one line (published when, from which commit, how to train your own). Torch-free, like
-the service.
+With no `fashion-zoo` in the BentoML model store (a fresh clone), or only an import of other shipped
+weights, this imports weights/ (sha256 checked) as a version labelled `source=shipped`, so `make
+serve` classifies without training; your own `make export` is a newer version and wins. When the
+shipped version is served it says so in one line. Torch-free, like the service.
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ Both make the version with `create_version`.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,15 +19,9 @@ from zoo.manifest import MANIFEST, PROJECT, STORE_NAME, ZooLoadError, manifest_t
 EXPORT_FIRST = "run `make export` (or `python -m export`) first"
 
 
-def _models_section(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest["models"], sort_keys=True)
-
-
 def create_version(manifest: dict[str, Any], onnx: dict[str, bytes], **labels: str):
-    """A new version of `fashion-zoo` holding every model's ONNX bytes (`onnx`: model name -> bytes,
-    written under the file name its manifest entry gives) and the manifest (the one that verified
-    them, written as export writes it); `labels` are added to the version's (source="shipped").
-    Returns the bentoml.Model."""
+    """A new version (a bentoml.Model) of `fashion-zoo` holding `onnx` (model name -> bytes, under
+    its manifest's file name) and `manifest`, with `labels` added to its own (source="shipped")."""
     import bentoml
 
     labels = {"project": PROJECT, "format": str(manifest["format"]), **labels}
@@ -52,7 +45,7 @@ def save_to_store(artifacts: str | os.PathLike) -> tuple[str, bool]:
     manifest, onnx = read_verified(artifacts, tag, EXPORT_FIRST, files=artifacts / "onnx")
     try:
         latest = bentoml.models.get(f"{STORE_NAME}:latest")
-        if _models_section(read_json(latest.path, str(latest.tag))) == _models_section(manifest):
+        if read_json(latest.path, str(latest.tag))["models"] == manifest["models"]:
             return str(latest.tag), False
     except (bentoml.exceptions.NotFound, ZooLoadError):  # none, or one that is no zoo: a new version
         pass

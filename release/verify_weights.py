@@ -1,18 +1,11 @@
 """Prove the shipped weights are what this code trains: `python -m release.verify_weights`
-(`make verify-weights`).
+(`make verify-weights`; docs/export.md says what it checks and what it took).
 
-Retrains every registry model with its full recipe into a temporary directory (`python -m
-training.train`, two at a time as `make train-all` trains them; not the train+validation retrain
-or the reports, which ship nothing), assembles the ensemble from them (`python -m
-training.ensemble`), exports them without the model store, builds the files `make
-publish-weights` would ship from them, and compares every sha256 (each state_dict and ONNX file) and
-every accuracy with weights/manifest.json, one line per model. Retrained in the mode the weights
-were made in: where that mode guarantees the bits (the portable mode, on any x86-64 processor; the
-native mode, on the same kind of processor only) every file and accuracy must be equal; elsewhere
-each line says which processor and mode made the weights and which retrained them, and every
-accuracy must be within 4 seed standard deviations of the shipped one (the spread `make study`
-measured, in the manifest's `seed_spread`; 0.5 point where none was measured). Exits 1 if any model
-fails. Takes about as long as `make train-all PORTABLE=1` (minutes); not part of `make test`.
+Retrains every registry model with its full recipe, in the mode the weights were made in, into a
+temporary directory (two at a time, as `make train-all`), assembles the ensemble, exports, builds
+what `make publish-weights` would ship and compares it with weights/manifest.json, one line per
+model: bit for bit where the mode guarantees it, else every accuracy within its seed spread.
+Exits 1 if any model fails.
 """
 from __future__ import annotations
 
@@ -36,21 +29,12 @@ from .publish import REPO, collect, dirty_code, source_commit
 
 
 def differences(shipped: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
-    """Every shipped file whose sha256 differs from the rebuilt one, every differing accuracy,
-    and every model present in only one of the two."""
-    out = []
-    a, b = shipped.get("models", {}), rebuilt.get("models", {})
-    out += [f"{n}: shipped, but not rebuilt" for n in a if n not in b]
-    out += [f"{n}: rebuilt, but not shipped" for n in b if n not in a]
-    for name in (n for n in a if n in b):
-        for file_key, sha_key in (("state_dict", "state_dict_sha256"), ("onnx", "sha256")):
-            if a[name][sha_key] != b[name][sha_key]:
-                out.append(f"{name}: {a[name][file_key]} sha256 {a[name][sha_key][:16]}... shipped, "
-                           f"{b[name][sha_key][:16]}... rebuilt")
-        for key, value in a[name]["metrics"].items():
-            if b[name]["metrics"].get(key) != value:
-                out.append(f"{name}: {key} {value} shipped, {b[name]['metrics'].get(key)} rebuilt")
-    return out
+    """What differs between a shipped manifest entry and its rebuild: each file's sha256, each accuracy."""
+    files = [f"{shipped[file_key]} sha256 {shipped[sha_key][:16]}... shipped, {rebuilt[sha_key][:16]}... rebuilt"
+             for file_key, sha_key in (("state_dict", "state_dict_sha256"), ("onnx", "sha256"))
+             if shipped[sha_key] != rebuilt[sha_key]]
+    return files + [f"{key} {value} shipped, {rebuilt['metrics'].get(key)} rebuilt"
+                    for key, value in shipped["metrics"].items() if rebuilt["metrics"].get(key) != value]
 
 
 # Where the study grid measured no seed spread (the Kaggle models, the ensemble): the tolerance, in
@@ -99,7 +83,7 @@ def verdicts(shipped: dict[str, Any], rebuilt: dict[str, Any], here: dict[str, A
             why = f"assembled from {', '.join(entry['members'])}, " + \
                 ("each bit for bit here" if exact else "not all of them bit for bit here")
         if exact:
-            diffs = [d.split(": ", 1)[1] for d in differences({"models": {name: entry}}, {"models": {name: b[name]}})]
+            diffs = differences(entry, b[name])
             out.append((not diffs, f"[{name}] " + (f"bit for bit: both files and every accuracy equal ({why})"
                                                  if not diffs else f"FAILED bit for bit ({why}): {'; '.join(diffs)}")))
             continue
@@ -119,10 +103,8 @@ def verdicts(shipped: dict[str, Any], rebuilt: dict[str, Any], here: dict[str, A
 
 
 def rebuild(workdir: Path, data_dir: str, kaggle_dir: str, jobs: int, portable_mode: bool = True) -> dict[str, Any]:
-    """Every registry model trained with its full recipe into `workdir` (`python -m training.train`,
-    `jobs` at a time, one thread each, most multiply-accumulates first, as `make train-all` trains
-    them), the assembled models built from them, exported without the store; the manifest
-    publishing it would write."""
+    """The manifest publishing would write from every registry model trained with its full recipe in
+    `workdir` (`jobs` at a time, as `make train-all`), assembled and exported without the store."""
     names = sorted(trainable_models(), key=lambda n: -describe(n)["macs"])
 
     def train(name: str) -> tuple[str, int]:

@@ -3,18 +3,16 @@
     python -m service.bentoml_fixes     # reproduces the defect on the installed BentoML, says if the fix applies
 
 **The defect** (BentoML 1.4.40, `bentoml/_internal/server/http/traffic.py`): `TimeoutMiddleware`
-wraps every HTTP request. It calls `loop.call_later(timeout, ...)` and never cancels the timer, so
-every finished request leaves a live timer on the event loop holding its future for the whole
-`traffic.timeout` (60 s here). At 1,000 requests/s the loop carries ~60,000 dead timers: the worker's
-memory doubles in the first minute, and garbage collection over that heap stalls the event loop, so
-p99 latency grows from ~0.3 s to over a second under steady load (issue 12 has the figures).
+calls `loop.call_later(timeout, ...)` for every HTTP request and never cancels the timer, so each
+finished request leaves a live timer holding its future for `traffic.timeout` (60 s here). At 1,000
+requests/s that is ~60,000 dead timers: the worker's memory doubles in the first minute, and garbage
+collection over that heap stalls the event loop, so p99 latency grows from ~0.3 s to over a second
+under steady load (issue 12 has the figures).
 
-**The fix**: the same middleware, with the timer's handle kept and cancelled when the request ends.
-The 504 answer for a request slower than the timeout is unchanged.
-
-**Applied only when needed**: `apply()` runs the installed middleware on one request on a private
-event loop and patches only if that request leaves its timer scheduled: a behaviour check, not a
-version check, so a BentoML release that fixes it upstream is left alone.
+**The fix**: the same middleware, with the timer cancelled when the request ends (the 504 for a
+request slower than the timeout is unchanged). `apply()` patches only if one request through the
+installed middleware on a private event loop leaves its timer scheduled (`leaves_timer_scheduled`):
+a behaviour check, not a version check, so a BentoML that fixes it upstream is left alone.
 
 **When it can go**: once the BentoML pinned in pyproject.toml cancels the timer itself
 (`python -m service.bentoml_fixes` then prints "not present"), delete this module and its two
@@ -24,10 +22,7 @@ behaviour either way: a handful of timers after many requests, and a 504 for a s
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
-
-logger = logging.getLogger("bentoml.fashion_zoo")
 
 _applied: bool | None = None  # None: not checked yet; else whether the fix was applied
 
@@ -37,12 +32,9 @@ async def _ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def leaves_timer_scheduled(middleware_cls: type | None = None) -> bool:
-    """The reproduction: one quick request through BentoML's TimeoutMiddleware (timeout 60 s) on a
-    fresh event loop; True when a timer it scheduled is still pending after the response."""
-    if middleware_cls is None:
-        from bentoml._internal.server.http.traffic import TimeoutMiddleware as middleware_cls
-
+def leaves_timer_scheduled(middleware_cls: type) -> bool:
+    """The reproduction: one quick request through `middleware_cls` (BentoML's TimeoutMiddleware,
+    timeout 60 s) on a fresh event loop; True when a timer it scheduled is still pending after the response."""
     loop = asyncio.new_event_loop()
     handles: list[asyncio.TimerHandle] = []
     call_later = loop.call_later
@@ -120,14 +112,15 @@ def apply() -> bool:
 
 def main() -> None:
     import bentoml
+    from bentoml._internal.server.http import traffic
 
-    defect = leaves_timer_scheduled()
+    defect = leaves_timer_scheduled(traffic.TimeoutMiddleware)
     print(f"BentoML {bentoml.__version__}: TimeoutMiddleware leaves its timer scheduled after a request: "
           f"{'present' if defect else 'not present'}")
     if defect:
         apply()
         print(f"with service.bentoml_fixes.apply(): "
-              f"{'still present' if leaves_timer_scheduled() else 'fixed'}")
+              f"{'still present' if leaves_timer_scheduled(traffic.TimeoutMiddleware) else 'fixed'}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,7 @@
-"""A Python client of the fashion-zoo service (synchronous, built on httpx).
-
-    from service.client import ClientError, ZooClient
+"""A Python client of the fashion-zoo service (synchronous, built on httpx); docs/serving.md has examples.
 
     with ZooClient("http://127.0.0.1:3000") as zoo:
         answer = zoo.classify("shoe.jpg", model="kaggle", top_k=2)   # a path, bytes or a PIL image
-        print(answer["label"], answer["confidence"])
-        for item in zoo.classify_batch(["a.png", "b.png"])["results"]:
-            print(item["filename"], item["label"])
-        print(list(zoo.models()["models"]))
 
 Every answer is the service's JSON, typed with service/schemas.py's shapes. A 4xx/5xx answer, or a
 service that cannot be reached, raises `ClientError` with the HTTP status (None when unreachable) and
@@ -88,14 +82,8 @@ class ZooClient:
 
     @staticmethod
     def _params(model: str | None, top_k: int | None, include_input: bool) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        if model is not None:
-            params["model"] = model
-        if top_k is not None:
-            params["top_k"] = top_k
-        if include_input:
-            params["include_input"] = "1"
-        return params
+        params = {"model": model, "top_k": top_k, "include_input": "1" if include_input else None}
+        return {name: value for name, value in params.items() if value is not None}
 
     def _send(self, method: str, path: str, params: dict[str, Any], **kwargs: Any) -> Any:
         try:

@@ -1,20 +1,19 @@
 """A fast reader for the plain multipart/form-data uploads that curl, browsers and HTTP libraries send.
 
-Starlette's form parser (python-multipart, a byte-by-byte state machine with callbacks and a spooled
-file per upload) costs a small /classify request a fifth of its server CPU: with it alone the server
-took 0.668 ms of CPU per request and served 2,712 requests/s, with this reader first 0.546 ms and
-3,259 (wrk c64, 2 workers, `?model=batchnorm`, a 394-byte PNG, two alternating 30 s rounds;
-docs/benchmarks.md, "where the margin comes from"). Almost every upload has the same plain shape,
-which a few C-level `bytes` operations take apart exactly:
+Starlette's form parser (python-multipart: a byte-by-byte state machine, a spooled file per upload)
+costs a small /classify request a fifth of its server CPU: 0.668 ms of CPU per request and 2,712
+requests/s with it alone, 0.546 ms and 3,259 with this reader first (wrk c64, 2 workers,
+`?model=batchnorm`, a 394-byte PNG, two alternating 30 s rounds; docs/benchmarks.md, "where the
+margin comes from"). `parse_plain` takes apart, with a few C-level `bytes` operations, only the plain
+shape almost every upload has:
 
     --B\\r\\n Content-Disposition: form-data; name="image"; filename="x.png"\\r\\n
     [Content-Type: image/png\\r\\n] \\r\\n <data> \\r\\n--B ... \\r\\n--B--[\\r\\n]
 
-`parse_plain` reads only that shape, within the same limits the full parser is given, and returns
-None for anything else (a preamble, a quoted or escaped parameter, other part headers, a data byte
-sequence that looks like a delimiter, a limit exceeded, a malformed body); the caller then uses the
-full parser, which also words every error. So the fast path can only ever return what the full
-parser returns (tests/test_forms.py compares them on many bodies).
+within the full parser's limits, and returns None for anything else (a preamble, quoting or
+escaping, other part headers, a delimiter-like byte sequence in the data, a limit exceeded, a
+malformed body); the caller then uses the full parser, which also words every error. So it can only
+return what the full parser returns (tests/test_forms.py compares them on many bodies).
 """
 from __future__ import annotations
 

@@ -1,21 +1,16 @@
 """Turn the bytes a person uploads into a PIL image, safely.
 
 Only a few well-known formats are opened (PIL would otherwise try every plugin it has, some of which
-call external programs). The pixel count is checked from the header before anything is decoded, so a
-small file that claims a huge canvas (a decompression bomb) is refused without allocating it.
-Preprocessing to a model's input is not done here: that is `zoo.spec.preprocess`, the one definition
-shared with training.
+call external programs), and the pixel count is checked from the header before anything is decoded,
+so a decompression bomb is refused without allocating it. Preprocessing is `zoo.spec.preprocess`,
+the one definition shared with training.
 
-What one request may cost is bounded by the pixels it decodes: at most MAX_PIXELS per image and
-MAX_REQUEST_PIXELS per request (`open_all` checks a batch's headers before anything is decoded).
-Decoding and preprocessing cost about 10-25 ns of CPU per pixel (PNG, WebP, TIFF, GIF; RGB is the
-dearest), so the largest request accepted costs about a second of one core (`make bench` measures
-it). A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, `Image.draft`), never
-with a side below DRAFT_MIN_SIDE: eight times the models' 28-pixel input, so the model's input
-hardly changes (resampled from at least 224 pixels instead of all of them). libjpeg still reads
-every coefficient of the file at reduced scale: a 12 MP photo costs 11-56 ms (more for more detail)
-instead of 65-85 ms, about what a sixth of its pixels cost at full scale, so a JPEG counts against
-the request's limit as max(its decoded pixels, its full pixels / JPEG_COST_DIVISOR) (`pixel_cost`).
+What a request costs is bounded by the pixels it decodes: MAX_PIXELS per image, MAX_REQUEST_PIXELS
+per request (`open_all` checks a batch's headers first), at 10-25 ns of CPU per pixel about a second
+of one core at most (`make bench` measures it). A large JPEG is decoded at 1/2, 1/4 or 1/8 scale
+(`Image.draft`), no side below DRAFT_MIN_SIDE (eight times the models' input); libjpeg still reads
+every coefficient (a 12 MP photo: 11-56 ms instead of 65-85 ms, about a sixth of its full-scale
+cost), so it counts max(its decoded pixels, its full pixels / JPEG_COST_DIVISOR) (`pixel_cost`).
 """
 from __future__ import annotations
 
@@ -61,18 +56,13 @@ def check_size(n_bytes: int) -> None:
 
 def decode(data: bytes) -> Image.Image:
     """Bytes of an image file -> a fully loaded PIL image (first frame, EXIF orientation applied).
-
-    Raises ImageError (400 for an empty, truncated or non-image upload, 413 for one too large).
-    """
+    Raises ImageError (400 for an empty, truncated or non-image upload, 413 for one too large)."""
     return load(open_image(data))
 
 
 def open_image(data: bytes) -> Image.Image:
-    """Bytes of an image file -> a PIL image whose header is read and checked, pixels not yet decoded.
-
-    Its `size` is the size it will decode to (a large JPEG at reduced scale), so a caller can decide
-    where to decode it (`load`). Raises ImageError.
-    """
+    """Bytes of an image file -> a PIL image whose header is read and checked, pixels not yet decoded
+    (`load` does it); its `size` is the size it will decode to (a large JPEG at reduced scale). Raises ImageError."""
     if not data:
         raise ImageError(f"the upload is empty; {WHAT_TO_SEND}")
     check_size(len(data))
@@ -103,14 +93,12 @@ def _plain_png(data: bytes) -> Image.Image | None:
     """A small non-interlaced 8-bit greyscale PNG with no chunk but IHDR, IDAT, IEND and
     `_NEUTRAL_CHUNKS`, decoded; None for any other file, or anything PIL's plugin might read otherwise.
 
-    The pixels come from PIL's own PNG decoder (zlib and the row filters, `Image.frombytes` with the
-    "zip" decoder the plugin uses), so they are the plugin's; only the plugin's per-chunk Python is
-    skipped, which is most of the cost of a 28x28 image. The chunks are checked as the plugin checks
-    them (layout, CRC of every chunk but IDAT); any doubt returns None and the plugin reads the file,
-    and words the error if there is one. What it saves: the server's CPU per /classify request of a
-    28x28 PNG, 0.592 ms with the plugin for every file against 0.546 ms (8%; 3,045 against 3,259
-    requests/s; wrk c64, 2 workers, docs/benchmarks.md, "where the margin comes from").
-    """
+    The pixels come from PIL's own PNG decoder (`Image.frombytes` with the plugin's "zip" decoder);
+    only the plugin's per-chunk Python, most of the cost of a 28x28 image, is skipped. The chunks are
+    checked as the plugin checks them (layout, CRC of every chunk but IDAT); any doubt returns None and
+    the plugin reads the file. It saves 8% of the server's CPU per /classify request of a 28x28 PNG
+    (0.592 ms with the plugin, 0.546 ms; 3,045 against 3,259 requests/s; wrk c64, 2 workers,
+    docs/benchmarks.md, "where the margin comes from")."""
     if len(data) < 57 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return None
     width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", data, 16)
@@ -164,11 +152,8 @@ def pixel_cost(image: Image.Image) -> int:
 
 
 def open_all(images: list[tuple[str | None, bytes]]) -> list[tuple[str | None, Image.Image]]:
-    """Each (filename, bytes) of a request -> (filename, `open_image`'s image), headers only.
-
-    Raises ImageError naming the image at fault, or 413 when the images together decode to more
-    than MAX_REQUEST_PIXELS, before any pixel is decoded.
-    """
+    """Each (filename, bytes) of a request -> (filename, `open_image`'s image), headers only. Raises
+    ImageError naming the image at fault, or 413 when together they decode to over MAX_REQUEST_PIXELS."""
     out, total = [], 0
     for i, (filename, data) in enumerate(images):
         try:

@@ -6,14 +6,10 @@ server each worker runs (said once at start-up).
     FASHION_ZOO_TRACING=1 make serve         # a span per request even without an exporter
     OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 make serve
 
-Both cost every request server CPU whether or not anything reads them, so neither is on unless
-asked for: the access log is the largest cost a request pays that nothing needs, and BentoML's
-OpenTelemetry middleware opens a span per request even with no exporter (its default sample rate
-is 0). With FASHION_ZOO_TRACING=auto (the default) tracing is on exactly when an exporter is
-configured, in BentoML's tracing settings (`tracing.exporter_type`, then applied as BentoML
-documents it) or by the standard OTEL_* environment (translated here into BentoML's OTLP exporter
-settings); otherwise every URL is excluded from the middleware (`tracing.excluded_urls`).
-docs/serving.md, "Observability", has every switch, which setting wins and what each costs.
+Both cost every request server CPU whether or not anything reads them, so neither is on unless asked
+for; tracing is on exactly when an exporter is configured (else BentoML's middleware would open an
+unrecorded span per request). docs/serving.md, "Observability", has every switch, which setting wins
+and what each costs.
 """
 from __future__ import annotations
 
@@ -29,7 +25,6 @@ from zoo.manifest import installed_version
 from .params import FALSE, TRUE
 
 ACCESS_ENV, TRACING_ENV = "FASHION_ZOO_ACCESS_LOG", "FASHION_ZOO_TRACING"
-ACCESS_DEFAULT = False
 EVERY_URL = [""]  # excluded_urls are regular expressions searched in the URL: "" matches every one
 # Where a user's BentoML configuration comes from (bentoml/_internal/configuration/__init__.py).
 BENTOML_CONFIG_SOURCES = ("BENTOML_CONFIG", "BENTOML_CONFIG_OPTIONS", "BENTOML_CONFIG_OVERRIDES")
@@ -50,7 +45,7 @@ def _switch(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 def access_log(env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
     """(`@bentoml.service`'s `logging` argument, the choice in words)."""
     env = os.environ if env is None else env
-    on = _switch(env, ACCESS_ENV, "1" if ACCESS_DEFAULT else "0", ()) == "1"
+    on = _switch(env, ACCESS_ENV, "0", ()) == "1"
     why = f"{ACCESS_ENV}={env[ACCESS_ENV]}" if env.get(ACCESS_ENV, "").strip() else f"the default; {ACCESS_ENV}=1 turns it on"
     return {"access": {"enabled": on}}, f"access log {'on' if on else 'off'} ({why})"
 
@@ -134,9 +129,7 @@ def http_server() -> str:
     Called inside the worker's running event loop."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    parser = {"HttpToolsProtocol": f"httptools {installed_version('httptools', '?')}",
-              "H11Protocol": f"h11 {installed_version('h11', '?')}"}.get(AutoHTTPProtocol.__name__,
-                                                                         AutoHTTPProtocol.__name__)
+    parser = {"HttpToolsProtocol": "httptools", "H11Protocol": "h11"}[AutoHTTPProtocol.__name__]  # uvicorn's two
     try:
         loop = type(asyncio.get_running_loop())
         name = f"{loop.__module__}.{loop.__qualname__}"
@@ -144,4 +137,5 @@ def http_server() -> str:
         name = "unknown (no running event loop)"
     if name.startswith("uvloop"):
         name = f"uvloop {installed_version('uvloop', '?')} ({name})"
-    return f"uvicorn {installed_version('uvicorn', '?')}, HTTP parser {parser}, event loop {name}"
+    return (f"uvicorn {installed_version('uvicorn', '?')}, HTTP parser {parser} {installed_version(parser, '?')}, "
+            f"event loop {name}")

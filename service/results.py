@@ -26,10 +26,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def results(model: str, logits: np.ndarray, classes: list[str], top_k: int) -> list[dict[str, Any]]:
     """Each image's result from one model; `logits` is (images, classes), as the model returned them.
-
-    The probabilities of the whole batch come from one softmax; the rest is Python on ten numbers a
-    row, which costs less than numpy's per-call overhead on arrays this small.
-    """
+    One softmax for the batch; the rest is Python on ten numbers a row, cheaper than numpy's per-call
+    overhead on arrays this small."""
     out = []
     for row, p in zip(logits.tolist(), softmax(logits).tolist()):  # the same floats as float() of each
         # Most probable first; equal probabilities keep class order (a stable sort, as

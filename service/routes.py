@@ -1,16 +1,9 @@
-"""The HTTP interface: POST /classify, POST /classify/batch, GET /models.
+"""The HTTP interface: POST /classify, POST /classify/batch, GET /models (docs/serving.md, "The API").
 
-A small FastAPI app that the BentoML service mounts (BentoML adds /livez, /readyz, /metrics and
-its middleware around it, and merges this app's OpenAPI paths into its API docs at / and /docs.json).
-The routes read the request body themselves (`RawRoute`), so every bad upload gets a precise
-400/404/413 JSON answer and none reaches a 500; what the docs say about each route is written in
-service/openapi.py from the same names and limits (service/params.py):
-
-    curl -F image=@shoe.jpg 'http://127.0.0.1:3000/classify?model=all&top_k=2'
-    curl --data-binary @shoe.png -H 'Content-Type: image/png' http://127.0.0.1:3000/classify
-    curl -F image=@a.png -F image=@b.png http://127.0.0.1:3000/classify/batch
-
-The service puts its loaded `runtime.Zoo` in `app.state.zoo`.
+A small FastAPI app that the BentoML service mounts (BentoML adds /livez, /readyz, /metrics and its
+API docs at /, with this app's OpenAPI paths, service/openapi.py). The routes read the request body
+themselves (`RawRoute`), so every bad upload gets a precise 400/404/413 JSON answer and none reaches
+a 500. The service puts its loaded `runtime.Zoo` in `app.state.zoo`.
 """
 from __future__ import annotations
 
@@ -34,12 +27,13 @@ from zoo.manifest import PROJECT
 
 from . import openapi
 from .forms import Part, parse_plain
-from .imaging import ImageError, decode, load, open_all, open_image
+from .imaging import MAX_BYTES, ImageError, load, open_all, open_image
 from .inference import Batch, UnknownModel, answering, unconvertible
 from .params import (ALL, DEFAULT_TOP_K, FALSE, FORM_SLACK, IMAGE, INCLUDE_INPUT, MAX_BATCH_BYTES,
-                     MAX_BATCH_IMAGES, MAX_BYTES, MODEL, RAW_TYPES, TOP_K, TRUE)
+                     MAX_BATCH_IMAGES, MODEL, RAW_TYPES, TOP_K, TRUE)
 from .results import JSON
 from .runtime import Zoo
+from .v2_tensors import TensorError
 from .workers import cpu_cores
 
 # An image this small (a Fashion-MNIST image is 784 pixels, a Kaggle photo 4,800) is decoded and
@@ -61,7 +55,7 @@ class RequestError(Exception):
 
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
+        self.status, self.extra = status, extra
 
 
 @dataclass
@@ -187,26 +181,18 @@ def request_options(zoo: Zoo, request: Request, upload: Upload) -> Options:
 def _png(pixels: np.ndarray) -> str:
     """A model's uint8 input, (H, W) grey or (3, H, W) colour, as a base64 PNG."""
     buf = io.BytesIO()
-    if pixels.ndim == 3:
-        Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), "RGB").save(buf, format="PNG")
-    else:
-        Image.fromarray(pixels, "L").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(np.moveaxis(pixels, 0, -1)) if pixels.ndim == 3 else pixels).save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def classify_images(zoo: Zoo, options: Options,
-                    images: list[tuple[str | None, bytes | Image.Image]]) -> list[dict[str, Any]]:
-    """Decode, preprocess (per model, as its manifest says) and classify; one result per image.
-
-    An image is (filename or None, the file's bytes or the image `imaging.open_image` made of them).
-    With model=auto, the zoo's rule picks each image's model (zoo/auto.py), and only that model runs
-    on it.
-    """
+def classify_images(zoo: Zoo, options: Options, images: list[tuple[str | None, Image.Image]]) -> list[dict[str, Any]]:
+    """(filename or None, `imaging.open_image`'s image) -> decoded, preprocessed per model as its
+    manifest says and classified (with model=auto, by the model the zoo's rule picks); one result each."""
     batch = Batch(zoo, options.names, options.auto)
     for i, (filename, data) in enumerate(images):
         which = f"image {i + 1} ({filename})" if len(images) > 1 else "the image"
         try:
-            batch.add(load(data) if isinstance(data, Image.Image) else decode(data))
+            batch.add(load(data))
         except ImageError as e:
             raise RequestError(e.status, f"{which}: {e}" if len(images) > 1 else str(e)) from None
         except Exception as e:  # e.g. a pixel mode PIL cannot convert to grey
@@ -251,10 +237,7 @@ async def _read_request(request: Request, batch: bool) -> tuple[Zoo, Upload, Opt
 async def classify(request: Request) -> JSON:
     """POST /classify: one image, one model (or ?model=all)."""
     zoo, upload, options = await _read_request(request, batch=False)
-    try:  # the header only: its size says where to decode it
-        image = open_image(upload.images[0][1])
-    except ImageError as e:
-        raise RequestError(e.status, str(e)) from None
+    image = open_image(upload.images[0][1])  # the header only: its size says where to decode it
     if image.width * image.height <= INLINE_PIXELS:
         (one,) = classify_images(zoo, options, [(None, image)])
     else:
@@ -265,10 +248,7 @@ async def classify(request: Request) -> JSON:
 async def classify_batch(request: Request) -> JSON:
     """POST /classify/batch: many images in one request, each model run once on all of them."""
     zoo, upload, options = await _read_request(request, batch=True)
-    try:  # every header first: a request over the pixel limit is refused before decoding
-        images = open_all(upload.images)
-    except ImageError as e:
-        raise RequestError(e.status, str(e)) from None
+    images = open_all(upload.images)  # every header first: over the pixel limit, refused before decoding
     results = await in_thread(classify_images, zoo, options, images)
     model = AUTO if options.auto else options.names[0] if len(options.names) == 1 else ALL
     return JSON({"model": model, "count": len(results), "results": results})
@@ -280,14 +260,10 @@ async def models(request: Request) -> JSON:
 
 
 class RawRoute(APIRoute):
-    """A FastAPI route whose endpoint reads the request itself, as a Starlette route's does.
-
-    FastAPI's own handler would parse and validate parameters and bodies (answering 422 in its own
-    words, and reading every multipart form through python-multipart); these endpoints take the
-    plain `Request` and answer each bad input with a precise 400/404/413. The route still carries
-    its OpenAPI description (`responses`, `openapi_extra`), which is what BentoML merges into its
-    docs. `openapi_extra` may be a function of the zoo being served (its model names), called each
-    time the document is made."""
+    """A FastAPI route whose endpoint takes the plain `Request`, as a Starlette route's does (FastAPI's
+    handler would answer a bad input 422 in its own words), and still carries its OpenAPI description,
+    which BentoML merges into its docs. `openapi_extra` may be a function of the served zoo (its model
+    names), called each time the document is made."""
 
     def get_route_handler(self):
         return self.endpoint
@@ -302,8 +278,9 @@ class RawRoute(APIRoute):
         self._openapi_extra = value
 
 
-async def answer_error(request: Request, exc: RequestError) -> JSON:
-    return JSON({"error": exc.message, **exc.extra}, status_code=exc.status)
+async def answer_error(request: Request, exc: RequestError | ImageError | TensorError) -> JSON:
+    """A refused request (raised as one of the three): its status, {"error": message, **extra}."""
+    return JSON({"error": str(exc), **getattr(exc, "extra", {})}, status_code=exc.status)
 
 
 async def unknown_route(request: Request, exc: HTTPException) -> JSON:
@@ -318,7 +295,8 @@ async def unknown_route(request: Request, exc: HTTPException) -> JSON:
 # BentoML (which configures OpenTelemetry) FastAPI would otherwise add a second span per request.
 app = FastAPI(title=PROJECT, openapi_url=None, docs_url=None, redoc_url=None,
               telemetry={"tracing": False, "metrics": False, "logs": False},
-              exception_handlers={RequestError: answer_error, HTTPException: unknown_route})
+              exception_handlers={RequestError: answer_error, ImageError: answer_error, TensorError: answer_error,
+                                  HTTPException: unknown_route})
 app.router.route_class = RawRoute
 app.add_api_route("/classify", classify, methods=["POST"], **openapi.CLASSIFY)
 app.add_api_route("/classify/batch", classify_batch, methods=["POST"], **openapi.CLASSIFY_BATCH)

@@ -1,9 +1,7 @@
 """The served zoo: manifest, verified ONNX files, one onnxruntime session per model, on GPU when
-one can really run.
-
-Torch-free. `load_zoo(path)` reads `manifest.json` from a `fashion-zoo` model directory (as the
-export writes it to the BentoML model store) and checks every ONNX file's sha256 against the
-manifest (`zoo.manifest.read_verified`), creates the sessions once and runs each on a zero image. `Zoo.logits` runs a model on a batch.
+one can really run. Torch-free. `load_zoo(path)` reads a `fashion-zoo` model directory, checks
+every ONNX file's sha256 against its manifest, creates the sessions once and runs each on a zero
+image; `Zoo.logits` runs a model on a batch.
 """
 from __future__ import annotations
 

@@ -1,17 +1,12 @@
 """The BentoML service: every model of the exported zoo behind one HTTP endpoint.
 
     bentoml serve service.service:FashionZoo --port 3000      # what `make serve` runs
-    curl -F image=@shoe.jpg 'http://127.0.0.1:3000/classify?model=all'
 
-Serves the `fashion-zoo` model from the BentoML model store (written by `make export`): the
-latest version, the one a built bento was made with, or the tag in FASHION_ZOO_MODEL. Routes are
-in `service.routes`, the Open Inference Protocol (KServe V2, Triton) under /v2 in `service.v2`, the
-web page at /ui/ in `service.ui`; BentoML adds /livez, /readyz (ready once
-every model is loaded and verified), /metrics and its API docs at /. FASHION_ZOO_DEVICE=auto|cuda|cpu
-picks the onnxruntime provider (auto: CUDA when it can really run); one worker process per CPU core
-unless FASHION_ZOO_WORKERS=N (`service.workers` says why). The access log is off unless
-FASHION_ZOO_ACCESS_LOG=1 and tracing is on when an exporter is configured (`service.observability`).
-This module never imports torch.
+Serves the `fashion-zoo` model of the BentoML model store (written by `make export`): the tag in
+FASHION_ZOO_MODEL, else the one a built bento was made with, else the latest. The routes are
+`service.routes`'s, `service.v2`'s (/v2) and `service.ui`'s (/ui/); BentoML adds /livez, /readyz,
+/metrics and its API docs at /. docs/serving.md has the other switches (FASHION_ZOO_DEVICE, _WORKERS,
+_ACCESS_LOG, _TRACING). This module never imports torch.
 """
 from __future__ import annotations
 
@@ -40,11 +35,8 @@ def _served_tag() -> str:
     if "FASHION_ZOO_MODEL" in os.environ:
         return MODEL_TAG
     bento = FashionZoo.bento
-    if bento is not None:
-        for info in bento.info.all_models:
-            if info.tag.name == STORE_NAME:
-                return str(info.tag)
-    return MODEL_TAG
+    models = bento.info.all_models if bento is not None else []
+    return next((str(info.tag) for info in models if info.tag.name == STORE_NAME), MODEL_TAG)
 
 
 def _stored_model() -> bentoml.Model:

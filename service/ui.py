@@ -1,11 +1,8 @@
-"""The web page at /ui: try the zoo in a browser.
+"""The web page at /ui: try the zoo in a browser (`make serve`, then open http://127.0.0.1:3000/ui/).
 
 Plain files from service/static (no build step, nothing fetched from elsewhere) served by a small
-Starlette app that the BentoML service mounts at /ui, beside the API and BentoML's docs at /.
-The page only calls the service's own routes (GET /models, POST /classify); what a model sees is
-computed by the service (`?include_input=1`), never by the page.
-
-    make serve    # then open http://127.0.0.1:3000/ui/
+Starlette app that the BentoML service mounts at /ui. The page only calls the service's own routes
+(GET /models, POST /classify); what a model sees is computed by the service (`?include_input=1`).
 """
 from __future__ import annotations
 

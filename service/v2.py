@@ -1,24 +1,8 @@
-"""The Open Inference Protocol (KServe V2, Triton's HTTP/REST API) on the zoo's own app: the same
-BentoML service, port, workers, sessions and numbers as POST /classify, so `tritonclient`, KServe's
-clients and V2 gateways call the zoo unchanged.
-
-    GET  /v2                                    server metadata (name, version, extensions)
-    GET  /v2/health/live, /v2/health/ready      ready exactly when /readyz is
-    GET  /v2/models/{name}[/versions/{v}]       model metadata, from the manifest
-    GET  /v2/models/{name}[/versions/{v}]/ready
-    GET  /v2/models/{name}[/versions/{v}]/config  Triton's model configuration (what load tools read)
-    POST /v2/models/{name}[/versions/{v}]/infer
-
-The V2 models are the manifest's and `auto`; the version is the store tag's. Each model takes one of
-two inputs: `image`, FP32 [N, C, H, W] (the manifest's shape: 1x28x28, 3x40x30 for `colour`), already
-preprocessed as the manifest says; or `image_bytes`, BYTES [N], one encoded image file per element, decoded and
-preprocessed by the code behind /classify (`routes.classify_images`), so the logits are /classify's.
-auto takes `image_bytes` only: it picks the model by looking at the image, and answers which in its
-output `model`. Outputs: `logits` and `probabilities` (FP32 [N, classes]). Tensors come and go as JSON
-or as Triton's binary tensor data (service/v2_tensors.py); a request without a Content-Type (as
-tritonclient sends) is read the same. The limits are /classify/batch's: MAX_BATCH_IMAGES per request
-(413), MAX_BATCH_BYTES per body (413), and each file's bytes and pixels as /classify's.
-
+"""The Open Inference Protocol (KServe V2, Triton's HTTP/REST API) under /v2 on the zoo's own app:
+the same BentoML service, port, workers, sessions and numbers as POST /classify, so `tritonclient`,
+KServe's clients and V2 gateways call the zoo unchanged. docs/serving.md lists the routes, the two
+inputs (`image`, preprocessed FP32; `image_bytes`, encoded files classified by /classify's own code,
+`routes.classify_images`) and the outputs; the tensors in and out are service/v2_tensors.py's.
 Specification: kserve/open-inference-protocol `specification/protocol/inference_rest.md`.
 """
 from __future__ import annotations
@@ -34,13 +18,13 @@ from zoo.auto import AUTO
 from zoo.manifest import PROJECT, installed_version
 
 from . import openapi
-from .imaging import ImageError, open_all
+from .imaging import open_all
 from .inference import UnknownModel, answering
 from .params import IMAGE, MAX_BATCH_BYTES, MAX_BATCH_IMAGES
 from .results import JSON, softmax
 from .routes import INLINE_PIXELS, Options, RequestError, classify_images, in_thread, read_body, served_zoo
 from .runtime import Zoo
-from .v2_tensors import BYTES, HEADER_LENGTH, HOW_JSON, Output, TensorError, encode_answer, parse_request
+from .v2_tensors import BYTES, FP32, HEADER_LENGTH, HOW_JSON, TensorError, encode_answer, parse_request
 
 IMAGE_BYTES = "image_bytes"        # the BYTES input: one encoded image file per element
 LOGITS, PROBABILITIES, CHOSEN = "logits", "probabilities", "model"   # the outputs (`model`: auto's only)
@@ -48,7 +32,7 @@ PLATFORM = "onnx_onnxv1"           # the spec's name for an ONNX model
 AUTO_PLATFORM = "ensemble"         # Triton's name for a model made of others: auto picks one per image
 CONFIG_PLATFORM = "onnxruntime_onnx"  # Triton's model configuration names the ONNX backend so
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]  # Triton's names for what /v2 adds to the spec
-TRITON_TYPES = {"FP32": "TYPE_FP32", BYTES: "TYPE_STRING"}
+TRITON_TYPES = {FP32: "TYPE_FP32", BYTES: "TYPE_STRING"}
 HOW_INPUT = (f"send one input: '{IMAGE}', FP32 of the model's shape ([N, 1, 28, 28]; [N, 3, 40, 30] for "
              f"colour), preprocessed as GET /v2/models/<name> and GET /models say; or '{IMAGE_BYTES}', BYTES "
              f"of shape [N], one PNG/JPEG/... file per element; N from 1 to {MAX_BATCH_IMAGES}")
@@ -69,11 +53,11 @@ def metadata(zoo: Zoo, name: str) -> dict[str, Any]:
     first = zoo.models[names[0]].entry
     n_classes = _dims(first["output"]["shape"])[1:]
     inputs = [_tensor(IMAGE_BYTES, BYTES, [-1])]
-    outputs = [_tensor(LOGITS, "FP32", [-1, *n_classes]), _tensor(PROBABILITIES, "FP32", [-1, *n_classes])]
+    outputs = [_tensor(LOGITS, FP32, [-1, *n_classes]), _tensor(PROBABILITIES, FP32, [-1, *n_classes])]
     if auto:
         outputs.append(_tensor(CHOSEN, BYTES, [-1]))
     else:
-        inputs.insert(0, _tensor(first["input"]["name"], "FP32", _dims(first["input"]["shape"])))
+        inputs.insert(0, _tensor(first["input"]["name"], FP32, _dims(first["input"]["shape"])))
     return {"name": name, "versions": [zoo.version], "platform": AUTO_PLATFORM if auto else PLATFORM,
             "inputs": inputs, "outputs": outputs}
 
@@ -169,10 +153,8 @@ def _classify_files(zoo: Zoo, name: str, files: list[bytes]) -> tuple[list[str],
     """Encoded images -> (per image the model that answered, logits, probabilities), through
     /classify/batch's own decoding, preprocessing and classification."""
     names, auto = answering(zoo, name)
-    try:  # every header first: a request over the pixel limit is refused before decoding
-        images = open_all([(f"{IMAGE_BYTES}[{i}]", data) for i, data in enumerate(files)])
-    except ImageError as e:
-        raise RequestError(e.status, str(e)) from None
+    # every header first: a request over the pixel limit is refused before decoding
+    images = open_all([(f"{IMAGE_BYTES}[{i}]", data) for i, data in enumerate(files)])
     results = classify_images(zoo, Options(names, top_k=1, auto=auto), images)
     logits = np.array([r["logits"] for r in results], np.float32)  # float32 values, exactly
     classes = [zoo.models[r["model"]].classes for r in results]
@@ -199,10 +181,7 @@ async def infer(request: Request) -> Response:
                                 f"'{IMAGE_BYTES}'; {HOW_JSON}")
     body = await read_body(request, MAX_BATCH_BYTES)
     meta = metadata(zoo, name)
-    try:
-        parsed = parse_request(body, request.headers.get(HEADER_LENGTH), _input_check(meta))
-    except TensorError as e:
-        raise RequestError(e.status, str(e)) from None
+    parsed = parse_request(body, request.headers.get(HEADER_LENGTH), _input_check(meta))
     if len(parsed.inputs) != 1:
         raise RequestError(400, f"got {len(parsed.inputs)} inputs "
                                 f"({', '.join(t.name for t in parsed.inputs)}); {HOW_INPUT}")
@@ -224,22 +203,19 @@ async def infer(request: Request) -> Response:
         else:
             logits, probabilities = await in_thread(_classify_tensor, zoo, name, x)
         chosen = [name] * len(x)
-    values = {LOGITS: Output(LOGITS, "FP32", logits), PROBABILITIES: Output(PROBABILITIES, "FP32", probabilities),
-              CHOSEN: Output(CHOSEN, BYTES, [n.encode() for n in chosen])}
+    values = {LOGITS: logits, PROBABILITIES: probabilities, CHOSEN: [n.encode() for n in chosen]}
     wanted = list(parsed.outputs) if parsed.outputs else produced
-    content, headers = encode_answer(name, zoo.version, parsed, [values[o] for o in wanted])
+    content, headers = encode_answer(name, zoo.version, parsed, {o: values[o] for o in wanted})
     return Response(content, headers=headers)
 
 
 def add_routes(app: FastAPI) -> None:
     """Add the V2 routes to the zoo's app (service/routes.py's), each with its OpenAPI description."""
+    for path, endpoint in (("/v2", server_metadata), ("/v2/health/live", server_live),
+                           ("/v2/health/ready", server_ready)):
+        app.add_api_route(path, endpoint, methods=["GET"], **openapi.V2_SERVER_ROUTES[path])
     model = "/v2/models/{model_name}"
-    versioned = "/v2/models/{model_name}/versions/{model_version}"
-    app.add_api_route("/v2", server_metadata, methods=["GET"], **openapi.V2_SERVER)
-    app.add_api_route("/v2/health/live", server_live, methods=["GET"], **openapi.V2_LIVE)
-    app.add_api_route("/v2/health/ready", server_ready, methods=["GET"], **openapi.V2_READY)
-    for base, suffix in ((model, ""), (versioned, "_version")):
-        app.add_api_route(base, model_metadata, methods=["GET"], **openapi.v2_model(suffix))
-        app.add_api_route(f"{base}/ready", model_ready, methods=["GET"], **openapi.v2_model_ready(suffix))
-        app.add_api_route(f"{base}/config", model_config, methods=["GET"], **openapi.v2_model_config(suffix))
-        app.add_api_route(f"{base}/infer", infer, methods=["POST"], **openapi.v2_infer(suffix))
+    for base, versioned in ((model, False), (model + "/versions/{model_version}", True)):
+        for end, endpoint, method in (("", model_metadata, "GET"), ("/ready", model_ready, "GET"),
+                                      ("/config", model_config, "GET"), ("/infer", infer, "POST")):
+            app.add_api_route(base + end, endpoint, methods=[method], **openapi.v2_model_route(end, versioned))

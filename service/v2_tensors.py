@@ -1,16 +1,9 @@
 """Open Inference Protocol (KServe V2, Triton's HTTP API) request and answer bodies: tensors in and out.
 
-An inference request is a JSON object, optionally followed by raw tensor bytes (Triton's binary
-tensor data extension: the `Inference-Header-Content-Length` header gives the JSON's length, each
-binary input's `binary_data_size` parameter its share of the bytes after it, in input order).
-`parse_request` reads one into an `InferRequest` of named numpy tensors, checking every size against
-what the JSON declares; `encode_answer` writes the answer, each output as JSON `data` or as binary
-after the JSON, as the request asks (`binary_data_output`, or an output's own `binary_data`).
-Nothing here knows the models: service/v2.py checks the tensors against the model's metadata.
-
-    request = parse_request(body, header_length)   # raises TensorError (400, or 413 over a limit)
-    content, headers = encode_answer(model, version, request, outputs)
-
+`parse_request` reads a request, JSON optionally followed by raw tensor bytes (Triton's binary
+tensor data extension), into named numpy tensors, checking every size against what the JSON
+declares; `encode_answer` writes each output as JSON `data` or as binary after the JSON, as the
+request asks. Nothing here knows the models: service/v2.py checks the tensors against their metadata.
 Specifications: kserve/open-inference-protocol `specification/protocol/inference_rest.md`; Triton's
 `docs/protocol/extension_binary_data.md`.
 """
@@ -27,9 +20,8 @@ import numpy as np
 import orjson
 
 HEADER_LENGTH = "inference-header-content-length"
-# The datatypes this service takes or gives, as numpy dtypes (little-endian, as the extension says).
-DTYPES = {"FP32": np.dtype("<f4")}
-BYTES = "BYTES"
+FP32, BYTES = "FP32", "BYTES"  # the datatypes this service takes and gives
+F4 = np.dtype("<f4")          # FP32's bytes: little-endian, as the extension says
 HOW_JSON = ('send a JSON object {"inputs": [{"name": ..., "datatype": ..., "shape": [...], "data": [...]}]}, '
             "or that JSON followed by the raw tensor bytes with the Inference-Header-Content-Length header "
             "and each binary input's parameters.binary_data_size (what tritonclient sends)")
@@ -46,9 +38,7 @@ class TensorError(ValueError):
 @dataclass
 class Tensor:
     name: str
-    datatype: str
-    shape: list[int]
-    value: np.ndarray | list[bytes]  # a numeric tensor of `shape`, or BYTES: one bytes object per element
+    value: np.ndarray | list[bytes]  # FP32: an array of the input's shape; BYTES: one bytes object per element
 
 
 @dataclass
@@ -57,10 +47,6 @@ class InferRequest:
     inputs: list[Tensor]
     outputs: dict[str, bool] | None = None  # asked-for outputs -> binary?, in order; None: every output
     binary_default: bool = False            # binary_data_output: outputs not named are binary
-
-    def binary(self, output: str) -> bool:
-        """Whether `output` goes back as binary data after the JSON."""
-        return self.outputs.get(output, self.binary_default) if self.outputs else self.binary_default
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -107,7 +93,7 @@ def _bytes_elements(raw: bytes, name: str) -> list[bytes]:
     return out
 
 
-def _json_numbers(data: Any, name: str, shape: list[int], dtype: np.dtype) -> np.ndarray:
+def _json_numbers(data: Any, name: str, shape: list[int]) -> np.ndarray:
     """`data` as the spec allows it: flat in row-major order, or nested as `shape`."""
     if not isinstance(data, list):
         raise TensorError(f"input {name!r}: data must be a list of numbers, got {type(data).__name__}")
@@ -122,7 +108,7 @@ def _json_numbers(data: Any, name: str, shape: list[int], dtype: np.dtype) -> np
         raise TensorError(f"input {name!r}: data is nested as {list(array.shape)} but shape says {shape}; "
                           "nest it as the shape, or send it flat")
     _count(name, shape, array.size)
-    return array.astype(dtype).reshape(shape)
+    return array.astype(F4).reshape(shape)
 
 
 def _json_bytes(data: Any, name: str, shape: list[int]) -> list[bytes]:
@@ -139,7 +125,7 @@ def _json_bytes(data: Any, name: str, shape: list[int]) -> list[bytes]:
 
 
 def parse_request(body: bytes, header_length: str | None,
-                  check: Callable[[str, str, list[int]], None] | None = None) -> InferRequest:
+                  check: Callable[[str, str, list[int]], None]) -> InferRequest:
     """An inference request body (JSON, then any binary tensor data) -> InferRequest. `check(name,
     datatype, shape)` vets each input before its data is read, so a wrong name, datatype or shape is
     reported as such rather than as data that does not fit it. Raises TensorError."""
@@ -176,17 +162,13 @@ def parse_request(body: bytes, header_length: str | None,
         if not isinstance(name, str) or not isinstance(datatype, str):
             raise TensorError(f"inputs[{i}] needs a string name and datatype; {HOW_JSON}")
         shape = _shape(spec.get("shape"), name)
-        if check is not None:
-            check(name, datatype, shape)
-        if datatype != BYTES and datatype not in DTYPES:
-            raise TensorError(f"input {name!r}: datatype {datatype!r} is not one this service takes "
-                              f"({', '.join([*DTYPES, BYTES])})")
+        check(name, datatype, shape)  # so the datatype is FP32 or BYTES
         size = _object(spec.get("parameters"), f"input {name!r} parameters").get("binary_data_size")
         if size is None:
             if "data" not in spec:
                 raise TensorError(f"input {name!r} has neither data nor parameters.binary_data_size")
             value = (_json_bytes(spec["data"], name, shape) if datatype == BYTES
-                     else _json_numbers(spec["data"], name, shape, DTYPES[datatype]))
+                     else _json_numbers(spec["data"], name, shape))
         else:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise TensorError(f"input {name!r}: binary_data_size must be a byte count, got {size!r}")
@@ -200,13 +182,12 @@ def parse_request(body: bytes, header_length: str | None,
                 value = _bytes_elements(raw, name)
                 _count(name, shape, len(value), "its binary data")
             else:
-                dtype = DTYPES[datatype]
-                want = math.prod(shape) * dtype.itemsize
+                want = math.prod(shape) * F4.itemsize
                 if size != want:
                     raise TensorError(f"input {name!r}: shape {shape} of {datatype} is {want:,} bytes but "
                                       f"binary_data_size is {size:,}")
-                value = np.frombuffer(raw, dtype).reshape(shape)
-        tensors.append(Tensor(name, datatype, shape, value))
+                value = np.frombuffer(raw, F4).reshape(shape)
+        tensors.append(Tensor(name, value))
     if pos != len(rest):
         raise TensorError(f"{len(rest) - pos:,} bytes after the JSON belong to no input (the binary inputs' "
                           f"binary_data_size add up to {pos:,}; Inference-Header-Content-Length must be "
@@ -227,35 +208,25 @@ def parse_request(body: bytes, header_length: str | None,
     return InferRequest(request_id, tensors, outputs, binary_default)
 
 
-@dataclass
-class Output:
-    name: str
-    datatype: str     # FP32 or BYTES
-    value: np.ndarray | list[bytes]
-
-
-def _binary(output: Output) -> bytes:
-    if output.datatype == BYTES:
-        return b"".join(struct.pack("<I", len(v)) + v for v in output.value)
-    return np.ascontiguousarray(output.value, DTYPES[output.datatype]).tobytes()
-
-
 def encode_answer(model: str, version: str, request: InferRequest,
-                  outputs: list[Output]) -> tuple[bytes, dict[str, str]]:
-    """The inference answer's body and headers: each output as JSON data, or binary after the JSON."""
+                  outputs: dict[str, np.ndarray | list[bytes]]) -> tuple[bytes, dict[str, str]]:
+    """The inference answer's body and headers: each output (FP32: an array; BYTES: a list of bytes)
+    as JSON data, or binary after the JSON."""
     described, tail = [], []
-    for out in outputs:
-        shape = [len(out.value)] if out.datatype == BYTES else list(out.value.shape)
-        one: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": shape}
-        if request.binary(out.name):
-            raw = _binary(out)
+    for name, value in outputs.items():
+        strings = isinstance(value, list)
+        one: dict[str, Any] = {"name": name, "datatype": BYTES if strings else FP32,
+                               "shape": [len(value)] if strings else list(value.shape)}
+        if (request.outputs or {}).get(name, request.binary_default):  # as binary data after the JSON
+            raw = (b"".join(struct.pack("<I", len(v)) + v for v in value) if strings
+                   else np.ascontiguousarray(value, F4).tobytes())
             one["parameters"] = {"binary_data_size": len(raw)}
             tail.append(raw)
-        elif out.datatype == BYTES:
-            one["data"] = [v.decode("utf-8") for v in out.value]
+        elif strings:
+            one["data"] = [v.decode("utf-8") for v in value]
         else:
             # float32 -> Python float is exact, and orjson writes each so it reads back as the same float.
-            one["data"] = out.value.ravel().tolist()
+            one["data"] = value.ravel().tolist()
         described.append(one)
     answer: dict[str, Any] = {"model_name": model, "model_version": version}
     if request.id is not None:

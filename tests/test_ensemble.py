@@ -189,12 +189,6 @@ def three_client(three_members, tmp_path_factory):
             yield c
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def test_onnx_export_keeps_parity_and_gives_the_mean_probability(three_members, fmnist_dir):
     artifacts, _ = three_members
     manifest = json.loads((artifacts / "manifest.json").read_text())

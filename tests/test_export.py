@@ -126,7 +126,7 @@ def test_parity_failure_is_reported_with_its_figure(trained_zoo, tmp_path):
     ckpt = load_checkpoint(trained_zoo / "checkpoints" / "baseline.pt")
     model = get_model("baseline")
     model.load_state_dict(ckpt["state_dict"])
-    export_one(trained_zoo / "checkpoints" / "baseline.pt", tmp_path, None, None, OPSET)
+    export_one(trained_zoo / "checkpoints" / "baseline.pt", tmp_path, None, None)
     with torch.no_grad():
         model.classifier[-1].bias += 1e-3  # PyTorch side drifts from the exported graph
     parity = check_parity(model.eval(), tmp_path / "baseline.onnx", torch.randn(64, 1, 28, 28))
@@ -145,4 +145,4 @@ def test_unfinished_checkpoint_is_not_exported(trained_zoo, tmp_path):
     ck["complete"] = False
     torch.save(ck, tmp_path / "checkpoints" / "baseline.pt")
     with pytest.raises(ZooError, match="not finished"):
-        export_one(tmp_path / "checkpoints" / "baseline.pt", tmp_path, None, None, OPSET)
+        export_one(tmp_path / "checkpoints" / "baseline.pt", tmp_path, None, None)

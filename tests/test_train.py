@@ -179,7 +179,7 @@ def _cli(*args, cwd=None):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "resnet"], "Unknown model 'resnet'"),
-    (["--epochs", "ten"], "expected an integer"),
+    (["--epochs", "ten"], "invalid int value: 'ten'"),
     (["--epochs", "-1"], "epochs must be a positive integer"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, fmnist_dir, args, message):

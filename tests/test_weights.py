@@ -17,7 +17,7 @@ import torch
 
 from release import formats
 from release.publish import collect, dirty_code, recipe_problems, write
-from release.verify_weights import differences
+from release.verify_weights import differences, verdicts
 from tests.conftest import REAL_FASHION_MNIST
 from tests.images import KAGGLE_SUBSET, png_of, synthetic_images
 from training.checkpoint import load_checkpoint
@@ -326,16 +326,12 @@ def test_publish_writes_what_load_model_and_the_service_read(exported_zoo, tmp_p
 def test_verify_lists_every_difference():
     entry = {"state_dict": "baseline.pt", "state_dict_sha256": "a" * 64, "onnx": "baseline.onnx",
              "sha256": "b" * 64, "metrics": {"test_acc": 0.9}}
-    a = {"models": {"baseline": entry, "kaggle": {**entry, "state_dict": "kaggle.pt", "onnx": "kaggle.onnx"}}}
-    b = json.loads(json.dumps(a))
-    del b["models"]["kaggle"]
-    assert differences(a, a) == []
-    b["models"]["baseline"]["sha256"] = "c" * 64
-    b["models"]["baseline"]["metrics"]["test_acc"] = 0.8
-    assert differences(a, b) == [
-        "kaggle: shipped, but not rebuilt",
-        f"baseline: baseline.onnx sha256 {'b' * 16}... shipped, {'c' * 16}... rebuilt",
-        "baseline: test_acc 0.9 shipped, 0.8 rebuilt"]
+    rebuilt = {**entry, "sha256": "c" * 64, "metrics": {"test_acc": 0.8}}
+    assert differences(entry, entry) == []
+    assert differences(entry, rebuilt) == [
+        f"baseline.onnx sha256 {'b' * 16}... shipped, {'c' * 16}... rebuilt", "test_acc 0.9 shipped, 0.8 rebuilt"]
+    assert verdicts({"models": {"baseline": entry}}, {"models": {}}, {"machine": "x86_64"}) == [
+        (False, "[baseline] FAILED: shipped, but not rebuilt")]
 
 
 # --- make serve on a fresh clone --------------------------------------------------------------
@@ -385,8 +381,6 @@ def test_serve_imports_the_shipped_zoo_into_an_empty_store_and_an_export_wins(ex
 
 
 def test_verify_is_bit_for_bit_only_where_the_mode_guarantees_it():
-    from release.verify_weights import verdicts
-
     xeon = {"machine": "x86_64", "vendor": "GenuineIntel", "model": "Xeon", "flags": ["avx2", "avx512f"]}
     epyc = {"machine": "x86_64", "vendor": "AuthenticAMD", "model": "EPYC", "flags": ["avx2"]}
     metrics = {"train_acc": 0.95, "val_acc": 0.91, "test_acc": 0.9}

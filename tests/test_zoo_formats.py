@@ -211,7 +211,7 @@ def test_card_is_read_by_huggingface_hub_and_every_figure_is_the_manifests():
     for entry in index:
         e = SHIPPED[entry["name"]]
         got = {r["dataset"]["split"]: r["metrics"][0]["value"] for r in entry["results"]}
-        want = {split: e["metrics"][key] for key, split, _ in cards.SPLITS if e["metrics"].get(key) is not None}
+        want = {split: e["metrics"][key] for key, split in cards.SPLITS.items() if e["metrics"].get(key) is not None}
         assert got == want, entry["name"]
         assert all(r["dataset"]["type"] == cards.DATASETS[e["dataset"]]["type"] for r in entry["results"])
     rows = card_rows()

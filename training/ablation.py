@@ -2,10 +2,9 @@
 
     python -m training.ablation --kaggle-dir data/kaggle --seeds 0 1 --artifacts /tmp/ablation
 
-Each row is the real trainer with `--dev 1`: it trains on 80% of the Kaggle training split and
-scores on the other 20% (the development split); the test split plays no part. Rows add one
-ingredient at a time, from the study's `kaggle` recipe to the registry's `photo` recipe. Writes
-<artifacts>/ablation.json and ablation.md (a table for the README).
+Each row is the real trainer with `--dev 1` (trained on 80% of the Kaggle training split, scored on
+the other 20%; the test split plays no part), adding one ingredient at a time from the study's
+`kaggle` recipe to the registry's `photo` recipe. Writes <artifacts>/ablation.json and ablation.md.
 """
 from __future__ import annotations
 
@@ -59,12 +58,10 @@ def run(base: TrainConfig, seeds: list[int], quiet: bool = True) -> list[dict[st
 def markdown(rows: list[dict[str, Any]], seeds: list[int]) -> str:
     lines = [f"| recipe | dev top-1 (%), {len(seeds)} seeds | change | " + " | ".join(SCARCE) + " |",
              "|---|---:|---:|" + "---:|" * len(SCARCE)]
-    prev = None
-    for r in rows:
-        change = "" if prev is None else f"{r['mean'] - prev:+.2f}"
+    for prev, r in zip([None, *rows], rows):
+        change = "" if prev is None else f"{r['mean'] - prev['mean']:+.2f}"
         cells = " | ".join(f"{r['per_class'].get(c, float('nan')):.1f}" for c in SCARCE)
         lines.append(f"| {r['step']} | {r['mean']:.2f} ± {r['sd']:.2f} | {change} | {cells} |")
-        prev = r["mean"]
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,48 +31,32 @@ from zoo.spec import preprocess
 
 from .checkpoint import build_model, checkpoints_dir, finished_checkpoints
 from .data.kaggle import add_split_arguments, load
-from .report import best_single
+from .report import AUTO_SETS, best_single
 
 FASHION_IMAGES = 2000  # Fashion-MNIST test images sent through the rule (the first ones; also all)
-SETS = ("fashion-mnist", "fashion-mnist-all", "kaggle")  # the image sets auto.json reports
-
-
-def served_models(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The checkpoints the export would publish, by name (train+validation retrains are not)."""
-    return {key: ckpt for key, _, ckpt in finished_checkpoints(artifacts) if key == ckpt["name"]}
 
 
 @torch.inference_mode()
-def classify(images: list[Any], auto: dict[str, Any], ckpts: dict[str, dict[str, Any]]
-             ) -> tuple[np.ndarray, list[str]]:
-    """(predicted class, model that answered) of every PIL image under `auto`."""
-    chosen = [route(img, auto) for img in images]
-    pred = np.zeros(len(images), np.int64)
-    for name in sorted(set(chosen)):
-        idx = [i for i, c in enumerate(chosen) if c == name]
-        spec = ckpts[name]["preprocess"]
-        x = torch.from_numpy(np.stack([preprocess(images[i], spec) for i in idx]))
-        pred[idx] = build_model(ckpts[name])(x).argmax(1).numpy()
-    return pred, chosen
-
-
-@torch.inference_mode()
-def single(images: list[Any], ckpt: dict[str, Any], inputs: dict[str, torch.Tensor] | None = None) -> np.ndarray:
+def single(images: list[Any], ckpt: dict[str, Any], inputs: dict[str, torch.Tensor]) -> np.ndarray:
     """Predicted class of every PIL image by one model, with its own preprocessing (`inputs` keeps
     the preprocessed images per preprocessing, for the next model that shares it)."""
-    inputs = {} if inputs is None else inputs
     key = json.dumps(ckpt["preprocess"], sort_keys=True)
     if key not in inputs:
         inputs[key] = torch.from_numpy(np.stack([preprocess(img, ckpt["preprocess"]) for img in images]))
     return build_model(ckpt)(inputs[key]).argmax(1).numpy()
 
 
-def _score(images: list[Any], labels: np.ndarray, auto: dict[str, Any], ckpts: dict[str, dict[str, Any]],
+def _score(blobs: list[bytes], labels: np.ndarray, auto: dict[str, Any], ckpts: dict[str, dict[str, Any]],
            compare: list[str], parts: dict[str, tuple[int, str]]) -> dict[str, dict[str, Any]]:
-    """{part: figures} for the first n images of each part ({part: (n, what the images are)})."""
-    pred, chosen = classify(images, auto, ckpts)
+    """{part: figures} for the first n image files of each part ({part: (n, what the images are)}), each
+    opened by PIL as the service opens an upload: auto answers with the model its rule routes it to."""
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(b)) for b in blobs]
+    chosen = [route(img, auto) for img in images]
     inputs: dict[str, torch.Tensor] = {}
-    singles = {n: single(images, ckpts[n], inputs) for n in compare}
+    every = {n: single(images, ckpts[n], inputs) for n in dict.fromkeys([*compare, *sorted(set(chosen))])}
+    pred = np.array([every[c][i] for i, c in enumerate(chosen)])
     out = {}
     for part, (n, what) in parts.items():
         routed = chosen[:n]
@@ -79,51 +64,41 @@ def _score(images: list[Any], labels: np.ndarray, auto: dict[str, Any], ckpts: d
             "data": what, "images": len(routed),
             "auto_acc": float((pred[:n] == labels[:n]).mean()),
             "routed": {m: routed.count(m) for m in sorted(set(routed))},
-            "single_acc": {m: float((p[:n] == labels[:n]).mean()) for m, p in singles.items()},
+            "single_acc": {m: float((every[m][:n] == labels[:n]).mean()) for m in compare},
         }
     return out
 
 
-def fashion_mnist_pngs(data_dir: str | os.PathLike, n: int | None) -> tuple[list[Any], np.ndarray]:
-    """The first `n` (None: all) Fashion-MNIST test images as the service gets them: PNG files opened by PIL."""
+def fashion_mnist_pngs(data_dir: str | os.PathLike, n: int | None) -> tuple[list[bytes], np.ndarray]:
+    """The first `n` (None: all) Fashion-MNIST test images as the service gets them: PNG files."""
     from PIL import Image
 
     from .data.fashion_mnist import load_pixels
 
     pixels, labels = load_pixels(data_dir, train=False)
-    images = []
+    blobs = []
     for p in pixels[:n].numpy():
         buf = io.BytesIO()
         Image.fromarray(p, "L").save(buf, format="PNG")
-        images.append(Image.open(io.BytesIO(buf.getvalue())))
-    return images, labels[:n].numpy()
+        blobs.append(buf.getvalue())
+    return blobs, labels[:n].numpy()
 
 
 def kaggle_photos(kaggle_dir: str | os.PathLike, val_fraction: float, split_seed: int
-                  ) -> tuple[list[Any], np.ndarray]:
-    """The Kaggle held-out test photos as their original JPEGs, opened by PIL."""
-    from PIL import Image
-
-    splits, _, _ = load(kaggle_dir, val_fraction, split_seed, quiet=True)
-    test = splits["test"]
-    images = []
-    for pid in test.ids.tolist():
-        with Image.open(Path(kaggle_dir) / "images" / f"{pid}.jpg") as img:
-            img.load()
-            images.append(img)
-    return images, test.y.numpy()
+                  ) -> tuple[list[bytes], np.ndarray]:
+    """The Kaggle held-out test photos: their original JPEG files."""
+    test = load(kaggle_dir, val_fraction, split_seed, quiet=True)[0]["test"]
+    return [(Path(kaggle_dir) / "images" / f"{pid}.jpg").read_bytes() for pid in test.ids.tolist()], test.y.numpy()
 
 
 def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | None,
                   kaggle_dir: str | os.PathLike | None, val_fraction: float = 0.2, split_seed: int = 0,
                   fashion_images: int = FASHION_IMAGES, quiet: bool = False) -> dict[str, Any]:
     """Score auto on Fashion-MNIST test PNGs and Kaggle test photos; write reports/auto.json."""
-
-    ckpts = served_models(artifacts)
+    ckpts = {key: ckpt for key, _, ckpt in finished_checkpoints(artifacts) if key == ckpt["name"]}  # not retrains
     if not ckpts:
         raise ZooError(f"no finished checkpoints in {checkpoints_dir(artifacts)}; run `make train-all` first")
-    entries = {n: {"dataset": c["dataset"], "metrics": c["metrics"]} for n, c in ckpts.items()}
-    auto = auto_entry(entries, photo_models())
+    auto = auto_entry(ckpts, photo_models())  # from each checkpoint's dataset and metrics, as the export does
     fashion = [n for n, c in ckpts.items() if c["dataset"] == "fashion-mnist"]
     photo = [n for n, c in ckpts.items() if c["dataset"] != "fashion-mnist"]
     out: dict[str, Any] = {"auto": auto}
@@ -139,13 +114,11 @@ def evaluate_auto(artifacts: str | os.PathLike, data_dir: str | os.PathLike | No
             "kaggle": (len(images), f"the {len(images):,} Kaggle held-out test photos (original JPEGs)")}))
     write_atomic(Path(artifacts) / "reports" / "auto.json", json.dumps(out, indent=2) + "\n")
     if not quiet:
-        for key in SETS:
-            if key in out:
-                r = out[key]
-                best = best_single(r["single_acc"])  # an assembled model (the ensemble) is shown beside it
-                also = "".join(f", {n} {100 * a:.2f}%" for n, a in r["single_acc"].items() if n in assembled_models())
-                print(f"[auto] {r['data']}: {100 * r['auto_acc']:.2f}% top-1 (best single model "
-                      f"{best} {100 * r['single_acc'][best]:.2f}%{also}); routed {r['routed']}", file=sys.stderr)
+        for r in (out[key] for key in AUTO_SETS if key in out):
+            best = best_single(r["single_acc"])  # an assembled model (the ensemble) is shown beside it
+            also = "".join(f", {n} {100 * a:.2f}%" for n, a in r["single_acc"].items() if n in assembled_models())
+            print(f"[auto] {r['data']}: {100 * r['auto_acc']:.2f}% top-1 (best single model "
+                  f"{best} {100 * r['single_acc'][best]:.2f}%{also}); routed {r['routed']}", file=sys.stderr)
     return out
 
 
@@ -164,30 +137,21 @@ def evaluate_http(url: str, data_dir: str | os.PathLike, kaggle_dir: str | os.Pa
     {image set: {"auto": top-1, "<model>": top-1, "routed"}}."""
     import httpx
 
-    def files(img: Any) -> bytes:
-        if img.format == "JPEG" and getattr(img, "filename", ""):
-            return Path(img.filename).read_bytes()
-        buf = io.BytesIO()
-        img.save(buf, format="PNG")
-        return buf.getvalue()
-
     out: dict[str, Any] = {}
     with httpx.Client(base_url=url, timeout=60) as client:
         info = client.get("/models").json()
         sets = {"fashion-mnist": fashion_mnist_pngs(data_dir, fashion_images)}
         if kaggle_dir is not None and (Path(kaggle_dir) / "styles.csv").exists():
             sets["kaggle"] = kaggle_photos(kaggle_dir, val_fraction, split_seed)
-        for key, (images, labels) in sets.items():
-            blobs = [files(img) for img in images]
-            r: dict[str, Any] = {"images": len(blobs), "routed": {}}
+        for key, (blobs, labels) in sets.items():
+            r: dict[str, Any] = {"images": len(blobs)}
             for model in (None, *models_to_name(info)):
                 answers = [client.post("/classify", params={"model": model} if model else {},
                                        files={"image": ("image", b, "application/octet-stream")}).json()
                            for b in blobs]
                 r["auto" if model is None else model] = float(np.mean([a["class_id"] == y for a, y in zip(answers, labels)]))
                 if model is None:
-                    for a in answers:
-                        r["routed"][a["model"]] = r["routed"].get(a["model"], 0) + 1
+                    r["routed"] = dict(Counter(a["model"] for a in answers))
             out[key] = r
             print(f"[auto over HTTP] {key}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in r.items()
                                                          if isinstance(v, float)) + f"; routed {r['routed']}",

@@ -1,13 +1,10 @@
-"""Checkpoints: the one place that says where they live and what they hold, writing them
-atomically, reading them back, rebuilding the model.
-
-A checkpoint is a plain dict (weights, config, metrics, history, preprocessing, ...) built by
-`make_checkpoint` and written after every epoch; every path under <artifacts>/checkpoints is
-`checkpoint_file`'s; `finished_checkpoints` walks the complete ones in registry order. Importing
+"""Checkpoints: the one place that says where they live and what they hold (a plain dict built by
+`make_checkpoint`), writing them atomically, reading them back, rebuilding the model. Importing
 this module does not import torch.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -75,6 +72,17 @@ def save_atomic(obj: Any, path: Path) -> None:
 
     with replacing(path) as tmp:
         torch.save(obj, tmp)
+
+
+def weights_sha256(state_dict: dict[str, Any]) -> str:
+    """A fingerprint of a model's weights (names, dtypes, shapes, values), independent of the
+    checkpoint's other contents: the Kaggle evaluation rewrites member checkpoints, not weights."""
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -55,25 +55,18 @@ class TrainConfig:
     CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs}")
-        if self.schedule is not None and self.schedule not in self.SCHEDULES:
-            raise ValueError(f"Unknown schedule {self.schedule!r}; choose one of: {', '.join(self.SCHEDULES)}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.shift is not None and not 0 <= self.shift <= 8:
-            raise ValueError(f"shift must be between 0 and 8 pixels, got {self.shift}")
-        if self.class_weights is not None and self.class_weights not in self.CLASS_WEIGHTS:
-            raise ValueError(f"Unknown class_weights {self.class_weights!r}; choose one of: "
-                             f"{', '.join(self.CLASS_WEIGHTS)}")
-        if self.jitter is not None and not 0.0 <= self.jitter < 1.0:
-            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
-        if self.label_smoothing is not None and not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        for name, ok, rule in (("epochs", lambda v: v >= 1, "must be a positive integer"),
+                               ("batch_size", lambda v: v >= 1, "must be a positive integer"),
+                               ("val_fraction", lambda v: 0.0 < v < 1.0, "must be between 0 and 1"),
+                               ("shift", lambda v: 0 <= v <= 8, "must be between 0 and 8 pixels"),
+                               ("jitter", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+                               ("label_smoothing", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+                               ("lr", lambda v: v > 0, "must be positive")):
+            if getattr(self, name) is not None and not ok(getattr(self, name)):
+                raise ValueError(f"{name} {rule}, got {getattr(self, name)}")
+        for name, choices in (("schedule", self.SCHEDULES), ("class_weights", self.CLASS_WEIGHTS)):
+            if getattr(self, name) not in (None, *choices):
+                raise ValueError(f"Unknown {name} {getattr(self, name)!r}; choose one of: {', '.join(choices)}")
 
     def resolved(self) -> "TrainConfig":
         """This config with the model's own recipe filled in where a field is left at None."""
@@ -110,13 +103,6 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (1/0, true/false), got {text!r}")
 
 
-def _parse_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
 def config_parser(prog: str, description: str, skip: tuple[str, ...] = ()) -> ArgumentParser:
     """The parser of a training command (its module docstring, as written, for `description`): one
     --flag per TrainConfig field but `skip`, typed like the field, defaulting to the dataclass."""
@@ -124,15 +110,14 @@ def config_parser(prog: str, description: str, skip: tuple[str, ...] = ()) -> Ar
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
-        kind = {"bool": parse_bool, "bool | None": parse_bool, "int": _parse_int, "int | None": _parse_int,
-                "float": float, "float | None": float}.get(str(f.type), str)
+        base = str(f.type).split(" |")[0]  # "int | None": an int, None meaning the model's recipe
         default = "the model's recipe" if f.default is None else f.default
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=f.default,
-                            metavar=str(f.type).split(" |")[0].upper(), help=f"(default: {default})")
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=f.default, metavar=base.upper(),
+                            type={"bool": parse_bool, "int": int, "float": float}.get(base, str),
+                            help=f"(default: {default})")
     return parser
 
 
-def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    return TrainConfig(**{**values, **overrides})
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})

@@ -2,24 +2,16 @@
 
     python -m training.ensemble --artifacts artifacts --data-dir data   # part of `make train-all`
 
-Members are chosen by greedy forward selection on the validation split (Caruana et al., 2004,
-"Ensemble selection from libraries of models"): start with no member; repeatedly add the candidate
-whose addition most improves the validation top-1 of the members' mean softmax probability (ties:
-the first in the registry); stop when no addition improves it. Each model joins at most once.
-
-The candidates are the registry's trainable models of the ensemble's dataset, as their finished
-checkpoints in <artifacts>/checkpoints: the train-split ones that are served, never the
-train+validation retrain, which has seen the validation split. The result is written to
-<artifacts>/checkpoints/ensemble.pt in training.train's checkpoint format: the members' names and
-LeNet5 arguments (`kwargs`), their weights, train/validation/test top-1 and, under "assembled",
-every candidate's validation top-1 and weights fingerprint and the selection trace. The same
-members on the same data give the same file, byte for byte. Run again, it does nothing while the
-candidates' weights are unchanged, and assembles again when one changed.
+Members are chosen by greedy forward selection on the validation split (Caruana et al., 2004) among
+the served train-split checkpoints, never the train+validation retrain (it has seen that split).
+Writes <artifacts>/checkpoints/ensemble.pt in training.train's checkpoint format, the same bytes for
+the same members; run again, it does nothing while the candidates' weights are unchanged.
+docs/ensemble-auto.md describes the method and the checkpoint.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
+import functools
 import os
 import sys
 from typing import Any
@@ -34,23 +26,12 @@ from zoo.registry import (assembled_models, default_preprocess, ensemble_candida
 
 from . import portable
 from .checkpoint import (build_model, checkpoint_file, checkpoints_dir, finished_checkpoints, load_checkpoint,
-                         make_checkpoint, save_atomic)
+                         make_checkpoint, save_atomic, weights_sha256)
 from .config import parse_bool
 from .data import Split
 from .metrics import evaluate, per_class_accuracy, predict
 
 METHOD = "greedy forward selection on validation top-1 of the mean softmax, no repeats"
-
-
-def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
-    """A fingerprint of a model's weights (names, dtypes, shapes, values), independent of the
-    checkpoint's other contents: the Kaggle evaluation rewrites member checkpoints, not weights."""
-    h = hashlib.sha256()
-    for key in sorted(state_dict):
-        t = state_dict[key].detach().cpu().contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
 
 
 @torch.inference_mode()
@@ -88,14 +69,11 @@ def candidate_checkpoints(artifacts: str | os.PathLike, name: str) -> dict[str, 
     missing = []
     for member in ensemble_candidates(name):
         path = checkpoint_file(artifacts, member)
-        if not path.exists():
-            missing.append(member)
-            continue
-        ckpt = load_checkpoint(path)
-        if not ckpt["complete"]:
-            missing.append(f"{member} (unfinished)")
-            continue
-        out[member] = ckpt
+        ckpt = load_checkpoint(path) if path.exists() else None
+        if ckpt is None or not ckpt["complete"]:
+            missing.append(member if ckpt is None else f"{member} (unfinished)")
+        else:
+            out[member] = ckpt
     if missing:
         raise ZooError(f"{name} is assembled from finished checkpoints of {', '.join(ensemble_candidates(name))}; "
                        f"missing in {checkpoints_dir(artifacts)}: {', '.join(missing)}. Train them first with `make train-all` "
@@ -139,23 +117,20 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
     returns its checkpoint dict."""
     from .tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
 
+    say = (lambda *_: None) if quiet else functools.partial(print, file=sys.stderr)
     entry = get_entry(name)
     if entry.members != "greedy":
         raise ValueError(f"{name!r} is not an assembled model; choose one of: {', '.join(assembled_models())}")
-    if entry.dataset != "fashion-mnist":
-        raise ValueError(f"{name}: greedy selection needs a validation split; {entry.dataset} has none")
+    assert entry.dataset == "fashion-mnist", f"{name}: greedy selection needs a validation split"
     path = checkpoint_file(artifacts, name)
     members = candidate_checkpoints(artifacts, name)
     ident = identity(name, members)
     if path.exists() and not force:
-        why = stale_reason(load_checkpoint(path), members)
+        why = stale_reason(old := load_checkpoint(path), members)
         if why is None:
-            if not quiet:
-                print(f"[{name}] up to date (its candidates are unchanged): {path}; --force 1 assembles again",
-                      file=sys.stderr)
-            return load_checkpoint(path)
-        if not quiet:
-            print(f"[{name}] assembling again ({why}): {path}", file=sys.stderr)
+            say(f"[{name}] up to date (its candidates are unchanged): {path}; --force 1 assembles again")
+            return old
+        say(f"[{name}] assembling again ({why}): {path}")
 
     from .data.fashion_mnist import load_fashion_mnist
 
@@ -178,11 +153,10 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
                                    f"{100 * correct / len(val):.2f}% on the one in {data_dir}: it was trained "
                                    f"on other data; point --data-dir at that data, or retrain it")
         chosen, trace = greedy_select(scores, val.y)
-        if not quiet:
-            for step in trace:
-                print(f"[{name}] + {step['added']}: validation top-1 {100 * step['val_acc']:.2f}% "
-                      f"with {step['members']} member(s)", file=sys.stderr)
-            print(f"[{name}] no other candidate improves it: members {', '.join(chosen)}", file=sys.stderr)
+        for step in trace:
+            say(f"[{name}] + {step['added']}: validation top-1 {100 * step['val_acc']:.2f}% "
+                f"with {step['members']} member(s)")
+        say(f"[{name}] no other candidate improves it: members {', '.join(chosen)}")
         kwargs = ensemble_kwargs(chosen)
         model = get_model(name, **kwargs)
         for module, member in zip(model.members, chosen):
@@ -212,9 +186,8 @@ def build(artifacts: str | os.PathLike, data_dir: str | os.PathLike, name: str =
             "candidates": {n: {"val_acc": int((s.argmax(1) == val.y).sum()) / len(val)} for n, s in scores.items()},
         })
     save_atomic(ckpt, path)
-    if not quiet:
-        print(f"[{name}] assembled {'+'.join(chosen)}: train {metrics['train_acc']:.4f} val "
-              f"{metrics['val_acc']:.4f} test {metrics['test_acc']:.4f} -> {path}", file=sys.stderr)
+    say(f"[{name}] assembled {'+'.join(chosen)}: train {metrics['train_acc']:.4f} val "
+        f"{metrics['val_acc']:.4f} test {metrics['test_acc']:.4f} -> {path}")
     return ckpt
 
 
@@ -235,10 +208,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(c["config"].get("portable") for _, _, c in finished_checkpoints(args.artifacts)):
         portable.reexec("training.ensemble")  # candidates trained in the portable mode are scored in it
-    if args.model:
-        build(args.artifacts, args.data_dir, args.model, force=args.force)
-    else:
-        build_all(args.artifacts, args.data_dir, force=args.force)
+    for name in [args.model] if args.model else assembled_models():
+        build(args.artifacts, args.data_dir, name, force=args.force)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,9 @@
 
     python -m training.kaggle_eval --artifacts artifacts --kaggle-dir data/kaggle
 
-The `kaggle` model gains its confusion matrix and the loader's counts; each Fashion-MNIST model
-gains its cross-domain accuracy, with the preprocessing its own checkpoint carries (what the
-service would feed it). `make train-all` runs this after training; the photos and their split
-come from training/data/kaggle.py.
+Each photo model gains its confusion matrix and the loader's counts; each Fashion-MNIST model its
+cross-domain accuracy, with the preprocessing its own checkpoint carries (what the service would
+feed it). `make train-all` runs this after training.
 """
 from __future__ import annotations
 
@@ -24,11 +23,9 @@ from .metrics import confusion_matrix, per_class_accuracy, predict
 
 def evaluate(artifacts: str | os.PathLike, kaggle_dir: str | os.PathLike, val_fraction: float = 0.2,
              split_seed: int = 0, quiet: bool = False) -> dict[str, float]:
-    """Score every finished checkpoint on the Kaggle test split; store the figures in them.
-
-    The `kaggle` checkpoint gains metrics['test_confusion'] and 'kaggle_data' (the loader's
-    counts); each Fashion-MNIST checkpoint gains metrics['cross_domain']. Returns {model: top-1}.
-    """
+    """Score every finished checkpoint on the Kaggle test split and store the figures in it (a photo
+    model's metrics['test_confusion'] and 'kaggle_data', a Fashion-MNIST model's
+    metrics['cross_domain']); returns {model: top-1}."""
     splits: dict[str, tuple[KaggleSplit, Summary]] = {}  # by preprocessing spec
     out: dict[str, float] = {}
     for key, path, ckpt in finished_checkpoints(artifacts):

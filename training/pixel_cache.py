@@ -1,16 +1,10 @@
 """A disk cache of decoded photos: the Kaggle set's JPEGs as one uint8 array per preprocessing spec.
 
-Decoding the 24,640 usable Kaggle photos through `zoo.spec.to_pixels` takes about 6.3 s of one core;
-a `make train-all` needs them under two specs (the photo models' and the Fashion-MNIST models'
-cross-domain evaluation) in five places. The first decode of a spec writes
-<cache>/kaggle-<key>.npz; later ones load it in a fraction of a second.
-
-The key is a sha256 of everything the pixels depend on: the cache format, the preprocessing spec,
-Pillow's and numpy's versions, and the file list (each image's id, label, size and modification
-time, in order). Change a file, the mapping, the spec or the decoder and the key changes: the entry
-is stale and is never read. An entry also stores the sha256 of its own arrays, checked on every
-read, so a truncated or corrupted file is detected, reported, and rebuilt rather than used.
-Parallel trainers building the same entry wait for one another (a lock file), so it is decoded once.
+Decoding the 24,640 usable Kaggle photos takes about 6.3 s of one core, and a `make train-all` needs
+them under two specs in five places; a cached entry loads in a fraction of a second. The key is a
+sha256 of the cache format, the spec, Pillow's and numpy's versions and each file's id, label, size
+and modification time, so a stale entry is never read; an entry's own sha256 is checked on every
+read, so a damaged one is rebuilt, not used. A lock file lets parallel trainers decode an entry once.
 
     FASHION_ZOO_CACHE=DIR   where entries live (default: $XDG_CACHE_HOME/fashion-zoo, ~/.cache/...)
     FASHION_ZOO_CACHE=off   no cache: decode every time
@@ -23,9 +17,8 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -81,13 +74,12 @@ def read_entry(path: Path, key: str) -> Decoded | None:
             meta = json.loads(bytes(z["meta"]).decode())
             arrays = {name: z[name] for name in ARRAYS}
     except Exception as e:  # truncated zip, missing member, bad JSON: all mean "rebuild"
-        print(f"[cache] {path} is unreadable ({type(e).__name__}); decoding again", file=sys.stderr)
-        return None
-    if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
-        print(f"[cache] {path} was made for other files or settings; decoding again", file=sys.stderr)
-        return None
-    if _digest(arrays) != meta.get("sha256"):
-        print(f"[cache] {path} is corrupt (its sha256 does not match); decoding again", file=sys.stderr)
+        why = f"is unreadable ({type(e).__name__})"
+    else:
+        why = ("was made for other files or settings" if meta.get("format") != CACHE_FORMAT or meta.get("key") != key
+               else "is corrupt (its sha256 does not match)" if _digest(arrays) != meta.get("sha256") else None)
+    if why:
+        print(f"[cache] {path} {why}; decoding again", file=sys.stderr)
         return None
     return arrays["ids"], arrays["labels"], arrays["pixels"], int(meta["unreadable"])
 
@@ -99,16 +91,6 @@ def write_entry(path: Path, key: str, decoded: Decoded) -> None:
     meta = {"format": CACHE_FORMAT, "key": key, "unreadable": unreadable, "sha256": _digest(arrays)}
     with replacing(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def cached_decode(name: str, files: list[tuple[int, int, Path]], spec: dict[str, Any],
@@ -124,7 +106,8 @@ def cached_decode(name: str, files: list[tuple[int, int, Path]], spec: dict[str,
         return decode()
     key = cache_key(files, spec)
     path = root / f"{name}-{key[:24]}.npz"
-    with _locked(root / f".{name}-{key[:24]}.lock"):
+    with open(root / f".{name}-{key[:24]}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         found = read_entry(path, key)
         if found is not None:
             if not quiet:

@@ -1,33 +1,16 @@
 """The portable training mode: the same weights, bit for bit, on every x86-64 processor.
 
-PyTorch's CPU kernels choose their vector code from the processor they run on, and each choice
-rounds the same arithmetic differently. Measured on one baseline run (100-300 Adam steps, one
-thread), each of these changes the weights on the same machine, and each is pinned here:
+PyTorch's CPU kernels choose their vector code from the processor, and each choice rounds the same
+arithmetic differently. This mode pins each choice that changed the weights of a baseline run
+(docs/training.md, "Weights and the processor", has the table and the proof): ATen's kernels
+(``ATEN_CPU_CAPABILITY=default``), oneDNN and NNPACK (off: convolutions become im2col + MKL's
+GEMM), MKL's GEMM (``MKL_CBWR=COMPATIBLE``), and Adam's square root: MKL's VML ``sqrt`` is within
+1 ulp, not correctly rounded, and picks its code by the CPU (91 of 12,800 square roots 1 ulp off on
+an Intel Xeon, exact under qemu), so `Adam` below takes it with NumPy (the IEEE instruction).
 
-- ATen's own kernels (reductions, pooling, the loss): AVX-512 / AVX2 / plain code by the CPU ->
-  ``ATEN_CPU_CAPABILITY=default``, the code every x86-64 processor runs;
-- oneDNN's convolutions and matrix products (its ISA by the CPU) -> ``torch.backends.mkldnn``
-  off; then PyTorch convolves with NNPACK, which picks kernels and blocking from the CPU ->
-  ``torch.backends.nnpack`` off: convolutions become im2col + MKL's GEMM;
-- MKL's GEMM (its instruction set by the CPU) -> ``MKL_CBWR=COMPATIBLE``, MKL's conditional
-  bitwise-reproducibility mode for exactly this;
-- the square root in Adam's denominator. PyTorch computes ``sqrt`` of a float tensor with MKL's
-  vector-math library (VML, "high accuracy": within 1 ulp, not correctly rounded), which picks its
-  code by the CPU and ignores ``MKL_CBWR``: 91 of 12,800 square roots were 1 ulp off on an Intel
-  Xeon and exact under ``qemu-x86_64 -cpu Haswell``, so an emulated older processor trained other
-  weights even with every switch above set. `Adam` below is torch.optim.Adam with that square root
-  taken by NumPy, which uses the processor's IEEE square-root instruction (correctly rounded on
-  every x86-64 processor, so every processor gives the same bits).
-
-What is left to the processor: glibc's ``expf``/``logf`` (the loss's log-softmax) choose an FMA or
-a plain variant by the CPU; both are within 0.502 ulp of the exact result, not correctly rounded,
-so they could differ in a rare last bit. The check under emulation (docs/training.md) found no
-difference between an FMA processor (Haswell), one without (Nehalem) and the native one.
-
-The switches that are environment variables must be set before torch is imported, so a command
-asked for the portable mode re-runs itself with them (`reexec`). The mode costs about 1.8x the
-native mode per epoch (docs/training.md), so `make train-all` trains natively and `make
-publish-weights` / `make verify-weights` use the portable mode.
+The environment variables must be set before torch is imported, so a command asked for the portable
+mode re-runs itself with them (`reexec`). The mode costs about 1.8x the native time per epoch, so
+`make train-all` trains natively and `make publish-weights` / `make verify-weights` use this mode.
 """
 from __future__ import annotations
 
@@ -41,12 +24,13 @@ from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 
 ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
-MODES = ("native", "portable")
+# Environment variables that select vector code; the portable mode's weights must not depend on them.
+SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")
 _FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
 
 
 def mode_name(portable: bool) -> str:
-    return MODES[bool(portable)]
+    return "portable" if portable else "native"
 
 
 def env_ready() -> bool:
@@ -54,13 +38,13 @@ def env_ready() -> bool:
     return all(os.environ.get(k) == v for k, v in ENV.items())
 
 
-def reexec(module: str, argv: list[str] | None = None) -> None:
-    """Run `python -m module argv` again in this process with the portable mode's environment
-    (unless it already has it). Only returns when the environment was already right."""
+def reexec(module: str) -> None:
+    """Run `python -m module` with this process's arguments again, in this process, with the portable
+    mode's environment; returns only when the environment was already right."""
     if env_ready():
         return
     os.environ.update(ENV)
-    os.execv(sys.executable, [sys.executable, "-m", module, *(sys.argv[1:] if argv is None else argv)])
+    os.execv(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]])
 
 
 def apply() -> None:
@@ -78,24 +62,15 @@ def apply() -> None:
 
 def processor() -> dict[str, Any]:
     """What ran the training: vendor, model name and the vector extensions that select code."""
-    info = {"machine": platform.machine(), "vendor": "", "model": platform.processor() or ""}
-    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "vendor_id":
-                    info["vendor"] = value
-                elif key == "model name":
-                    info["model"] = value
-                elif key == "flags":
-                    flags = set(value.split())
-                    break
+            block = f.read().split("\n\n")[0]  # the first processor's
     except OSError:  # not Linux: the platform module's words are what there is
-        pass
-    info["flags"] = [f for f in _FLAGS if f in flags]
-    return info
+        block = ""
+    cpu = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in block.splitlines())}
+    return {"machine": platform.machine(), "vendor": cpu.get("vendor_id", ""),
+            "model": cpu.get("model name") or platform.processor() or "",
+            "flags": [f for f in _FLAGS if f in cpu.get("flags", "").split()]}
 
 
 def describe_processor(info: dict[str, Any] | None) -> str:
@@ -140,10 +115,7 @@ def _adam_class():
 
         @torch.no_grad()
         def step(self, closure=None):
-            loss = None
-            if closure is not None:
-                with torch.enable_grad():
-                    loss = closure()
+            assert closure is None, "training never passes a closure"
             for group in self.param_groups:
                 beta1, beta2 = group["betas"]
                 lr, eps = group["lr"], group["eps"]
@@ -162,24 +134,25 @@ def _adam_class():
                     exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                     denom = correctly_rounded_sqrt(exp_avg_sq).div_((1 - beta2 ** step) ** 0.5).add_(eps)
                     p.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** step))
-            return loss
 
     return Adam
 
 
 def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: bool = True,
                 data_dir: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Train registry model `model_name` for `steps` optimiser steps, one thread, exactly as
-    `training.train` does (same optimizer, same loss, same layout), and return the sha256 of its weights: real
-    Fashion-MNIST training images from `data_dir`, else seeded synthetic ones (integers from
-    NumPy's PCG64, which no processor changes)."""
-    import hashlib
+    """Train registry model `model_name` for `steps` optimiser steps, one thread, with training.train's
+    epoch loop, and return the sha256 of its weights: real Fashion-MNIST training images from
+    `data_dir`, else seeded synthetic ones (integers from NumPy's PCG64, which no processor changes)."""
     import time
 
     import numpy as np
     import torch
 
     from zoo.registry import get_model
+
+    from .checkpoint import weights_sha256
+    from .data import Split
+    from .train import train_epoch
 
     if portable:
         apply()
@@ -198,29 +171,16 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
     torch.manual_seed(seed)
     model = get_model(model_name).to(memory_format=memory_format)
     opt = make_optimizer(model.parameters(), 1e-3, portable)
-    model.train()
     t0 = time.perf_counter()
-    for i in range(0, n, batch_size):
-        batch = x[i:i + batch_size].contiguous(memory_format=memory_format)
-        loss = torch.nn.functional.cross_entropy(model(batch), y[i:i + batch_size])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    loss, _ = train_epoch(model, opt, Split(x, y), batch_size, torch.Generator().manual_seed(seed), None,
+                          memory_format=memory_format)
     seconds = time.perf_counter() - t0
-    digest = hashlib.sha256()
-    for key, value in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.contiguous().numpy().tobytes())
     # What the processor says of itself through CPUID (under qemu-user /proc/cpuinfo is the host's).
     cpuid = {"avx2": torch.cpu._is_avx2_supported(), "avx512": torch.cpu._is_avx512_supported()}
-    return {"model": model_name, "steps": steps, "mode": mode_name(portable), "sha256": digest.hexdigest(),
-            "cpuid": cpuid,
-            "loss": loss.item(), "ms_per_step": 1000 * seconds / steps, "processor": processor(),
+    return {"model": model_name, "steps": steps, "mode": mode_name(portable),
+            "sha256": weights_sha256(model.state_dict()), "cpuid": cpuid, "loss": loss,
+            "ms_per_step": 1000 * seconds / steps, "processor": processor(),
             "data": data_dir or "synthetic", "env": {k: os.environ.get(k) for k in (*ENV, *SWITCHES)}}
-
-
-# Environment variables that select vector code; the portable mode's weights must not depend on them.
-SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")
 
 
 @cli

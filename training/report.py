@@ -21,6 +21,7 @@ STUDY = {
     "numfilters": (96.64, 91.61), "kaggle": (95.38, None),
 }
 STUDY_TEST = {"numfilters": 90.27, "numfilters+trainval": 90.94, "kaggle": 91.76}
+AUTO_SETS = ("fashion-mnist", "fashion-mnist-all", "kaggle")  # the image sets of reports/auto.json
 
 
 def row(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -39,9 +40,7 @@ def row(ckpt: dict[str, Any]) -> dict[str, Any]:
         out.update(epochs=None, seconds=None, members=a["members"], selection=a["selection"])
     if ckpt["config"].get("trainval"):
         out["retrain_of"] = ckpt["name"]
-    for key in ("test_per_class", "test_confusion", "cross_domain"):
-        if key in m:
-            out[key] = m[key]
+    out.update({key: m[key] for key in ("test_per_class", "test_confusion", "cross_domain") if key in m})
     if "kaggle_data" in ckpt:
         out["data"] = ckpt["kaggle_data"]
     return out
@@ -58,14 +57,12 @@ def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | 
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
-        study = (None, None) if "retrain_of" in r else STUDY.get(name, (None, None))
-        st = "–" if study[0] is None else f"{study[0]:.2f}"
-        sv = "–" if study[1] is None else f"{study[1]:.2f}"
+        study = " | ".join("–" if v is None else f"{v:.2f}"
+                           for v in ((None, None) if "retrain_of" in r else STUDY.get(name, (None, None))))
         epochs, seconds = (("assembled", "–") if "members" in r else (r["epochs"], f"{r['seconds']:.0f}"))
         lines.append(f"| `{name}` | {r['params']:,} | {pct(r['train_acc'])} | {pct(r['val_acc'])} | "
-                     f"{pct(r['test_acc'])} | {st} | {sv} | {epochs} | {seconds} |")
-    retrained = [n for n, r in results.items() if "retrain_of" in r]
-    for name in retrained:
+                     f"{pct(r['test_acc'])} | {study} | {epochs} | {seconds} |")
+    for name in [n for n, r in results.items() if "retrain_of" in r]:
         base = results[name]["retrain_of"]
         lines += [
             "", f"## Train vs train+validation ({base}, best by validation accuracy)", "",
@@ -74,9 +71,7 @@ def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | 
             f"| `{name}` | 60,000 train+val | {pct(results[name]['test_acc'])} | "
             f"{STUDY_TEST['numfilters+trainval']:.2f} |",
         ]
-    lines += ensemble_markdown(results)
-    lines += kaggle_markdown(results)
-    lines += auto_markdown(auto)
+    lines += ensemble_markdown(results) + kaggle_markdown(results) + auto_markdown(auto)
     total = sum(r["seconds"] or 0 for r in results.values())
     lines += ["", f"Training time, all models: {total:.0f} s of compute (see `seconds` per model)."]
     return "\n".join(lines) + "\n"
@@ -198,14 +193,12 @@ def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
         "(`python -m training.auto_eval`).", "",
         "| images | `auto` | routed | best single model | every model |", "|---|---:|---|---|---|",
     ]
-    for key in ("fashion-mnist", "fashion-mnist-all", "kaggle"):
-        if key in auto:
-            r = auto[key]
-            best = best_single(r["single_acc"])
-            routed = ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items())
-            every = ", ".join(f"`{n}` {pct(a)}" for n, a in r["single_acc"].items())
-            lines.append(f"| {r['data']} | {pct(r['auto_acc'])} | {routed} | `{best}` {pct(r['single_acc'][best])} "
-                         f"({100 * (r['auto_acc'] - r['single_acc'][best]):+.2f} points) | {every} |")
+    for r in (auto[key] for key in AUTO_SETS if key in auto):
+        best = best_single(r["single_acc"])
+        routed = ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items())
+        every = ", ".join(f"`{n}` {pct(a)}" for n, a in r["single_acc"].items())
+        lines.append(f"| {r['data']} | {pct(r['auto_acc'])} | {routed} | `{best}` {pct(r['single_acc'][best])} "
+                     f"({100 * (r['auto_acc'] - r['single_acc'][best]):+.2f} points) | {every} |")
     return lines
 
 
@@ -287,11 +280,8 @@ def write_reports(artifacts: str | os.PathLike) -> dict[str, dict[str, Any]]:
     histories: dict[str, list[dict[str, float]]] = {}
     for key, _, ckpt in finished_checkpoints(artifacts):
         results[key] = row(ckpt)
-        name = ckpt["name"]
-        if key != name:  # the train+validation retrain: a row, no figures
-            continue
-        kaggle = ckpt["dataset"] == "kaggle"
-        if not ckpt["history"]:  # assembled, not trained: no curve
+        name, kaggle = ckpt["name"], ckpt["dataset"] == "kaggle"
+        if key != name or not ckpt["history"]:  # the train+validation retrain, an assembled model: no figures
             continue
         plot_curves(name, ckpt["history"], reports / f"{name}_curves.png",
                     f"held-out test ({ckpt['config']['val_fraction']:.0%})" if kaggle else "validation")

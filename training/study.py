@@ -3,14 +3,10 @@
     python -m training.study                     # what `make study` runs: batch 32 and 64, 3 seeds
     python -m training.study --seeds 5 --batch-sizes 16 32 64 --jobs 2
 
-Trains every Fashion-MNIST variant of the study for each batch size and seed (the study's Adam,
-learning rate and 15 epochs; only the batch size and the seed change), on every core, one thread
-per run. Each run is an ordinary `training.train` run into <artifacts>/study/b<batch>-s<seed>/, so
-an interrupted grid resumes where it stopped and a finished run is reused. Then it writes
-<artifacts>/reports/study.{json,md}: per variant and batch size, mean ± sd over the seeds of train,
-validation and test top-1, the study's figures and the differences, and the batch size whose mean
-distance |ours - study| over train and validation (never test) is smallest: the one recipe for all
-seven variants.
+Each run is an ordinary `training.train` run of one of the study's Fashion-MNIST variants (only the
+batch size and the seed change) into <artifacts>/study/b<batch>-s<seed>/, so an interrupted grid
+resumes. Writes <artifacts>/reports/study.{json,md}: mean ± sd over the seeds per variant and batch
+size, and the batch size closest to the study's train and validation figures (never test).
 """
 from __future__ import annotations
 
@@ -63,10 +59,6 @@ def _train(cfg: TrainConfig) -> dict[str, Any]:
             **{k: m[k] for k in ("train_acc", "val_acc", "test_acc")}}
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The table: per variant and batch size mean and sd (percent) of each split over the seeds, the
     study's figures and the differences; the chosen batch size and why."""
@@ -76,11 +68,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                                              "seeds": []})["seeds"].append(r)
     distance: dict[int, list[float]] = {}
     for row in rows.values():
-        study_train, study_val = STUDY[row["model"]]
         for split in ("train", "val", "test"):
-            row[split], row[f"{split}_sd"] = _mean_sd([100 * r[f"{split}_acc"] for r in row["seeds"]])
-        row["study_train"], row["study_val"] = study_train, study_val
-        row["train_diff"], row["val_diff"] = row["train"] - study_train, row["val"] - study_val
+            values = [100 * r[f"{split}_acc"] for r in row["seeds"]]
+            row[split] = statistics.fmean(values)
+            row[f"{split}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        row["study_train"], row["study_val"] = STUDY[row["model"]]
+        row["train_diff"], row["val_diff"] = row["train"] - row["study_train"], row["val"] - row["study_val"]
         row["seeds"] = sorted(r["seed"] for r in row["seeds"])
         distance.setdefault(row["batch_size"], []).extend([abs(row["train_diff"]), abs(row["val_diff"])])
     mean_distance = {b: statistics.fmean(d) for b, d in sorted(distance.items())}
@@ -110,8 +103,8 @@ def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
     configs = grid(cfg, batch_sizes, seeds, models)
     t0 = time.perf_counter()
     runs, failed = [], []
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, tqdm(total=len(configs), desc="study grid", unit="run",
-                                                 file=sys.stderr) as bar:
+    with (ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool,
+          tqdm(total=len(configs), desc="study grid", unit="run", file=sys.stderr) as bar):
         futures = {pool.submit(_train, c): c for c in configs}
         for fut in as_completed(futures):
             c = futures[fut]
@@ -131,7 +124,6 @@ def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
                "epochs": cfg.resolved().epochs if cfg.epochs is None else cfg.epochs,
                "runs": sorted(runs, key=lambda r: (r["batch_size"], r["model"], r["seed"]))}
     reports = Path(cfg.artifacts) / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
     write_atomic(reports / "study.json", json.dumps(summary, indent=1) + "\n")
     write_atomic(reports / "study.md", markdown(summary))
     print(markdown(summary))

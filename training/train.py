@@ -8,6 +8,7 @@ command again resumes from the last finished epoch, or does nothing if training 
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -76,10 +77,8 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batc
                 ) -> tuple[float, float]:
     """One pass over `split` in a random order; returns (mean loss, accuracy) measured while training.
 
-    `hflip` mirrors each image with probability 1/2, `shift` moves it by up to that many pixels and
-    `jitter` changes its brightness and colour (all drawn from `gen`, so a run is reproducible);
-    `lr_at(first_step + k)` sets the learning rate of the epoch's k-th step; `label_smoothing` and
-    the class `weight`s go to the cross-entropy; each batch goes to the model in `memory_format`."""
+    The augmentations (`hflip`: mirror with probability 1/2, `shift`, `jitter`) draw from `gen`, so a
+    run is reproducible; `lr_at(first_step + k)` is the learning rate of the epoch's k-th step."""
     fill = float(split.x.min()) if shift else 0.0  # the darkest level: the background after inversion
     model.train()
     order = torch.randperm(len(split), generator=gen)
@@ -115,14 +114,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batc
     return loss_sum.item() / seen, correct.item() / seen
 
 
-def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"shuffle": gen.get_state(), "torch": torch.get_rng_state()}
-
-
 def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str, Any]:
     """Train (or resume, or skip if already done) and return the final checkpoint dict."""
     from .tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
 
+    say = (lambda *_: None) if quiet else functools.partial(print, file=sys.stderr)
     entry = get_entry(cfg.model)
     cfg = cfg.resolved()
     if cfg.portable:
@@ -138,13 +134,10 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
                else f"it has {ckpt['epoch']} epochs, {cfg.epochs} asked" if ckpt["epoch"] > cfg.epochs
                or (ckpt["epoch"] == cfg.epochs and not ckpt["complete"]) else None)
         if why:
-            if not quiet:
-                print(f"[{cfg.model}] starting over ({why}): {path}", file=sys.stderr)
+            say(f"[{cfg.model}] starting over ({why}): {path}")
             ckpt = None
     if ckpt is not None and ckpt["complete"] and ckpt["epoch"] >= cfg.epochs:
-        if not quiet:
-            print(f"[{cfg.model}] up to date ({ckpt['epoch']} epochs): {path}; --force 1 retrains",
-                  file=sys.stderr)
+        say(f"[{cfg.model}] up to date ({ckpt['epoch']} epochs): {path}; --force 1 retrains")
         return ckpt
 
     splits, preprocess = load_data(cfg)
@@ -166,19 +159,17 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
         gen.set_state(ckpt["rng"]["shuffle"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         history, seconds = list(ckpt["history"]), ckpt["seconds"]
-        if not quiet:
-            print(f"[{cfg.model}] resuming after epoch {ckpt['epoch']}: {path}", file=sys.stderr)
+        say(f"[{cfg.model}] resuming after epoch {ckpt['epoch']}: {path}")
 
     # The processor and mode of this run; a resumed run that moved to another processor says so.
     trained_on = {"mode": portable.mode_name(cfg.portable), "processor": portable.processor()}
-    if ckpt is not None and ckpt.get("trained_on", trained_on) != trained_on and not quiet:
-        print(f"[{cfg.model}] note: epochs 1-{ckpt['epoch']} ran on "
-              f"{portable.describe_processor(ckpt['trained_on']['processor'])}, the rest on "
-              f"{portable.describe_processor(trained_on['processor'])}", file=sys.stderr)
-    params = sum(p.numel() for p in model.parameters())
-    if not quiet and not history:
-        print(f"[{cfg.model}] {params:,} parameters, {len(train_split):,} training images, "
-              f"config {cfg.to_dict()}", file=sys.stderr)
+    if ckpt is not None and ckpt.get("trained_on", trained_on) != trained_on:
+        say(f"[{cfg.model}] note: epochs 1-{ckpt['epoch']} ran on "
+            f"{portable.describe_processor(ckpt['trained_on']['processor'])}, the rest on "
+            f"{portable.describe_processor(trained_on['processor'])}")
+    if not history:
+        say(f"[{cfg.model}] {sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{len(train_split):,} training images, config {cfg.to_dict()}")
     steps = math.ceil(len(train_split) / cfg.batch_size)  # optimiser steps per epoch
     lr_at = cosine_lr(cfg.lr, steps * cfg.epochs) if cfg.schedule == "cosine" else None
     weight = class_weights(train_split.y, cfg.class_weights, len(CLASSES))
@@ -214,13 +205,13 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
         ckpt = make_checkpoint(model, name=cfg.model, kwargs=entry.kwargs, metrics=metrics, history=history,
                                config=cfg.to_dict(), config_identity=cfg.identity(), preprocess=preprocess,
                                epoch=epoch, complete=done, seconds=seconds, trained_on=trained_on,
-                               optimizer=opt.state_dict(), rng=_rng_state(gen))
+                               optimizer=opt.state_dict(),
+                               rng={"shuffle": gen.get_state(), "torch": torch.get_rng_state()})
         save_atomic(ckpt, path)
-    if not quiet:
-        m = ckpt["metrics"]
-        val = f" val {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
-        print(f"[{cfg.model}{'+trainval' if cfg.trainval else ''}] done in {seconds:.0f}s: train {m['train_acc']:.4f}{val} "
-              f"test {m['test_acc']:.4f} -> {path}", file=sys.stderr)
+    m = ckpt["metrics"]
+    val = f" val {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
+    say(f"[{cfg.model}{'+trainval' if cfg.trainval else ''}] done in {seconds:.0f}s: train {m['train_acc']:.4f}{val} "
+        f"test {m['test_acc']:.4f} -> {path}")
     return ckpt
 
 

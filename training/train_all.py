@@ -39,52 +39,48 @@ def _init_worker(counter: Any) -> None:
         counter.value += 1
 
 
-def _train_one(cfg: TrainConfig) -> tuple[str, float | None, str | None]:
-    """(the job's name: the model, or "<model>+trainval" for a retrain; validation accuracy; error)."""
+def _train_one(cfg: TrainConfig) -> float | None:
+    """Train `cfg` in a worker, on that worker's row of progress bars; its validation accuracy."""
     from .train import train
 
-    name = f"{cfg.model}+trainval" if cfg.trainval else cfg.model
+    return train(cfg, position=_slot or 0)["metrics"]["val_acc"]
+
+
+def _assemble(artifacts: str, data_dir: str) -> None:
+    """The assembled models (the ensemble), built from the finished Fashion-MNIST checkpoints."""
+    from .ensemble import build_all
+
+    build_all(artifacts, data_dir)
+
+
+def _job(name: str, fn: Callable[..., Any], *args: Any) -> tuple[str, Any, str | None]:
+    """(name, fn(*args), None), or (name, None, the one-line error) when it fails as expected."""
     try:
-        ckpt = train(cfg, position=_slot or 0)
-        return name, ckpt["metrics"]["val_acc"], None
+        return name, fn(*args), None
     except EXPECTED as e:
         return name, None, str(e)
 
 
-def _assemble(artifacts: str, data_dir: str) -> tuple[str, float | None, str | None]:
-    """The assembled models (the ensemble), built from the finished Fashion-MNIST checkpoints."""
-    from .ensemble import build_all
-
-    try:
-        build_all(artifacts, data_dir)
-        return "ensemble", None, None
-    except EXPECTED as e:
-        return "ensemble", None, str(e)
-
-
-def kaggle_available(cfg: TrainConfig) -> bool:
-    return os.path.exists(os.path.join(cfg.kaggle_dir, "styles.csv"))
-
-
-def run(cfg: TrainConfig, jobs: int) -> int:
+def run(cfg: TrainConfig, jobs: int) -> None:
+    from .auto_eval import evaluate_auto
     from .data.fashion_mnist import load_pixels
+    from .kaggle_eval import evaluate
     from .report import read_auto, results_markdown, write_reports
 
     for train in (True, False):  # fail fast, in one line, if the data is missing or corrupt
         load_pixels(cfg.data_dir, train=train)
     names = trainable_models("fashion-mnist")
+    have_kaggle = os.path.exists(os.path.join(cfg.kaggle_dir, "styles.csv"))
     for name in list_models("kaggle"):
-        if kaggle_available(cfg):
+        if have_kaggle:
             names.append(name)
         else:
             print(f"skipping {name}: no styles.csv in {cfg.kaggle_dir} (set KAGGLE_DIR=..., or "
                   f"`make data-kaggle` with Kaggle credentials)", file=sys.stderr)
-    # Fashion-MNIST models first, most multiply-accumulates first; then the photo models. As soon as
-    # the last Fashion-MNIST model finishes, the best one's train+validation retrain and the
-    # ensemble's assembly are queued ahead of the photo models, so they run beside them instead of
-    # alone at the end with the other cores idle. A photo model with more work than any Fashion-MNIST
-    # model (`colour`: the longest job) starts first, on a core of its own, so it does not run alone
-    # at the end.
+    # Fashion-MNIST models first, most multiply-accumulates first; then the photo models. When the
+    # last Fashion-MNIST model finishes, the best one's retrain and the ensemble are queued ahead of
+    # the photo models, to run beside them rather than alone at the end; a photo model with more work
+    # than any Fashion-MNIST model (`colour`, the longest job) starts first, on a core of its own.
     macs = {n: describe(n)["macs"] for n in names}
     work = {n: macs[n] * replace(cfg, model=n).resolved().epochs * TRAINING_IMAGES[get_entry(n).dataset]
             for n in names}
@@ -94,8 +90,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
     t0 = time.perf_counter()
     val: dict[str, float] = {}
     failed: dict[str, str] = {}
-    pending: deque[tuple[Callable[..., tuple[str, float | None, str | None]], tuple]] = deque(
-        (_train_one, (replace(cfg, model=n),)) for n in names)
+    pending: deque[tuple] = deque((n, _train_one, replace(cfg, model=n)) for n in names)  # _job's arguments
     fashion_done = False
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
@@ -103,8 +98,7 @@ def run(cfg: TrainConfig, jobs: int) -> int:
         running = set()
         while pending or running:
             while pending and len(running) < jobs:
-                fn, args = pending.popleft()
-                running.add(pool.submit(fn, *args))
+                running.add(pool.submit(_job, *pending.popleft()))
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 name, acc, err = fut.result()
@@ -116,38 +110,30 @@ def run(cfg: TrainConfig, jobs: int) -> int:
             if not fashion_done and all(n in val or n in failed for n in fashion):
                 fashion_done = True
                 if assembled_models():  # the ensemble: assembled (not trained) from the finished models
-                    pending.appendleft((_assemble, (cfg.artifacts, cfg.data_dir)))
+                    pending.appendleft(("ensemble", _assemble, cfg.artifacts, cfg.data_dir))
                 if len(val) == len(fashion):
                     best = max(fashion, key=val.get)  # ties: the first in the registry
                     print(f"best by validation accuracy: {best} ({100 * val[best]:.2f}%); "
                           f"retraining it on train+validation", file=sys.stderr)
-                    pending.appendleft((_train_one, (replace(cfg, model=best, trainval=True),)))
-    if set(names) & set(list_models("kaggle")):
-        # Every finished model on the Kaggle test split: the kaggle model's confusion matrix and
-        # the Fashion-MNIST models' cross-domain accuracy go into their checkpoints.
-        from .kaggle_eval import evaluate
-
-        try:
-            evaluate(cfg.artifacts, cfg.kaggle_dir, cfg.val_fraction, cfg.split_seed)
-        except EXPECTED as e:
-            failed["kaggle evaluation"] = str(e)
-            print(f"error: {e}", file=sys.stderr)
-    # model=auto, the service's default, scored as the service runs it (reports/auto.json).
-    from .auto_eval import evaluate_auto
-
-    try:
-        evaluate_auto(cfg.artifacts, cfg.data_dir, cfg.kaggle_dir if kaggle_available(cfg) else None,
-                      cfg.val_fraction, cfg.split_seed)
-    except EXPECTED as e:
-        failed["auto evaluation"] = str(e)
-        print(f"error: {e}", file=sys.stderr)
+                    pending.appendleft((f"{best}+trainval", _train_one, replace(cfg, model=best, trainval=True)))
+    # Every finished model on the Kaggle test split (the photo models' confusion matrices, the
+    # Fashion-MNIST models' cross-domain accuracy, stored in their checkpoints); then model=auto, the
+    # service's default, scored as the service runs it (reports/auto.json).
+    evaluations = [("auto evaluation", evaluate_auto, cfg.artifacts, cfg.data_dir,
+                    cfg.kaggle_dir if have_kaggle else None, cfg.val_fraction, cfg.split_seed)]
+    if have_kaggle:
+        evaluations.insert(0, ("kaggle evaluation", evaluate, cfg.artifacts, cfg.kaggle_dir, cfg.val_fraction,
+                               cfg.split_seed))
+    for name, _, err in (_job(*e) for e in evaluations):
+        if err:
+            failed[name] = err
+            print(f"error: {err}", file=sys.stderr)
     results = write_reports(cfg.artifacts)
     print(results_markdown(results, read_auto(cfg.artifacts)))
     print(f"train-all finished in {time.perf_counter() - t0:.0f}s wall-clock; reports in "
           f"{os.path.join(cfg.artifacts, 'reports')}", file=sys.stderr)
     if failed:
         raise ZooError(f"{len(failed)} model(s) failed: {', '.join(failed)}")
-    return 0
 
 
 @cli(interrupted=RESUMES)

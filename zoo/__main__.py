@@ -1,8 +1,6 @@
-"""List the zoo: `python -m zoo` prints a table, `python -m zoo --json` a JSON list.
-
-Each model's row says whether weights/ ships its trained weights (`zoo.load_model(name,
-pretrained=True)`) and their validation and test accuracy. An assembled model (the ensemble) is
-described with the members its shipped weights hold, else with every candidate member.
+"""List the zoo: `python -m zoo` prints a table, `python -m zoo --json` a JSON list, with whether
+weights/ ships each model's weights and their accuracy. The ensemble is described with the members
+its shipped weights hold, else with every candidate.
 """
 import argparse
 import json
@@ -15,21 +13,14 @@ from .registry import describe, get_entry, list_models
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
-    parser.add_argument("--names", action="store_true", help="print the names only, space separated")
     args = parser.parse_args()
-    if args.names:
-        print(" ".join(list_models()))
-        return
     shipped = shipped_manifest()
-    def members(name: str) -> dict:
+    rows = []
+    for name in list_models():
         e = shipped["models"].get(name)
-        return e["kwargs"] if e and get_entry(name).members is not None else {}
-
-    rows = [describe(n, **members(n)) for n in list_models()]
-    for r in rows:
-        e = shipped["models"].get(r["name"])
-        r["shipped_weights"] = e is not None
-        r["metrics"] = {k: e["metrics"].get(k) for k in ("val_acc", "test_acc")} if e else None
+        rows.append(describe(name, **(e["kwargs"] if e and get_entry(name).members is not None else {})))
+        rows[-1]["shipped_weights"] = e is not None
+        rows[-1]["metrics"] = {k: e["metrics"].get(k) for k in ("val_acc", "test_acc")} if e else None
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -42,12 +33,11 @@ def main() -> None:
               f"{pct(m.get('test_acc')):>6}  {r['description']}"
               + (f" ({'members' if r['shipped_weights'] else 'candidates'}: {' + '.join(r['members'])})"
                  if "members" in r else ""))
-    missing = [r["name"] for r in rows if not r["shipped_weights"]]
     if shipped["models"]:
         print(f"\nshipped weights: {len(shipped['models'])} models in weights/, published "
               f"{shipped.get('published')} from commit {str(shipped.get('source_commit'))[:12]}; "
               f"zoo.load_model(name, pretrained=True) loads them, `make serve` serves them")
-    if missing:
+    if missing := [r["name"] for r in rows if not r["shipped_weights"]]:
         print(f"no shipped weights: {', '.join(missing)} (`make train-all export publish-weights`)")
 
 

@@ -1,9 +1,8 @@
 """`model=auto`: which model answers an image, decided by looking at the image. Torch-free.
 
 Fashion-MNIST-style images (a 28x28 greyscale image, or a light item on a dark background) go to
-the best Fashion-MNIST model; everything else is taken for a product photo and goes to the photo
-model. The export resolves the two names and writes them, with this rule, into the manifest; the
-service reads them from there and calls `route` on each upload.
+the best Fashion-MNIST model, anything else (a product photo) to the photo model. The export writes
+the two names and this rule into the manifest; the service calls `route` on each upload.
 
 Why this rule (README, "model=auto"): on the 60,000 Fashion-MNIST training images and the 24,640
 usable Kaggle photos, the one-pixel border of every Fashion-MNIST image has a mean grey level of
@@ -48,9 +47,8 @@ _PER_PIXEL_MODES = ("1", "L", "LA", "RGB", "RGBA", "CMYK", "YCbCr")
 
 
 def frame_mean(image) -> float:
-    """`zoo.spec.border_mean` of the image's grey version, converting only the one-pixel frame to grey
-    where the conversion is per pixel: a large photo is not converted twice (here, and again by the
-    preprocessing that follows)."""
+    """`zoo.spec.border_mean` of the image's grey version, converting only the frame where the
+    conversion is per pixel: a large photo is not converted twice (here and in the preprocessing)."""
     width, height = image.size
     if image.mode not in _PER_PIXEL_MODES or width < 2 or height < 2:
         return border_mean(np.asarray(to_grey(image), dtype=np.uint8))
@@ -72,12 +70,8 @@ def best_fashion_mnist(models: dict[str, dict[str, Any]]) -> str:
 
 def auto_entry(models: dict[str, dict[str, Any]], photo_models: list[str],
                rule: dict[str, Any] = RULE) -> dict[str, Any]:
-    """The manifest's "auto" entry for the served `models` (manifest entries by name).
-
-    Fashion-MNIST-style images: `best_fashion_mnist`. Photos: the first of `photo_models` (the
-    registry's photo models) that is served, else any served model trained on photos, else the
-    Fashion-MNIST one.
-    """
+    """The manifest's "auto" entry for the served `models`: Fashion-MNIST images to `best_fashion_mnist`,
+    photos to the first served of `photo_models`, else any served photo model, else that one."""
     fashion = best_fashion_mnist(models)
     photos = [n for n in photo_models if n in models]
     photos += [n for n, e in models.items() if e.get("dataset") not in (None, "fashion-mnist") and n not in photos]

@@ -9,10 +9,9 @@ from pathlib import Path
 
 @contextmanager
 def replacing(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Write `path` atomically: yields a temporary path beside it (ending in `suffix`, for writers that
-    pick the format from the name) to write to; `os.replace` puts it in place when the block ends
-    normally, so a reader sees the old file or the new one, never half of one. An exception in the
-    block removes the temporary file and leaves `path` as it was."""
+    """Write `path` atomically: yields a temporary path beside it (ending in `suffix`) to write to,
+    put in place by `os.replace` when the block ends normally (a reader never sees half a file);
+    an exception in the block removes it and leaves `path` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")

@@ -1,12 +1,8 @@
 """The exported zoo's on-disk format: one home for its names and the one reader that verifies it.
 
 An exported zoo is a folder holding `manifest.json` (format `MANIFEST_FORMAT`) and the files it
-names, each with its sha256: `make export` writes one to artifacts/ and to the BentoML model store
-as the model `fashion-zoo` (`STORE_NAME`); `make publish-weights` writes one to weights/ (each entry
-also naming its state_dict). The service, the shipped weights (`zoo.pretrained`), the shipped-store
-import and the catalogue job read it here, so every reader checks the same things the same way.
-Each reader's `source` is how its errors name what was read ("shipped weights", a store tag, a
-folder) and `fix` what to do about it. Torch-free.
+names, each with its sha256 (artifacts/, the store's `fashion-zoo`, weights/; docs/export.md). Each
+reader's `source` is how its errors name what was read and `fix` what to do about it. Torch-free.
 """
 from __future__ import annotations
 
@@ -28,8 +24,7 @@ EXPORT_AGAIN = "re-run `make export`"
 
 
 def installed_version(dist: str = PROJECT, missing: str = "unknown") -> str:
-    """The installed version of `dist` (this project by default); `missing` where it is not installed
-    (the project run from a checkout that was never installed)."""
+    """The installed version of `dist` (this project by default); `missing` where it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -39,8 +34,7 @@ def installed_version(dist: str = PROJECT, missing: str = "unknown") -> str:
 
 
 class ZooLoadError(ZooError):
-    """An exported zoo (its manifest or a file it names) cannot be used; the message names the file
-    and the fix."""
+    """An exported zoo (its manifest or a file it names) cannot be used; the message says how to fix it."""
 
 
 def sha256(data: bytes) -> str:
@@ -67,20 +61,18 @@ def read_json(root: str | os.PathLike, source: str, fix: str = EXPORT_AGAIN) -> 
 
 def read_manifest(root: str | os.PathLike, source: str, fix: str = EXPORT_AGAIN) -> dict[str, Any]:
     """`root`/manifest.json, checked: this format, some models, a default and an auto entry among them."""
-    path = Path(root) / MANIFEST
     manifest = read_json(root, source, fix)
-    problems = []
     if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append(f"format is not {MANIFEST_FORMAT}")
+        problem = f"format is not {MANIFEST_FORMAT}"
     elif not manifest["models"]:
-        problems.append("it lists no models")
+        problem = "it lists no models"
     elif manifest.get("default") not in manifest["models"]:
-        problems.append(f"its default {manifest.get('default')!r} is not one of its models")
+        problem = f"its default {manifest.get('default')!r} is not one of its models"
     elif "auto" in manifest and not _auto_ok(manifest["auto"], manifest["models"]):
-        problems.append(f"its auto entry {manifest['auto']!r} does not name two of its models and a rule")
-    if problems:
-        raise ZooLoadError(f"{source}: {path} is not a {PROJECT} manifest ({'; '.join(problems)}); {fix}")
-    return manifest
+        problem = f"its auto entry {manifest['auto']!r} does not name two of its models and a rule"
+    else:
+        return manifest
+    raise ZooLoadError(f"{source}: {Path(root) / MANIFEST} is not a {PROJECT} manifest ({problem}); {fix}")
 
 
 def _auto_ok(auto: Any, models: dict[str, Any]) -> bool:

@@ -62,12 +62,9 @@ class LeNet5(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """The mean of its members' softmax probabilities, returned as its logarithm.
-
-    The output takes the place of logits: softmax gives back the mean probability exactly (the
-    log-probabilities already sum to one) and argmax picks the class the mean ranks first, so
-    training's metrics, the ONNX parity check and the service read it like any model's logits.
-    """
+    """The mean of its members' softmax probabilities, returned as its logarithm: it takes the place
+    of logits (softmax gives back the mean probability exactly, argmax the class it ranks first), so
+    training's metrics, the ONNX parity check and the service read it like any model's logits."""
 
     def __init__(self, members: dict[str, nn.Module]) -> None:
         super().__init__()
@@ -85,16 +82,14 @@ class Ensemble(nn.Module):
 
 
 def log_mean_probability(log_probs: list[torch.Tensor]) -> torch.Tensor:
-    """log of the mean probability of several models' log-softmax outputs (the ensemble's output;
-    training/ensemble.py selects members with it). logsumexp of log-softmax: no underflow for
-    confident members."""
+    """log of the mean probability of several models' log-softmax outputs (the ensemble's output);
+    logsumexp of log-softmax: no underflow for confident members."""
     return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
 
 
 def macs_per_image(model) -> int:
-    """Multiply-accumulates of one forward pass on one image of the model's input shape (conv and
-    linear layers): half of torch's FLOP count, which counts 2 per multiply-accumulate of those layers
-    and nothing for pooling, activations, normalisation or the ensemble's averaging."""
+    """Multiply-accumulates of one forward pass on one image: half of torch's FLOP count, which counts 2
+    per multiply-accumulate of conv and linear layers and nothing for the other layers."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter, torch.inference_mode():

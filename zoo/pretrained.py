@@ -1,14 +1,10 @@
-"""The zoo's shipped weights, loaded the way torchvision loads its pretrained models.
+"""The zoo's shipped weights (weights/, docs/export.md), loaded the way torchvision loads its
+pretrained models; every file is checked against its sha256 before it is used. Torch-free except
+`load_model`.
 
     import zoo
     model = zoo.load_model("numfilters", pretrained=True)   # eval-mode torch module, shipped weights
     zoo.weights_meta("numfilters")    # classes, params, MACs, accuracy, recipe, preprocessing, ...
-
-`weights/` (package data, so it is in the wheel too) holds, for every published model, its
-state_dict (`<name>.pt`, weights only), its ONNX file and one `manifest.json` in the export's
-format with the sha256 of every file. `make publish-weights` writes it from `make train-all
-export`; `make verify-weights` retrains and proves the code gives the same files bit for bit.
-Every file is checked against its sha256 before it is used. Torch-free except `load_model`.
 """
 from __future__ import annotations
 
@@ -55,22 +51,18 @@ def _shipped_entry(name: str, root: str | os.PathLike | None) -> tuple[dict[str,
 
 
 def weights_meta(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """What a user chooses a model's weights by, in the shape of torchvision's `Weights.meta`:
-    `categories`, `num_params`, `min_size`, `recipe`, `_metrics` (top-1 in percent, per dataset
-    split), `_file_size` (MB), `_docs`, plus `macs` per image, `preprocess` (what an input must get),
-    `dataset`, `parity` (ONNX vs PyTorch), the files with their sha256, `published`, `source_commit`
-    and `command`. Torch-free."""
+    """What a user chooses a model's weights by, in the shape of torchvision's `Weights.meta` (plus
+    the zoo's own keys: docs/export.md). Torch-free."""
     manifest, e = _shipped_entry(name, root)
     dataset = DATASET_NAMES.get(e["dataset"], e["dataset"])
     metrics = {f"{dataset} {split}": {"acc@1": round(100 * e["metrics"][key], 2)}
                for split, key in (("test", "test_acc"), ("validation", "val_acc"), ("train", "train_acc"))
                if e["metrics"].get(key) is not None}
-    _, height, width = input_shape(e["preprocess"])
     path = Path(root or weights_dir()) / e["state_dict"]
     return {
         "categories": list(e["classes"]),
         "num_params": e["params"],
-        "min_size": (height, width),
+        "min_size": input_shape(e["preprocess"])[1:],
         "recipe": e["config"],
         "_metrics": metrics,
         "_file_size": round(path.stat().st_size / 2**20, 3) if path.exists() else None,

@@ -1,8 +1,7 @@
 """The one list of model names. Torch-free: building a model imports torch lazily.
 
-Every entry but one is a `LeNet5(...)` trained by gradient descent. `ensemble` is not trained: it
-is assembled from the finished models of its dataset (training/ensemble.py), its members chosen on
-the validation split, so its architecture (which members) lives in its checkpoint, not here.
+Every entry but `ensemble` is a `LeNet5(...)` trained by gradient descent; `ensemble` is assembled
+from finished models (training/ensemble.py), so which members it has lives in its checkpoint.
 """
 from __future__ import annotations
 
@@ -20,18 +19,13 @@ class ModelEntry:
     dataset: str = "fashion-mnist"                        # "fashion-mnist" | "kaggle"
     recipe: dict[str, Any] = field(default_factory=dict)  # training defaults that differ from the study's
     photos: bool = False                                  # model=auto sends product photos to it (zoo/auto.py)
-    # "greedy": not trained; the mean probability of finished models of its dataset, chosen by
-    # greedy forward selection on the validation split (training/ensemble.py). None: trained.
-    members: str | None = None
-    # Its own preprocessing (zoo.spec), where it is not its dataset's (PREPROCESS below).
-    preprocess: dict[str, Any] | None = None
+    members: str | None = None  # None: trained; "greedy": assembled by greedy selection (training/ensemble.py)
+    preprocess: dict[str, Any] | None = None  # its own (zoo.spec), where not its dataset's (PREPROCESS)
 
 
-# The colour photo model's input: the Kaggle photos in colour at half their size (40x30, their own
-# 4:3 shape; a 60x80 photo is halved with Lanczos), normalised with their own statistics over all
-# three channels; no inversion (colour photos are on white, and inverting colours would teach other
-# colours). Half size, not full: on the development split full size (80x60) was 0.3 points more
-# accurate but runs at a third of the rate in onnxruntime (docs/kaggle-photo.md, "The colour model").
+# The colour photo model's input: the Kaggle photos in colour at half size (40x30), normalised with
+# their own statistics, not inverted. Full size (80x60) was 0.3 points more accurate on the development
+# split but runs at a third of the rate in onnxruntime (docs/kaggle-photo.md, "The colour model").
 COLOUR_PREPROCESS: dict[str, Any] = {"channels": 3, "height": 40, "width": 30, "fit": "stretch",
                                      "resample": "lanczos", "invert": "never", "mean": 0.83, "std": 0.28}
 
@@ -47,32 +41,26 @@ _ENTRIES = [
     # the study's 15 epochs (batch 8 chosen on a development split, README "The Kaggle model").
     ModelEntry("kaggle", "baseline trained on Kaggle product photos mapped to the 10 classes",
                dataset="kaggle", recipe=dict(batch_size=8)),
-    # The colour photo model: the photos' colour and shape (3x40x30) and a third conv; network and
-    # recipe chosen on the development split (docs/kaggle-photo.md, "The colour model").
+    # Network and recipe chosen on the development split (docs/kaggle-photo.md, "The colour model").
     ModelEntry("colour", "LeNet-5 with BatchNorm and a third conv (16, 32, 64 filters) on 40x30 colour product "
                "photos (Kaggle): mirroring, cosine schedule, class weights 1/sqrt(count)",
                dict(in_channels=3, in_size=(40, 30), channels=(16, 32, 64), kernel_sizes=(5, 3, 3), batchnorm=True),
                dataset="kaggle", photos=True, preprocess=COLOUR_PREPROCESS,
                recipe=dict(batch_size=32, lr=2e-3, epochs=20, hflip=True, schedule="cosine", class_weights="sqrt")),
-    # The photo model: network and recipe chosen on a development split of the training photos
-    # (README, "The photo model"): BatchNorm and a wider first conv; mirroring and a cosine schedule;
-    # batch 32 at twice the study's learning rate, 20 epochs (a third of batch 8's time, as accurate).
+    # Chosen on a development split (README, "The photo model"): batch 32 at twice the study's
+    # learning rate, 20 epochs (a third of batch 8's time, as accurate).
     ModelEntry("photo", "batchnorm with 16 and 32 conv filters, trained on Kaggle product photos: mirroring, "
                "cosine schedule", dict(batchnorm=True, channels=(16, 32)), dataset="kaggle", photos=True,
                recipe=dict(batch_size=32, lr=2e-3, epochs=20, hflip=True, schedule="cosine")),
-    # Assembled, not trained: which models it averages is chosen on the validation split and
-    # stored in its checkpoint (README, "The ensemble").
+    # Assembled, not trained (README, "The ensemble").
     ModelEntry("ensemble", "mean probability of the Fashion-MNIST models chosen greedily on the validation split",
                members="greedy"),
 ]
 MODELS: dict[str, ModelEntry] = {e.name: e for e in _ENTRIES}
 
-# Kaggle product photos (60x80 colour JPEGs on white) as the `kaggle` model sees them. Chosen on a
-# development split carved from its training images (README, "The Kaggle model"): fit and
-# inversion changed little; stretching edged out padding; normalising with the photos' own grey
-# statistics (mean 0.18, std 0.27 after inversion) gained about a point over 0.5/0.5. "auto"
-# inverts white-background photos (all but 5 here) and leaves dark ones alone, so an upload on a
-# dark background stays light-on-dark as Fashion-MNIST items are.
+# Kaggle product photos (60x80 colour JPEGs on white) as the `kaggle` model sees them, chosen on a
+# development split (README, "The Kaggle model"): stretching edged out padding; the photos' own grey
+# statistics gained about a point over 0.5/0.5; "auto" inverts white-background ones (all but 5).
 KAGGLE_PREPROCESS: dict[str, Any] = {**FASHION_MNIST_PREPROCESS, "fit": "stretch", "invert": "auto",
                                      "mean": 0.18, "std": 0.27}
 PREPROCESS: dict[str, dict[str, Any]] = {"fashion-mnist": FASHION_MNIST_PREPROCESS, "kaggle": KAGGLE_PREPROCESS}
@@ -120,10 +108,8 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def get_model(name: str, **overrides: Any):
-    """Build the named model (a torch module) with freshly initialised weights.
-
-    An assembled model takes `members` ({name: LeNet5 keyword arguments}, as its checkpoint stores
-    them); without it, every candidate member (`ensemble_candidates`)."""
+    """Build the named model with freshly initialised weights. An assembled model takes `members`
+    ({name: LeNet5 keyword arguments}, as its checkpoint stores them), else every candidate."""
     from .model import Ensemble, LeNet5
 
     entry = get_entry(name)
@@ -134,8 +120,7 @@ def get_model(name: str, **overrides: Any):
 
 
 def default_preprocess(name: str) -> dict[str, Any]:
-    """The preprocessing a model is trained with: its own spec if it has one, else its dataset's
-    (see zoo.spec.preprocess)."""
+    """The preprocessing a model is trained with (zoo.spec): its own if it has one, else its dataset's."""
     entry = get_entry(name)
     return dict(entry.preprocess or PREPROCESS[entry.dataset])
 
@@ -147,7 +132,6 @@ def describe(name: str, **overrides: Any) -> dict[str, Any]:
 
     e = get_entry(name)
     model = get_model(name, **overrides)
-    extra = {"members": list(model.names)} if e.members is not None else {}
     return {
         "name": name,
         "description": e.description,
@@ -156,5 +140,5 @@ def describe(name: str, **overrides: Any) -> dict[str, Any]:
         "dataset": e.dataset,
         "input_shape": list(input_shape(default_preprocess(name))),
         "kwargs": e.kwargs,
-        **extra,
+        **({"members": list(model.names)} if e.members is not None else {}),
     }

@@ -1,10 +1,7 @@
-"""Torch-free facts shared by training, export and the service.
-
-Class names, normalisation and the preprocessing that turns any uploaded image into the float
-tensor a model was trained on: 1x28x28 grey for the Fashion-MNIST-style models, CxHxW for a spec
-that says so (`channels`, `height`, `width`; e.g. the colour photo model's 3x40x30). The service
-imports this module (and never torch), so what it feeds a model is, by construction, what training
-fed it.
+"""Torch-free facts shared by training, export and the service: class names, normalisation and the
+preprocessing that turns any image into the float tensor a model was trained on (1x28x28 grey, or
+the CxHxW a spec names: `channels`, `height`, `width`). The service imports this module, so what it
+feeds a model is, by construction, what training fed it.
 """
 from __future__ import annotations
 
@@ -35,50 +32,35 @@ FASHION_MNIST_PREPROCESS: dict[str, Any] = {
 
 
 def input_shape(spec: dict[str, Any]) -> tuple[int, int, int]:
-    """(channels, height, width) of the tensor a spec makes. A spec without `channels`, `height` and
-    `width` is a grey square of `size` (the Fashion-MNIST spec's form)."""
+    """(channels, height, width) of the tensor a spec makes; without them, a grey square of `size`."""
     size = spec.get("size")
     return (int(spec.get("channels", 1)), int(spec.get("height", size)), int(spec.get("width", size)))
 
 
-def is_colour(spec: dict[str, Any]) -> bool:
-    return input_shape(spec)[0] == 3
-
-
 def to_input(pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """A batch of `to_pixels` arrays, stacked (N, H, W) grey or (N, 3, H, W) colour -> float32
-    (N, C, H, W), the model's input."""
+    """A batch of `to_pixels` arrays, (N, H, W) grey or (N, 3, H, W) colour -> float32 (N, C, H, W)."""
     x = normalize(pixels, spec)
-    return x if is_colour(spec) else x[:, None]
+    return x if input_shape(spec)[0] == 3 else x[:, None]
 
 
 def normalize(pixels: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """uint8 pixels (..., H, W) -> float32 normalised like training: (x/255 - mean) / std."""
-    if pixels.dtype == np.uint8:
-        # The same float32 arithmetic, done once per grey level and looked up: equal bit for bit,
-        # and a few times faster on the service's one small image.
-        return _levels(spec["mean"], spec["std"]).take(pixels)
-    return _normalize(pixels, spec["mean"], spec["std"])
-
-
-def _normalize(pixels: np.ndarray, mean: float, std: float) -> np.ndarray:
-    x = pixels.astype(np.float32) / np.float32(255.0)
-    return (x - np.float32(mean)) / np.float32(std)
+    """uint8 pixels (..., H, W) -> float32 normalised like training: (x/255 - mean) / std. The float32
+    arithmetic is done once per grey level and looked up: equal bit for bit, and a few times faster
+    on the service's one small image."""
+    return _levels(spec["mean"], spec["std"]).take(pixels)
 
 
 @functools.lru_cache(maxsize=16)
 def _levels(mean: float, std: float) -> np.ndarray:
-    levels = _normalize(np.arange(256, dtype=np.uint8), mean, std)
+    levels = (np.arange(256, dtype=np.float32) / np.float32(255.0) - np.float32(mean)) / np.float32(std)
     levels.flags.writeable = False  # shared by every call
     return levels
 
 
 def frame_pixels(image, convert=None) -> np.ndarray:
-    """The one-pixel frame of an image as uint8 grey levels, always in this order: top row, bottom
-    row, left column, right column (the corners count twice). `image`: a 2-D uint8 array, or an
-    8-bit grey PIL image, of which only four one-pixel strips are cropped (a large image is not
-    read whole); `convert` turns each strip of another PIL mode into 8-bit grey first. An RGB PIL
-    image gives its frame's (N, 3) pixels."""
+    """The one-pixel frame of an image as uint8 grey levels (top, bottom, left, right; corners twice)
+    of a 2-D uint8 array, or of a PIL image of which only the four strips are cropped and turned grey
+    by `convert` if given (an RGB PIL image gives its frame's (N, 3) pixels)."""
     if isinstance(image, np.ndarray):
         edges = [image[0], image[-1], image[:, 0], image[:, -1]]
     else:
@@ -116,8 +98,7 @@ def to_grey(image, mode: str = "L"):
 
 
 def _on_white(image):
-    """An image with transparency composited on white, the background of a product photo (RGBA);
-    any other image as it is."""
+    """An image with transparency composited on white (RGBA), the background of a product photo."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         from PIL import Image
 
@@ -127,8 +108,7 @@ def _on_white(image):
 
 
 def to_rgb(image):
-    """A PIL image of any mode -> an 8-bit RGB PIL image of the same size (transparency on white,
-    16-bit grey scaled as `to_grey` does)."""
+    """A PIL image of any mode -> an 8-bit RGB PIL image (transparency on white, 16-bit grey scaled)."""
     if image.mode == "RGB":
         return image
     image = _on_white(image)
@@ -138,27 +118,28 @@ def to_rgb(image):
 
 
 def to_pixels(image, spec: dict[str, Any]) -> np.ndarray:
-    """A PIL image of any mode and size -> the uint8 pixels the model sees: (H, W) grey, or
-    (3, H, W) for a colour spec."""
+    """A PIL image of any mode and size -> the uint8 pixels the model sees: (H, W) grey or (3, H, W)."""
     return _pixels(image, spec, {})
 
 
 def to_pixels_each(image, specs: list[dict[str, Any]]) -> list[np.ndarray]:
     """[to_pixels(image, spec) for spec in specs], with the steps the specs have in common (the grey
-    conversion, the inversion, a resize to the same size) done once for all of them: a large image
-    served to every model is converted and resized once, not once per preprocessing."""
+    conversion, the inversion, a resize to the same size) done once: a large image is converted once."""
     shared: dict[tuple, Any] = {}
     return [_pixels(image, spec, shared) for spec in specs]
 
 
 def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray:
     """to_pixels, keeping each intermediate image in `shared` under the steps that made it."""
+    def cached(key: tuple, make):
+        if key not in shared:
+            shared[key] = make()
+        return shared[key]
+
     channels, height, width = input_shape(spec)
     colour = channels == 3
     key: tuple = ("rgb",) if colour else ("grey", spec["grayscale"])
-    base = shared.get(key)
-    if base is None:
-        base = shared[key] = to_rgb(image) if colour else to_grey(image, spec["grayscale"])
+    base = cached(key, lambda: to_rgb(image) if colour else to_grey(image, spec["grayscale"]))
     if not colour and base.size == (width, height) and base.mode == "L":
         # Already the model's size (a Fashion-MNIST image): only the inversion can apply.
         arr = np.frombuffer(base.tobytes(), dtype=np.uint8).reshape(height, width)
@@ -167,15 +148,10 @@ def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray
 
     # Only the one-pixel frame is read, not the whole image. Colour: the frame's (N, 3) RGB values,
     # whose grey level decides the inversion and whose per-channel median pads.
-    frame = shared.get(key + ("frame",))
-    if frame is None:
-        frame = shared[key + ("frame",)] = frame_pixels(base)  # colour: (N, 3)
+    frame = cached(key + ("frame",), lambda: frame_pixels(base))
     if _inverts(spec, _level(_grey_of(frame) if colour else frame)):
         key += ("inverted",)
-        inverted = shared.get(key)
-        if inverted is None:
-            inverted = shared[key] = ImageOps.invert(base)
-        base, frame = inverted, 255 - frame
+        base, frame = cached(key, lambda: ImageOps.invert(base)), 255 - frame
     resample = getattr(Image.Resampling, spec["resample"].upper())
     w, h = base.size
     if spec["fit"] == "pad":
@@ -186,9 +162,7 @@ def _pixels(image, spec: dict[str, Any], shared: dict[tuple, Any]) -> np.ndarray
     else:
         raise ValueError(f"Unknown fit {spec['fit']!r}; expected 'pad' or 'stretch'")
     key += ("resized", target, resample)
-    resized = shared.get(key)
-    if resized is None:
-        resized = shared[key] = base if base.size == target else base.resize(target, resample)
+    resized = cached(key, lambda: base if base.size == target else base.resize(target, resample))
     if target != (width, height):  # pad: centred on the frame's median level (per channel)
         fill = tuple(int(v) for v in np.median(frame, axis=0)) if colour else int(np.median(frame))
         canvas = Image.new(base.mode, (width, height), fill)

@@ -5,12 +5,10 @@
     python -m deploy.k8s.set_image --device cpu --tag 7yy4q7honsxl4ax4
     python -m deploy.k8s.set_image --device cpu --print                # the built image; changes nothing
 
-Each image is named once, in the kustomization of KUSTOMIZATIONS: the CPU image in
-components/cpu-image (which the cpu, monitoring and kserve overlays share), the GPU image in
-overlays/gpu. This sets its newTag to the bento version of the image tagged `<name>:latest` in the container backend (the
-one `make container` built last; --tag names another) and, with --registry, its newName to
-`<registry>/<name>`, where you push it. The tag is never `latest`: a Deployment that says `latest`
-runs whatever the registry held when each node pulled. Only those two lines change (comments stay).
+Each image is named once, in its KUSTOMIZATIONS file. This sets its newTag to the bento version
+of `<name>:latest` in the container backend (what `make container` built last; --tag names another)
+and, with --registry, its newName to `<registry>/<name>`. Never `latest`: a Deployment that says
+`latest` runs whatever the registry held when each node pulled. Only those two lines change.
 """
 from __future__ import annotations
 
@@ -61,27 +59,18 @@ def set_image(kustomization: Path, new_name: str, new_tag: str) -> None:
     if new_tag == "latest" or not TAG.fullmatch(new_tag):
         raise ValueError(f"bad image tag {new_tag!r}: a version such as the bento's (never `latest`)")
     text = kustomization.read_text()
-    entries = [e for e in yaml.safe_load(text).get("images", []) if e.get("name") == BASE_NAME]
+    # The entry: its `- name:` line and the lines indented under it (the rest of the file, comments
+    # included, stays as it is).
+    entries = list(re.finditer(rf"^( *)- +name: *{BASE_NAME} *\n((?:\1 +\S.*\n?)*)", text, re.M))
     if len(entries) != 1:
         raise ValueError(f"{kustomization}: expected one `images:` entry named {BASE_NAME}, found {len(entries)}")
-    lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if re.match(rf"\s*-\s*name:\s*{BASE_NAME}\s*$", line))
-    done = set()
-    for i in range(start + 1, len(lines)):
-        m = re.match(r"(\s*)(newName|newTag):", lines[i])
-        if m is None:
-            if re.match(r"\s*-\s", lines[i]) or not lines[i].startswith(" "):
-                break   # the next entry, or the end of `images:`
-            continue
-        value = new_name if m[2] == "newName" else new_tag
-        lines[i] = f"{m[1]}{m[2]}: {value}\n"
-        done.add(m[2])
-    if done != {"newName", "newTag"}:
-        raise ValueError(f"{kustomization}: the {BASE_NAME} entry needs both newName and newTag lines")
-    new_text = "".join(lines)
-    entry = [e for e in yaml.safe_load(new_text)["images"] if e.get("name") == BASE_NAME][0]
-    assert (entry["newName"], str(entry["newTag"])) == (new_name, new_tag), entry
-    write_atomic(kustomization, new_text)
+    entry = entries[0]
+    lines = entry[2]
+    for key, value in (("newName", new_name), ("newTag", new_tag)):
+        lines, found = re.subn(rf"^( +{key}:).*$", lambda m: f"{m[1]} {value}", lines, flags=re.M)
+        if found != 1:
+            raise ValueError(f"{kustomization}: the {BASE_NAME} entry needs both newName and newTag lines")
+    write_atomic(kustomization, text[:entry.start(2)] + lines + text[entry.end(2):])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,12 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=sorted(IMAGES), required=True, help="which image (and so which overlays)")
     p.add_argument("--registry", default="", help="where the image is pushed, e.g. registry.example.com/ml")
     p.add_argument("--tag", default="", help="the version tag (default: the one of <image>:latest here)")
-    p.add_argument("--backend", default=os.environ.get("CONTAINER_BACKEND") or None)
     p.add_argument("--print", action="store_true", help="only print the built image (name:version); change nothing")
     args = p.parse_args(argv)
     name = IMAGES[args.device]
     try:
-        tag = args.tag or built_version(name, args.backend)
+        tag = args.tag or built_version(name, os.environ.get("CONTAINER_BACKEND") or None)
         if args.print:
             print(f"{name}:{tag}")
             return 0

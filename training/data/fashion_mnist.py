@@ -2,11 +2,9 @@
 
     python -m training.data.fashion_mnist --data-dir data     # copy from Debian's package, else download
 
-`make data` first installs the Debian package (dataset-fashion-mnist) where it is missing and it
-can (root, apt-get); this module never installs OS packages.
-
-Training holds the whole dataset as one normalised float tensor: no per-sample PIL/ToTensor work
-in the training loop. The pixels come from torchvision's own FashionMNIST loader.
+`make data` installs the Debian package (dataset-fashion-mnist) where it can; this module never
+installs OS packages. Training holds the whole dataset as one normalised float tensor (no
+per-sample PIL/ToTensor work in the training loop), read with torchvision's FashionMNIST.
 """
 from __future__ import annotations
 
@@ -47,22 +45,20 @@ RAW_FILES = {
 }
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def _check_real(path: Path) -> None:
-    """A file of the real dataset's size must have the real dataset's checksum."""
-    md5, size = RAW_FILES[path.name]
-    if path.stat().st_size == size and _md5(path) != md5:
-        raise ZooError(f"{path} is corrupt (md5 mismatch); delete it and {GET_IT}")
+def _real(path: Path, name: str = "") -> bool | None:
+    """Whether `path` holds the real dataset's file `name` (default: its own name), by its md5; None
+    when it is not that file's size (a small test set, say)."""
+    md5, size = RAW_FILES[name or path.name]
+    if not path.exists() or path.stat().st_size != size:
+        return None
+    return hashlib.md5(path.read_bytes()).hexdigest() == md5
 
 
 def _install_from(source: Path, data_dir: Path) -> None:
     """Unpack the four .gz files from `source` into `data_dir`, checking each, atomically."""
     dest = raw_dir(data_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    for name, (md5, size) in RAW_FILES.items():
+    for name in RAW_FILES:
         src = source / f"{name}.gz"
         if not src.exists():
             raise ZooError(f"{src} is missing; {GET_IT}")
@@ -72,7 +68,7 @@ def _install_from(source: Path, data_dir: Path) -> None:
                     shutil.copyfileobj(fin, fout)
             except (OSError, EOFError) as e:
                 raise ZooError(f"{src} is corrupt ({e}); reinstall it or {GET_IT}") from None
-            if tmp.stat().st_size != size or _md5(tmp) != md5:
+            if not _real(tmp, name):
                 raise ZooError(f"{src} is corrupt (md5 mismatch); reinstall it or {GET_IT}")
 
 
@@ -121,7 +117,8 @@ def load_pixels(data_dir: str | os.PathLike, train: bool) -> tuple[torch.Tensor,
         raise ZooError(f"Fashion-MNIST not found in {raw_dir(data_dir)}; {GET_IT}")
     prefix = "train" if train else "t10k"
     for kind in ("images-idx3", "labels-idx1"):
-        _check_real(raw_dir(data_dir) / f"{prefix}-{kind}-ubyte")
+        if _real(path := raw_dir(data_dir) / f"{prefix}-{kind}-ubyte") is False:  # the real size, not its md5
+            raise ZooError(f"{path} is corrupt (md5 mismatch); delete it and {GET_IT}")
     try:
         ds = FashionMNIST(str(data_dir), train=train, download=False)
         pixels, labels = ds.data, ds.targets
@@ -139,9 +136,7 @@ def load_pixels(data_dir: str | os.PathLike, train: bool) -> tuple[torch.Tensor,
 
 def is_real(data_dir: str | os.PathLike) -> bool:
     """True when `data_dir` holds the real Fashion-MNIST (not, say, a small synthetic test set)."""
-    path = raw_dir(data_dir) / "train-images-idx3-ubyte"
-    md5, size = RAW_FILES[path.name]
-    return path.exists() and path.stat().st_size == size and _md5(path) == md5
+    return bool(_real(raw_dir(data_dir) / "train-images-idx3-ubyte"))
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,14 +163,12 @@ def load_fashion_mnist(data_dir: str | os.PathLike, val_fraction: float = 0.2,
 @cli
 def main() -> None:
     parser = ArgumentParser(prog="python -m training.data.fashion_mnist", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()
     how = prepare(args.data_dir)
-    pixels, labels = load_pixels(args.data_dir, train=True)
-    test_pixels, _ = load_pixels(args.data_dir, train=False)
-    print(f"Fashion-MNIST in {raw_dir(args.data_dir)} ({how}): "
-          f"{len(labels):,} train and {len(test_pixels):,} test images")
+    n_train, n_test = (len(load_pixels(args.data_dir, train)[1]) for train in (True, False))
+    print(f"Fashion-MNIST in {raw_dir(args.data_dir)} ({how}): {n_train:,} train and {n_test:,} test images")
 
 
 if __name__ == "__main__":

@@ -3,18 +3,11 @@
     python -m training.data.kaggle summary --kaggle-dir data/kaggle    # what the loader keeps and skips
     python -m training.data.kaggle download --kaggle-dir data/kaggle   # `make data-kaggle`
 
-The layout is Kaggle's: <kaggle_dir>/styles.csv and <kaggle_dir>/images/<id>.jpg. Rows whose
-articleType is in ARTICLE_TYPES become labelled images; everything skipped on the way is counted
-(unmapped types, missing or unreadable images, malformed rows), printed, and stored with the model.
-Each photo is decoded once through zoo.spec's preprocessing, the very function the service applies
-to an upload, and the model's spec is the one `default_preprocess("kaggle")` returns.
-
-The study had no validation set for this model: a fixed, stratified 20% of the usable images is
-held out as the test set. The trainer's 'val' split is that same 20% (its per-epoch curve), so a
-Kaggle model has no honest validation accuracy; the reports show none.
-
-This module loads the set and nothing else: scoring checkpoints on its test split is
-training/kaggle_eval.py, which models get which data is training/data/select.py.
+The layout is Kaggle's: <kaggle_dir>/styles.csv and <kaggle_dir>/images/<id>.jpg. Everything skipped
+on the way is counted, printed, and stored with the model. Each photo is decoded once through
+zoo.spec's preprocessing, the function the service applies to an upload. A fixed, stratified 20% is
+held out as the test set, which is also the trainer's 'val' split: a Kaggle model has no validation
+accuracy. docs/kaggle-photo.md has the mapping's reasons and the counts.
 """
 from __future__ import annotations
 
@@ -33,9 +26,9 @@ import torch
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
 from zoo.registry import default_preprocess
-from zoo.spec import CLASSES, input_shape, to_input, to_pixels
+from zoo.spec import CLASSES, to_input, to_pixels
 
-from ..pixel_cache import cached_decode
+from ..pixel_cache import Decoded, cached_decode
 from . import Split
 
 KAGGLE_HANDLE = "paramaggarwal/fashion-product-images-small"
@@ -43,13 +36,8 @@ KAGGLE_URL = f"https://www.kaggle.com/datasets/{KAGGLE_HANDLE}"
 GET_IT = (f"run `make data-kaggle KAGGLE_DIR=...` (needs a Kaggle account), or download {KAGGLE_URL} "
           f"and put styles.csv and images/ in that directory")
 
-# articleType -> Fashion-MNIST class. A type is mapped only when its photos look like that class's
-# Fashion-MNIST items. Left out on purpose (counted as unmapped): Kurtas, Kurtis, Tunics (long
-# tops, between Shirt, T-shirt/top and Dress), Shorts, Skirts (no such class), Formal Shoes and
-# Flats (closed non-sport shoes: neither Sneaker, Sandal nor Ankle boot), Nightdress, Jumpsuit,
-# Innerwear, and accessories other than bags. Heels are Sandal: Fashion-MNIST's Sandal class holds
-# heeled shoes. The Kaggle set has no boots at all (no "Boots" row in styles.csv), so Ankle boot
-# gets no images: the Kaggle model never learns that class.
+# articleType -> Fashion-MNIST class: only types whose photos look like that class's items (what is
+# left out, and why, is in docs/kaggle-photo.md). The set has no boots: Ankle boot gets no images.
 ARTICLE_TYPES: dict[str, tuple[str, ...]] = {
     "T-shirt/top": ("Tshirts", "Tops", "Lounge Tshirts"),
     "Trouser":     ("Trousers", "Jeans", "Track Pants", "Capris", "Leggings", "Jeggings", "Lounge Pants"),
@@ -156,21 +144,9 @@ def read_styles(kaggle_dir: str | os.PathLike) -> tuple[list[tuple[int, int]], S
     return sorted(items), summary
 
 
-def decode(kaggle_dir: str | os.PathLike, items: list[tuple[int, int]], spec: dict[str, Any],
-           summary: Summary, quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, labels, uint8 pixels: (N, H, W) grey or (N, 3, H, W) colour) of the images that decode;
-    counts the others.
-
-    Decoded once per file list and spec, then read from the disk cache (training/pixel_cache.py)."""
-    files = [(pid, label, Path(kaggle_dir) / "images" / f"{pid}.jpg") for pid, label in items]
-    ids, labels, pixels, unreadable = cached_decode("kaggle", files, spec, lambda: _decode(files, spec, quiet),
-                                                    quiet=quiet)
-    summary.unreadable += unreadable
-    return ids, labels, pixels
-
-
-def _decode(files: list[tuple[int, int, Path]], spec: dict[str, Any],
-            quiet: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def decode(files: list[tuple[int, int, Path]], spec: dict[str, Any], quiet: bool) -> Decoded:
+    """(ids, labels, uint8 pixels: (N, H, W) grey or (N, 3, H, W) colour) of the images that decode,
+    and how many did not."""
     from PIL import Image
     from ..tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
 
@@ -179,23 +155,16 @@ def _decode(files: list[tuple[int, int, Path]], spec: dict[str, Any],
     for pid, label, path in tqdm(files, desc="decoding Kaggle photos", unit="img", unit_scale=True,
                                  disable=quiet, leave=False, file=sys.stderr, mininterval=1.0):
         try:
-            img = Image.open(path)
+            with Image.open(path) as img:
+                img.load()  # a truncated or corrupt file fails here, not half-way through training
+                pixels.append(to_pixels(img, spec))
         except unreadable:
             failed += 1
             continue
-        with img:
-            try:
-                img.load()  # a truncated or corrupt file fails here, not half-way through training
-            except unreadable:
-                failed += 1
-                continue
-            ids.append(pid)
-            labels.append(label)
-            pixels.append(to_pixels(img, spec))
-    channels, height, width = input_shape(spec)
-    empty = np.zeros((0, height, width) if channels == 1 else (0, channels, height, width), np.uint8)
+        ids.append(pid)
+        labels.append(label)
     return (np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64),
-            np.stack(pixels) if pixels else empty, failed)
+            np.stack(pixels) if pixels else np.zeros(0, np.uint8), failed)  # none: load() refuses
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +191,11 @@ def load(kaggle_dir: str | os.PathLike, val_fraction: float = 0.2, split_seed: i
     """
     spec = dict(preprocess or default_preprocess("kaggle"))
     items, summary = read_styles(kaggle_dir)
-    ids, labels, pixels = decode(kaggle_dir, items, spec, summary, quiet=quiet)
+    files = [(pid, label, Path(kaggle_dir) / "images" / f"{pid}.jpg") for pid, label in items]
+    # Decoded once per file list and spec, then read from the disk cache (training/pixel_cache.py).
+    ids, labels, pixels, unreadable = cached_decode("kaggle", files, spec, lambda: decode(files, spec, quiet),
+                                                    quiet=quiet)
+    summary.unreadable += unreadable
     if len(ids) == 0:
         raise ZooError(f"no usable images in {kaggle_dir} ({'; '.join(summary.lines()[:3])}); {GET_IT}")
     train_idx, test_idx = stratified_split(labels, val_fraction, split_seed)
@@ -258,10 +231,8 @@ def download(kaggle_dir: str | os.PathLike) -> str:
         raise ZooError(f"the Kaggle download in {src} has no styles.csv beside images/; {GET_IT}")
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("images", "styles.csv"):  # styles.csv last: its presence means "ready"
-        link = dest / name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to((found[0].parent / name).resolve())
+        (dest / name).unlink(missing_ok=True)
+        (dest / name).symlink_to((found[0].parent / name).resolve())
     return f"linked {found[0].parent} into {dest}"
 
 
