@@ -29,10 +29,10 @@ import numpy as np
 from catalogue.job import BATCH_SIZE
 from service.params import MAX_BATCH_IMAGES
 from service.workers import cpu_cores
+from zoo.cli import table
 from zoo.pretrained import weights_dir
 
 from .server import ROOT, Server
-from .stats import table
 
 BATCH = BATCH_SIZE  # the job's and the bare loop's batches; HTTP sends the route's most, MAX_BATCH_IMAGES
 

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zoo.cli import table
 from zoo.fileio import write_atomic
 
 from .machine import short
 from .peers import MODEL as PEER_MODEL
 from .service import SOAK_CONCURRENCY as SOAK_C
-from .stats import fmt, fmt_pct, table
+from .stats import fmt, fmt_pct
 
 
 def _problem(section: dict[str, Any] | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Repeated measurements summarised as median, min and max, and formatted for the reports' tables."""
+"""Repeated measurements summarised as median, min and max, and formatted for the reports' tables
+(`zoo.cli.table`)."""
 from __future__ import annotations
 
 import statistics
@@ -46,10 +47,3 @@ def fmt_pct(stat: dict[str, Any] | None) -> str:
     if not stat:
         return "–"
     return f"{100 * stat['median']:.0f}% ({100 * stat['min']:.0f}–{100 * stat['max']:.0f}%)"
-
-
-def table(head: list[str], rows: Iterable[Iterable[Any]], align: str = "lr") -> list[str]:
-    """A markdown table's lines; `align`: 'l' or 'r' per column, its last letter repeated for the rest."""
-    align = align.ljust(len(head), align[-1])
-    return ["| " + " | ".join(head) + " |", "|" + "".join("---:|" if a == "r" else "---|" for a in align),
-            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]

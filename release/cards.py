@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import pct
+from zoo.cli import pct, table
 from zoo.manifest import PROJECT
 
 CARD = "README.md"
@@ -64,16 +64,12 @@ def _size(root: Path, filename: str) -> int:
     return (root / filename).stat().st_size
 
 
-def table(manifest: dict[str, Any], root: Path) -> list[str]:
-    lines = ["| model | dataset | test top-1 % | validation top-1 % | train top-1 % | params | MACs | "
-             "ONNX bytes | state_dict bytes |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, e in manifest["models"].items():
-        m = e["metrics"]
-        lines.append(f"| `{name}` | {DATASETS[e['dataset']]['name'].split(',')[0]} | {pct(m.get('test_acc'))} | "
-                     f"{pct(m.get('val_acc'))} | {pct(m.get('train_acc'))} | {e['params']} | {e['macs']} | "
-                     f"{_size(root, e['onnx'])} | {_size(root, e['state_dict'])} |")
-    return lines
+def models_table(manifest: dict[str, Any], root: Path) -> list[str]:
+    rows = [[f"`{name}`", DATASETS[e["dataset"]]["name"].split(",")[0],
+             *(pct(e["metrics"].get(k)) for k in ("test_acc", "val_acc", "train_acc")), e["params"], e["macs"],
+             _size(root, e["onnx"]), _size(root, e["state_dict"])] for name, e in manifest["models"].items()]
+    return table(["model", "dataset", "test top-1 %", "validation top-1 %", "train top-1 %", "params", "MACs",
+                  "ONNX bytes", "state_dict bytes"], rows, "llr")
 
 
 def _training_data(e: dict[str, Any]) -> str:
@@ -147,7 +143,7 @@ def render(manifest: dict[str, Any], root: str | Path) -> str:
         f"`{manifest.get('command')}`; generated from `manifest.json` (do not edit by hand). The default "
         f"model is `{manifest.get('default')}`.", "",
         "## Models", "",
-        *table(manifest, root), "",
+        *models_table(manifest, root), "",
         "## Use", "",
         "```python",
         "import torch",

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import ArgumentParser, cli
+from zoo.cli import ArgumentParser, cli, table
 from zoo.fileio import write_atomic
 from zoo.spec import CLASSES
 
@@ -56,13 +56,10 @@ def run(base: TrainConfig, seeds: list[int], quiet: bool = True) -> list[dict[st
 
 
 def markdown(rows: list[dict[str, Any]], seeds: list[int]) -> str:
-    lines = [f"| recipe | dev top-1 (%), {len(seeds)} seeds | change | " + " | ".join(SCARCE) + " |",
-             "|---|---:|---:|" + "---:|" * len(SCARCE)]
-    for prev, r in zip([None, *rows], rows):
-        change = "" if prev is None else f"{r['mean'] - prev['mean']:+.2f}"
-        cells = " | ".join(f"{r['per_class'].get(c, float('nan')):.1f}" for c in SCARCE)
-        lines.append(f"| {r['step']} | {r['mean']:.2f} ± {r['sd']:.2f} | {change} | {cells} |")
-    return "\n".join(lines) + "\n"
+    cells = [[r["step"], f"{r['mean']:.2f} ± {r['sd']:.2f}", f"{r['mean'] - prev['mean']:+.2f}" if prev else "",
+              *(f"{r['per_class'].get(c, float('nan')):.1f}" for c in SCARCE)]
+             for prev, r in zip([None, *rows], rows)]
+    return "\n".join(table(["recipe", f"dev top-1 (%), {len(seeds)} seeds", "change", *SCARCE], cells)) + "\n"
 
 
 @cli

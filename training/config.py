@@ -47,7 +47,7 @@ class TrainConfig:
     # Part of the identity only when they differ from the study's recipe, so a checkpoint whose
     # identity lacks them (made before the field existed) still matches a run with the recipe's value.
     IDENTITY_WHEN_CHANGED = {"hflip": False, "schedule": "constant", "dev": False, "shift": 0, "label_smoothing": 0.0,
-                       "portable": False, "class_weights": "none", "jitter": 0.0}
+                             "portable": False, "class_weights": "none", "jitter": 0.0}
     RECIPE = {"epochs": 15, "batch_size": 32, "lr": 1e-3, "hflip": False, "schedule": "constant",
               "shift": 0, "label_smoothing": 0.0, "class_weights": "none",
               "jitter": 0.0}  # the study's, with the batch size `make study` found
@@ -90,9 +90,6 @@ class TrainConfig:
         if self.schedule not in (None, "constant"):
             out["epochs"] = self.epochs
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def parse_bool(text: str) -> bool:

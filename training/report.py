@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import ArgumentParser, cli, pct
+from zoo.cli import ArgumentParser, cli, pct, table
 from zoo.fileio import replacing, write_atomic
 from zoo.registry import assembled_models
 from zoo.spec import CLASSES
@@ -53,24 +53,22 @@ def results_markdown(results: dict[str, dict[str, Any]], auto: dict[str, Any] | 
         "epoch (in training mode, as the study did), validation on the fixed 12,000-image split,",
         "test on the 10,000 Fashion-MNIST test images (for the photo models: Kaggle's held-out 20%).",
         "An assembled model is not trained: its train accuracy is measured in eval mode.", "",
-        "| model | params | train | val | test | study train | study val | epochs | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for name, r in results.items():
-        study = " | ".join("–" if v is None else f"{v:.2f}"
-                           for v in ((None, None) if "retrain_of" in r else STUDY.get(name, (None, None))))
+        study = (None, None) if "retrain_of" in r else STUDY.get(name, (None, None))
         epochs, seconds = (("assembled", "–") if "members" in r else (r["epochs"], f"{r['seconds']:.0f}"))
-        lines.append(f"| `{name}` | {r['params']:,} | {pct(r['train_acc'])} | {pct(r['val_acc'])} | "
-                     f"{pct(r['test_acc'])} | {study} | {epochs} | {seconds} |")
+        rows.append([f"`{name}`", f"{r['params']:,}", *(pct(r[k]) for k in ("train_acc", "val_acc", "test_acc")),
+                     *("–" if v is None else f"{v:.2f}" for v in study), epochs, seconds])
+    lines += table(["model", "params", "train", "val", "test", "study train", "study val", "epochs", "seconds"], rows)
     for name in [n for n, r in results.items() if "retrain_of" in r]:
         base = results[name]["retrain_of"]
-        lines += [
-            "", f"## Train vs train+validation ({base}, best by validation accuracy)", "",
-            "| model | trained on | test (ours) | test (study, numfilters) |", "|---|---|---:|---:|",
-            f"| `{base}` | 48,000 train | {pct(results[base]['test_acc'])} | {STUDY_TEST['numfilters']:.2f} |",
-            f"| `{name}` | 60,000 train+val | {pct(results[name]['test_acc'])} | "
-            f"{STUDY_TEST['numfilters+trainval']:.2f} |",
-        ]
+        lines += ["", f"## Train vs train+validation ({base}, best by validation accuracy)", "",
+                  *table(["model", "trained on", "test (ours)", "test (study, numfilters)"],
+                         [[f"`{base}`", "48,000 train", pct(results[base]["test_acc"]),
+                           f"{STUDY_TEST['numfilters']:.2f}"],
+                          [f"`{name}`", "60,000 train+val", pct(results[name]["test_acc"]),
+                           f"{STUDY_TEST['numfilters+trainval']:.2f}"]], "llr")]
     lines += ensemble_markdown(results) + kaggle_markdown(results) + auto_markdown(auto)
     total = sum(r["seconds"] or 0 for r in results.values())
     lines += ["", f"Training time, all models: {total:.0f} s of compute (see `seconds` per model)."]
@@ -89,13 +87,12 @@ def ensemble_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
             "forward selection on the validation split: start with no member, add the model that most improves "
             "the validation top-1 of the mean probability, stop when none improves it "
             "(`python -m training.ensemble`).", "",
-            "| step | member added | val top-1 of the mean | its own val | its own test |", "|---:|---|---:|---:|---:|",
         ]
-        for i, step in enumerate(r["selection"], 1):
-            own = results.get(step["added"], {})
-            lines.append(f"| {i} | `{step['added']}` | {pct(step['val_acc'])} | {pct(own.get('val_acc'))} | "
-                         f"{pct(own.get('test_acc'))} |")
-        lines.append(f"| | **`{name}`** | **{pct(r['val_acc'])}** | | **{pct(r['test_acc'])}** |")
+        rows = [[i, f"`{step['added']}`", pct(step["val_acc"]), *(pct(results.get(step["added"], {}).get(k))
+                                                                   for k in ("val_acc", "test_acc"))]
+                for i, step in enumerate(r["selection"], 1)]
+        rows.append(["", f"**`{name}`**", f"**{pct(r['val_acc'])}**", "", f"**{pct(r['test_acc'])}**"])
+        lines += table(["step", "member added", "val top-1 of the mean", "its own val", "its own test"], rows, "rlr")
     return lines
 
 
@@ -127,24 +124,20 @@ def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
             + ", ".join(f"`{name}` {pct(r['test_acc'])}%" for name, r in photos.items())
             + f"; the study reported {STUDY_TEST['kaggle']:.2f}% for `kaggle` on the full dataset. That 20% "
             "is these models' test set and their per-epoch curve: they have no separate validation accuracy.", "",
-            "| class | test images | " + " | ".join(f"`{name}`" for name in photos) + " |",
-            "|---|---:|" + "---:|" * len(photos),
         ]
-        for i, c in enumerate(CLASSES):
-            images = f"{n[i]:,}" if n else "–"
-            cells = " | ".join(pct(r.get("test_per_class", {}).get(c)) for r in photos.values())
-            lines.append(f"| {c} | {images} | {cells} |")
-        lines.append("| **balanced** (mean over the classes with photos) | | "
-                     + " | ".join(pct(balanced_accuracy(r.get("test_per_class", {}))) for r in photos.values()) + " |")
+        rows = [[c, f"{n[i]:,}" if n else "–", *(pct(r.get("test_per_class", {}).get(c)) for r in photos.values())]
+                for i, c in enumerate(CLASSES)]
+        rows.append(["**balanced** (mean over the classes with photos)", "",
+                     *(pct(balanced_accuracy(r.get("test_per_class", {}))) for r in photos.values())])
+        lines += table(["class", "test images", *(f"`{name}`" for name in photos)], rows)
         drawn = [name for name, r in photos.items() if r.get("test_confusion")]
         if drawn:
+            matrices = [photos[name]["test_confusion"] for name in drawn]
             lines += ["", "Where the photos go wrong (test photos, true → predicted, the pairs with the most "
                           "mistakes in any model):", "",
-                      "| true → predicted | " + " | ".join(f"`{name}`" for name in drawn) + " |",
-                      "|---|" + "---:|" * len(drawn)]
-            matrices = [photos[name]["test_confusion"] for name in drawn]
-            for i, j in confusion_pairs(matrices):
-                lines.append(f"| {CLASSES[i]} → {CLASSES[j]} | " + " | ".join(str(m[i][j]) for m in matrices) + " |")
+                      *table(["true → predicted", *(f"`{name}`" for name in drawn)],
+                             ([f"{CLASSES[i]} → {CLASSES[j]}", *(m[i][j] for m in matrices)]
+                              for i, j in confusion_pairs(matrices)))]
             lines += ["", "Confusion matrices: " + ", ".join(f"`{name}_confusion.png`" for name in drawn) + "."]
         if "data" in first:
             d = first["data"]
@@ -161,15 +154,13 @@ def kaggle_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
             f"Top-1 (%) on the same {any_cd['images']:,} held-out Kaggle photos, each model with the "
             "preprocessing its checkpoint carries (what the service applies to an upload); \"own test\" is "
             "the model's own test set (Fashion-MNIST's 10,000 images, or Kaggle's for the photo models).", "",
-            "| model | own test | Kaggle test | " + " | ".join(CLASSES) + " |",
-            "|---|---:|---:|" + "---:|" * len(CLASSES),
         ]
         rows = [(n, r["test_acc"], r["cross_domain"]["test_acc"], r["cross_domain"]["test_per_class"])
                 for n, r in cross.items()]
         rows += [(n, r["test_acc"], r["test_acc"], r.get("test_per_class", {})) for n, r in photos.items()]
-        for name, own, acc, per_class in rows:
-            cells = " | ".join(pct(per_class.get(c)) for c in CLASSES)
-            lines.append(f"| `{name}` | {pct(own)} | {pct(acc)} | {cells} |")
+        lines += table(["model", "own test", "Kaggle test", *CLASSES],
+                       ([f"`{name}`", pct(own), pct(acc), *(pct(per_class.get(c)) for c in CLASSES)]
+                        for name, own, acc, per_class in rows))
     return lines
 
 
@@ -191,15 +182,14 @@ def auto_markdown(auto: dict[str, Any] | None) -> list[str]:
         f"`{models['fashion-mnist']}`, photos to `{models['photo']}`. Each image is sent as the service "
         "receives it, routed, preprocessed and classified as the service does "
         "(`python -m training.auto_eval`).", "",
-        "| images | `auto` | routed | best single model | every model |", "|---|---:|---|---|---|",
     ]
+    rows = []
     for r in (auto[key] for key in AUTO_SETS if key in auto):
-        best = best_single(r["single_acc"])
-        routed = ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items())
-        every = ", ".join(f"`{n}` {pct(a)}" for n, a in r["single_acc"].items())
-        lines.append(f"| {r['data']} | {pct(r['auto_acc'])} | {routed} | `{best}` {pct(r['single_acc'][best])} "
-                     f"({100 * (r['auto_acc'] - r['single_acc'][best]):+.2f} points) | {every} |")
-    return lines
+        best, acc = best_single(r["single_acc"]), r["single_acc"]
+        rows.append([r["data"], pct(r["auto_acc"]), ", ".join(f"`{n}` {c:,}" for n, c in r["routed"].items()),
+                     f"`{best}` {pct(acc[best])} ({100 * (r['auto_acc'] - acc[best]):+.2f} points)",
+                     ", ".join(f"`{n}` {pct(a)}" for n, a in r["single_acc"].items())])
+    return lines + table(["images", "`auto`", "routed", "best single model", "every model"], rows, "lrl")
 
 
 def _pyplot():

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from zoo.cli import EXPECTED, RESUMES, cli
+from zoo.cli import EXPECTED, RESUMES, cli, table
 from zoo.errors import ZooError
 from zoo.fileio import write_atomic
 from zoo.registry import describe, trainable_models
@@ -83,12 +83,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    lines = ["| model | batch | seeds | train | val | test | study train | study val | train − study | val − study |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in summary["rows"]:
-        lines.append(f"| `{r['model']}` | {r['batch_size']} | {len(r['seeds'])} | {r['train']:.2f} ± {r['train_sd']:.2f} "
-                     f"| {r['val']:.2f} ± {r['val_sd']:.2f} | {r['test']:.2f} ± {r['test_sd']:.2f} "
-                     f"| {r['study_train']:.2f} | {r['study_val']:.2f} | {r['train_diff']:+.2f} | {r['val_diff']:+.2f} |")
+    lines = table(["model", "batch", "seeds", "train", "val", "test", "study train", "study val", "train − study",
+                   "val − study"],
+                  ([f"`{r['model']}`", r["batch_size"], len(r["seeds"]),
+                    *(f"{r[k]:.2f} ± {r[f'{k}_sd']:.2f}" for k in ("train", "val", "test")),
+                    *(f"{r[k]:.2f}" for k in ("study_train", "study_val")),
+                    *(f"{r[k]:+.2f}" for k in ("train_diff", "val_diff"))]
+                   for r in summary["rows"]))
     lines.append("")
     lines += [f"Mean |ours − study| over train and validation, batch {b}: {d:.2f} points"
               for b, d in summary["mean_distance"].items()]

@@ -8,6 +8,7 @@ command again resumes from the last finished epoch, or does nothing if training 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
@@ -169,7 +170,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
             f"{portable.describe_processor(trained_on['processor'])}")
     if not history:
         say(f"[{cfg.model}] {sum(p.numel() for p in model.parameters()):,} parameters, "
-            f"{len(train_split):,} training images, config {cfg.to_dict()}")
+            f"{len(train_split):,} training images, config {dataclasses.asdict(cfg)}")
     steps = math.ceil(len(train_split) / cfg.batch_size)  # optimiser steps per epoch
     lr_at = cosine_lr(cfg.lr, steps * cfg.epochs) if cfg.schedule == "cosine" else None
     weight = class_weights(train_split.y, cfg.class_weights, len(CLASSES))
@@ -203,7 +204,7 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, splits["test"])
             metrics["test_per_class"] = per_class_accuracy(predict(model, splits["test"]), splits["test"].y)
         ckpt = make_checkpoint(model, name=cfg.model, kwargs=entry.kwargs, metrics=metrics, history=history,
-                               config=cfg.to_dict(), config_identity=cfg.identity(), preprocess=preprocess,
+                               config=dataclasses.asdict(cfg), config_identity=cfg.identity(), preprocess=preprocess,
                                epoch=epoch, complete=done, seconds=seconds, trained_on=trained_on,
                                optimizer=opt.state_dict(),
                                rng={"shuffle": gen.get_state(), "torch": torch.get_rng_state()})

@@ -46,13 +46,6 @@ def _train_one(cfg: TrainConfig) -> float | None:
     return train(cfg, position=_slot or 0)["metrics"]["val_acc"]
 
 
-def _assemble(artifacts: str, data_dir: str) -> None:
-    """The assembled models (the ensemble), built from the finished Fashion-MNIST checkpoints."""
-    from .ensemble import build_all
-
-    build_all(artifacts, data_dir)
-
-
 def _job(name: str, fn: Callable[..., Any], *args: Any) -> tuple[str, Any, str | None]:
     """(name, fn(*args), None), or (name, None, the one-line error) when it fails as expected."""
     try:
@@ -64,6 +57,7 @@ def _job(name: str, fn: Callable[..., Any], *args: Any) -> tuple[str, Any, str |
 def run(cfg: TrainConfig, jobs: int) -> None:
     from .auto_eval import evaluate_auto
     from .data.fashion_mnist import load_pixels
+    from .ensemble import build_all
     from .kaggle_eval import evaluate
     from .report import read_auto, results_markdown, write_reports
 
@@ -110,7 +104,7 @@ def run(cfg: TrainConfig, jobs: int) -> None:
             if not fashion_done and all(n in val or n in failed for n in fashion):
                 fashion_done = True
                 if assembled_models():  # the ensemble: assembled (not trained) from the finished models
-                    pending.appendleft(("ensemble", _assemble, cfg.artifacts, cfg.data_dir))
+                    pending.appendleft(("ensemble", build_all, cfg.artifacts, cfg.data_dir))
                 if len(val) == len(fashion):
                     best = max(fashion, key=val.get)  # ties: the first in the registry
                     print(f"best by validation accuracy: {best} ({100 * val[best]:.2f}%); "

@@ -1,11 +1,11 @@
 """Command-line plumbing shared by every `python -m ...` tool: one-line errors saying what is wrong
-and what to do, an argparse that reports a bad argument in one line, and the tables' percentages."""
+and what to do, an argparse that reports a bad argument in one line, and the reports' tables."""
 from __future__ import annotations
 
 import argparse
 import functools
 import sys
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterable, NoReturn
 
 from .errors import ZooError
 
@@ -39,6 +39,13 @@ def cli(main: Callable[[], None] | None = None, *, interrupted: str | None = Non
 def pct(fraction: float | None) -> str:
     """A fraction as the tables print it, in percent with two decimals ("–" for none)."""
     return "–" if fraction is None else f"{100 * fraction:.2f}"
+
+
+def table(head: list[str], rows: Iterable[Iterable[Any]], align: str = "lr") -> list[str]:
+    """A markdown table's lines; `align`: 'l' or 'r' per column, its last letter repeated for the rest."""
+    align = align.ljust(len(head), align[-1])
+    return ["| " + " | ".join(head) + " |", "|" + "".join("---:|" if a == "r" else "---|" for a in align),
+            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
 
 
 class ArgumentParser(argparse.ArgumentParser):

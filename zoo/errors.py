@@ -1,5 +1,4 @@
-"""The zoo's error type: an expected failure whose message says how to fix it (`zoo.cli` turns it
-into one line on stderr)."""
+"""The zoo's error type (`zoo.cli` tells one in a line on stderr)."""
 from __future__ import annotations
 
 
