@@ -16,19 +16,24 @@ import numpy as np
 import pytest
 
 from tests.images import synthetic_images
-from tests.once import made_once
+from tests.once import made_once, shared_dir
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def decoded_photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One decoded-photo cache for the session (training/pixel_cache.py), in a temporary directory:
-    the real Kaggle photos are decoded once per preprocessing spec, not once per test, and nothing
+    """One decoded-photo cache for the session (training/pixel_cache.py), in its temporary directory
+    and shared by the workers (the cache's lock lets one decode while the others wait): the real
+    Kaggle photos are decoded once per preprocessing spec, not once per test or worker, and nothing
     is written to the user's own cache."""
     from training.pixel_cache import ENV
 
-    root = tmp_path_factory.mktemp("pixel-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        root = tmp_path_factory.mktemp("pixel-cache")
+    else:
+        root = shared_dir(tmp_path_factory.getbasetemp().parent, "pixel-cache")
+        root.mkdir(exist_ok=True)
     old = os.environ.get(ENV)
     os.environ[ENV] = str(root)
     yield root

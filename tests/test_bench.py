@@ -116,7 +116,7 @@ def test_peers_answer_the_zoos_body_and_are_measured_one_at_a_time(exported_zoo,
     _, home = exported_zoo
     monkeypatch.setenv("BENTOML_HOME", str(home))  # for the servers; this process's BentoML read it at import
     (root,) = [p.parent for p in (home / "models" / "fashion-zoo").glob("*/manifest.json")]
-    out = peers.run(str(fmnist_dir), quick=True, rounds=1, seconds=1, observability_seconds=1, warmup_s=1,
+    out = peers.run(str(fmnist_dir), quick=True, rounds=1, seconds=1, observability_seconds=1, warmup_s=0,
                     only=("zoo", "zoo+access_log", "fastapi", "litserve", "noop"), root=root, log=lambda m: None)
     assert "failed" not in out, out.get("failed")
     assert out["bodies"] == {"zoo": "identical", "zoo+access_log": "identical", "fastapi": "identical",

@@ -22,6 +22,7 @@ from typing import Any
 
 from zoo.cli import ArgumentParser, cli
 from zoo.errors import ZooError
+from zoo.registry import get_entry
 
 ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 # Environment variables that select vector code; the portable mode's weights must not depend on them.
@@ -185,12 +186,13 @@ def fingerprint(model_name: str, steps: int, batch_size: int = 32, portable: boo
 
 @cli
 def main() -> None:
-    """python -m training.portable [--model baseline] [--steps 300] [--native]: one line of JSON
-    with the sha256 of the weights after `--steps` Adam steps (the check of docs/training.md)."""
+    """python -m training.portable [--model baseline[,batchnorm...]] [--steps 300] [--native]: one line
+    of JSON per model with the sha256 of its weights after `--steps` Adam steps (the check of
+    docs/training.md); several models share one process, the switches being read when torch loads."""
     import json
 
     p = ArgumentParser(prog="python -m training.portable", description=main.__doc__)
-    p.add_argument("--model", default="baseline")
+    p.add_argument("--model", default="baseline", help="a registry model, or several separated by commas")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--data-dir", default=None, help="real Fashion-MNIST (default: synthetic images)")
@@ -199,7 +201,11 @@ def main() -> None:
     if not args.native:
         # Only the portable mode's own settings are forced; the other switches stay as the caller set them.
         reexec("training.portable")
-    print(json.dumps(fingerprint(args.model, args.steps, args.batch_size, not args.native, args.data_dir)))
+    names = args.model.split(",")
+    for name in names:
+        get_entry(name)  # every name checked before the first model trains
+    for name in names:
+        print(json.dumps(fingerprint(name, args.steps, args.batch_size, not args.native, args.data_dir)))
 
 
 if __name__ == "__main__":
