@@ -26,14 +26,22 @@ def decoded_photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One decoded-photo cache for the session (training/pixel_cache.py), in its temporary directory
     and shared by the workers (the cache's lock lets one decode while the others wait): the real
     Kaggle photos are decoded once per preprocessing spec, not once per test or worker, and nothing
-    is written to the user's own cache."""
-    from training.pixel_cache import ENV
+    is written to the user's own cache. Its entries are linked in, on the same filesystem: a decode
+    `make train-all` did is not done again (the cache replaces an entry, never rewrites it, and
+    checks each entry's key and sha256 before use)."""
+    from training.pixel_cache import ENV, cache_dir
 
+    user = cache_dir()
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         root = tmp_path_factory.mktemp("pixel-cache")
     else:
         root = shared_dir(tmp_path_factory.getbasetemp().parent, "pixel-cache")
         root.mkdir(exist_ok=True)
+    for entry in user.glob("*.npz") if user is not None and user.is_dir() else ():
+        try:
+            os.link(entry, root / entry.name)
+        except OSError:  # linked by the other worker, or another filesystem
+            pass
     old = os.environ.get(ENV)
     os.environ[ENV] = str(root)
     yield root
