@@ -111,10 +111,9 @@ def _normalise(pixels: torch.Tensor) -> torch.Tensor:
 
 def load_pixels(data_dir: str | os.PathLike, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 28, 28) and int64 labels via torchvision's FashionMNIST."""
-    from torchvision.datasets import FashionMNIST
-
     if not _have(Path(data_dir)):
         raise ZooError(f"Fashion-MNIST not found in {raw_dir(data_dir)}; {GET_IT}")
+    from torchvision.datasets import FashionMNIST  # after the check: its import takes 2 s
     prefix = "train" if train else "t10k"
     for kind in ("images-idx3", "labels-idx1"):
         if _real(path := raw_dir(data_dir) / f"{prefix}-{kind}-ubyte") is False:  # the real size, not its md5
