@@ -43,11 +43,6 @@ SOURCES = "sources.json"
 FASHION_MNIST_TEST = "FashionMNIST/raw/t10k-images-idx3-ubyte"  # relative to the training config's data_dir
 
 
-def top_level(manifest: dict[str, Any]) -> set[str]:
-    """The names this module puts directly in weights/: the card and one folder per model."""
-    return {cards.CARD, *manifest["models"]}
-
-
 def test_data_files(name: str) -> list[str]:
     """The paths, relative to weights/, of model `name`'s test data set."""
     return [f"{name}/{TEST_DATA_SET}/{f}" for f in (INPUT_PB, OUTPUT_PB, SOURCES)]

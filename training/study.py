@@ -51,24 +51,12 @@ def grid(cfg: TrainConfig, batch_sizes: list[int], seeds: int, models: list[str]
             for s in range(seeds) for b in batch_sizes for n in names]
 
 
-def _row(cfg: TrainConfig, ckpt: dict[str, Any]) -> dict[str, Any]:
-    return {"model": cfg.model, "batch_size": cfg.batch_size, "seed": cfg.seed,
-            **{k: ckpt["metrics"][k] for k in ("train_acc", "val_acc", "test_acc")}}
-
-
 def _train(cfg: TrainConfig) -> dict[str, Any]:
     from .train import train
 
-    return _row(cfg, train(cfg, quiet=True))
-
-
-def _finished(cfg: TrainConfig) -> dict[str, Any] | None:
-    """The row of a run already done, read here: a finished grid starts no worker processes."""
-    from .train import existing, up_to_date
-
-    cfg = cfg.resolved()
-    ckpt, _ = existing(cfg)
-    return _row(cfg, ckpt) if up_to_date(ckpt, cfg) else None
+    m = train(cfg, quiet=True)["metrics"]
+    return {"model": cfg.model, "batch_size": cfg.batch_size, "seed": cfg.seed,
+            **{k: m[k] for k in ("train_acc", "val_acc", "test_acc")}}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,12 +103,10 @@ def run(cfg: TrainConfig, batch_sizes: list[int], seeds: int, jobs: int,
 
     configs = grid(cfg, batch_sizes, seeds, models)
     t0 = time.perf_counter()
-    finished = {i: r for i, c in enumerate(configs) if (r := _finished(c))}
-    runs, failed = list(finished.values()), []
-    todo = [c for i, c in enumerate(configs) if i not in finished]
-    with (ProcessPoolExecutor(min(jobs, len(todo) or 1), mp_context=mp.get_context("spawn")) as pool,
-          tqdm(total=len(configs), initial=len(runs), desc="study grid", unit="run", file=sys.stderr) as bar):
-        futures = {pool.submit(_train, c): c for c in todo}
+    runs, failed = [], []
+    with (ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool,
+          tqdm(total=len(configs), desc="study grid", unit="run", file=sys.stderr) as bar):
+        futures = {pool.submit(_train, c): c for c in configs}
         for fut in as_completed(futures):
             c = futures[fut]
             try:

@@ -115,26 +115,6 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, split: Split, batc
     return loss_sum.item() / seen, correct.item() / seen
 
 
-def existing(cfg: TrainConfig) -> tuple[dict[str, Any] | None, str | None]:
-    """The checkpoint that training `cfg` (resolved) continues from, or None and why it starts over
-    (None: there is no checkpoint)."""
-    path = checkpoint_path(cfg)
-    if not path.exists():
-        return None, None
-    ckpt = load_checkpoint(path)
-    why = ("--force" if cfg.force
-           else "its config differs" if ckpt["config_identity"] != cfg.identity()
-           else "its preprocessing differs" if ckpt["preprocess"] != default_preprocess(cfg.model)
-           else f"it has {ckpt['epoch']} epochs, {cfg.epochs} asked" if ckpt["epoch"] > cfg.epochs
-           or (ckpt["epoch"] == cfg.epochs and not ckpt["complete"]) else None)
-    return (None, why) if why else (ckpt, None)
-
-
-def up_to_date(ckpt: dict[str, Any] | None, cfg: TrainConfig) -> bool:
-    """Whether `existing(cfg)`'s checkpoint leaves nothing to train."""
-    return ckpt is not None and ckpt["complete"] and ckpt["epoch"] >= cfg.epochs
-
-
 def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str, Any]:
     """Train (or resume, or skip if already done) and return the final checkpoint dict."""
     from .tqdm_fixes import Bar as tqdm  # tqdm, safe to interrupt while a bar is made
@@ -147,10 +127,17 @@ def train(cfg: TrainConfig, position: int = 0, quiet: bool = False) -> dict[str,
     else:
         torch.set_num_threads(cfg.threads)
     path = checkpoint_path(cfg)
-    ckpt, why = existing(cfg)
-    if why:
-        say(f"[{cfg.model}] starting over ({why}): {path}")
-    if up_to_date(ckpt, cfg):
+    ckpt = load_checkpoint(path) if path.exists() else None
+    if ckpt is not None:
+        why = ("--force" if cfg.force
+               else "its config differs" if ckpt["config_identity"] != cfg.identity()
+               else "its preprocessing differs" if ckpt["preprocess"] != default_preprocess(cfg.model)
+               else f"it has {ckpt['epoch']} epochs, {cfg.epochs} asked" if ckpt["epoch"] > cfg.epochs
+               or (ckpt["epoch"] == cfg.epochs and not ckpt["complete"]) else None)
+        if why:
+            say(f"[{cfg.model}] starting over ({why}): {path}")
+            ckpt = None
+    if ckpt is not None and ckpt["complete"] and ckpt["epoch"] >= cfg.epochs:
         say(f"[{cfg.model}] up to date ({ckpt['epoch']} epochs): {path}; --force 1 retrains")
         return ckpt
 

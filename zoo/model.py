@@ -90,20 +90,15 @@ def log_mean_probability(log_probs: list[torch.Tensor]) -> torch.Tensor:
 def macs_per_image(model) -> int:
     """Multiply-accumulates of one forward pass on one image, in the conv and linear layers (what
     torch's FlopCounterMode counts, halved; importing it loads torch._dynamo, 2 s of every command)."""
-    macs = 0
+    macs = []
 
-    def count(layer: nn.Module, _, out: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(layer, nn.Linear):
-            macs += out.numel() * layer.in_features
-        else:
-            macs += out.numel() * layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+    def count(layer: nn.Module, _, out: torch.Tensor) -> None:  # per output: one per input it sums
+        macs.append(out.numel() * (layer.in_features if isinstance(layer, nn.Linear) else
+                                   layer.in_channels // layer.groups * math.prod(layer.kernel_size)))
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.inference_mode():
-            model.eval()(torch.zeros(1, *model.input_shape))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return macs
+    with torch.inference_mode():
+        model.eval()(torch.zeros(1, *model.input_shape))
+    for hook in hooks:
+        hook.remove()
+    return sum(macs)
